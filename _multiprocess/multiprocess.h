@@ -1,0 +1,64 @@
+/*
+ * multiprocess.h -- the one internal header of the native core.
+ *
+ * The extension module `_multiprocess` is built from one C file per
+ * mechanism.  module.c owns initialisation and the per-module state; every
+ * other file owns one mechanism and exposes a single `*_exec` hook that
+ * module.c calls during multi-phase init (Py_mod_exec).  A hook adds the
+ * mechanism's types/functions/constants to the module and fills its slots
+ * in the module state.
+ *
+ *   semlock.c     SemLock: POSIX named semaphores as locks/semaphores
+ *   connection.c  framed send/recv/poll on file descriptors
+ *   arena.c       shared memory arenas and the block allocator (sharedctypes)
+ *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
+ *   poolengine.c  the Pool's task/result handler loops
+ */
+#ifndef MULTIPROCESS_NATIVE_H
+#define MULTIPROCESS_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/*
+ * Per-module state.  RULE: only `PyObject *` / `PyTypeObject *` members, so
+ * module.c can traverse and clear the whole struct as an array of object
+ * pointers.  Each mechanism keeps its members in its own section.
+ */
+typedef struct {
+    /* semlock.c */
+    PyTypeObject *semlock_type;
+    /* connection.c */
+    PyObject *buffer_too_short;     /* unused slot kept for the connection layer */
+    /* arena.c */
+    PyTypeObject *arena_type;
+    /* shm.c */
+    PyObject *shm_reserved;
+    /* poolengine.c */
+    PyTypeObject *poolengine_type;
+    PyObject *poolengine_reserved;
+} mp_state;
+
+static inline mp_state *
+mp_get_state(PyObject *module)
+{
+    return (mp_state *)PyModule_GetState(module);
+}
+
+/* Find the module state from a heap type defined by this module. */
+mp_state *mp_state_from_type(PyTypeObject *tp);
+
+/*
+ * Raise OSError (or the errno-specific subclass) from `err`; returns NULL.
+ * Callers save errno before any cleanup and pass the saved value.
+ */
+PyObject *mp_raise_errno(int err);
+
+/* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
+int mp_semlock_exec(PyObject *module);
+int mp_connection_exec(PyObject *module);
+int mp_arena_exec(PyObject *module);
+int mp_shm_exec(PyObject *module);
+int mp_poolengine_exec(PyObject *module);
+
+#endif /* MULTIPROCESS_NATIVE_H */
