@@ -1,0 +1,103 @@
+# multiprocess: the standard library's multiprocessing API, pickling with
+# dill, with the mechanics in the C extension _multiprocess.
+#
+# Where things live (each layer imports only from the layers below it):
+#
+#   4  queues, sharedctypes, shared_memory, managers, pool, dummy/
+#   3  process (Process objects), context (one per start method: the API
+#      below is the default context's), popen_fork / popen_spawn_posix /
+#      popen_forkserver, spawn, forkserver, resource_tracker
+#   2  util (logging, finalizers, after-fork hooks), reduction (pickling),
+#      connection, resource_sharer, synchronize, heap
+#   1  exceptions
+#   0  _multiprocess (C)
+#
+# This module only re-exports: every public name is a bound method or
+# attribute of context._default_context, whose start method is fixed on
+# first use (fork on Linux, as in Python 3.11).
+
+import sys as _sys
+
+from . import context as _context
+from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
+                         AuthenticationError, WorkerLostError)
+
+__all__ = [
+    # processes
+    'Process', 'current_process', 'parent_process', 'active_children',
+    'cpu_count',
+    # start methods and contexts
+    'get_context', 'get_start_method', 'set_start_method',
+    'get_all_start_methods', 'set_executable', 'set_forkserver_preload',
+    'freeze_support',
+    # communication and synchronization
+    'Pipe', 'Queue', 'JoinableQueue', 'SimpleQueue',
+    'Lock', 'RLock', 'Condition', 'Semaphore', 'BoundedSemaphore',
+    'Event', 'Barrier',
+    # shared state, pools, managers
+    'Value', 'Array', 'RawValue', 'RawArray', 'Pool', 'Manager',
+    # logging and pickling
+    'get_logger', 'log_to_stderr', 'allow_connection_pickling', 'reducer',
+    # errors
+    'ProcessError', 'BufferTooShort', 'TimeoutError', 'AuthenticationError',
+    'WorkerLostError',
+]
+
+_ctx = _context._default_context
+
+Process = _ctx.Process
+current_process = _ctx.current_process
+parent_process = _ctx.parent_process
+active_children = _ctx.active_children
+cpu_count = _ctx.cpu_count
+
+get_context = _ctx.get_context
+get_start_method = _ctx.get_start_method
+set_start_method = _ctx.set_start_method
+get_all_start_methods = _ctx.get_all_start_methods
+set_executable = _ctx.set_executable
+set_forkserver_preload = _ctx.set_forkserver_preload
+freeze_support = _ctx.freeze_support
+
+Pipe = _ctx.Pipe
+Queue = _ctx.Queue
+JoinableQueue = _ctx.JoinableQueue
+SimpleQueue = _ctx.SimpleQueue
+Lock = _ctx.Lock
+RLock = _ctx.RLock
+Condition = _ctx.Condition
+Semaphore = _ctx.Semaphore
+BoundedSemaphore = _ctx.BoundedSemaphore
+Event = _ctx.Event
+Barrier = _ctx.Barrier
+
+Value = _ctx.Value
+Array = _ctx.Array
+RawValue = _ctx.RawValue
+RawArray = _ctx.RawArray
+Pool = _ctx.Pool
+Manager = _ctx.Manager
+
+get_logger = _ctx.get_logger
+log_to_stderr = _ctx.log_to_stderr
+allow_connection_pickling = _ctx.allow_connection_pickling
+
+# Logging levels below DEBUG and between INFO and WARNING (also in util).
+SUBDEBUG = 5
+SUBWARNING = 25
+
+
+def __getattr__(name):
+    # ``reducer`` is the pickling module, loaded on first use so that
+    # importing the package does not import the whole low layer.
+    if name == 'reducer':
+        return _ctx.reducer
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+# A spawned child runs the parent's main module under the name
+# '__mp_main__' (so that its ``if __name__ == '__main__'`` block does not
+# run again); objects pickled by reference to '__mp_main__' must resolve in
+# the parent too.  The spawn machinery rebinds this in children.
+if '__main__' in _sys.modules:
+    _sys.modules['__mp_main__'] = _sys.modules['__main__']

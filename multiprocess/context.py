@@ -1,0 +1,366 @@
+"""Contexts: one object per start method, offering the whole public API.
+
+A context is what ``multiprocess.get_context(method)`` returns.  Its factory
+methods (``Lock()``, ``Queue()``, ``Pool()``, ...) build objects bound to
+that start method.  This is the one place where the package reaches upward:
+each factory imports its implementing module at call time (``_sibling``),
+so importing ``context`` stays cheap and free of import cycles.
+
+There are three concrete contexts (``fork``, ``spawn``, ``forkserver``), one
+``Process`` subclass each, whose ``_Popen`` hook names the module that
+starts the child.  ``_default_context`` (a ``DefaultContext``) is what the
+package itself is bound to; it forwards to one concrete context, chosen at
+most once with ``set_start_method`` unless forced.  On Linux the default is
+``fork``, as in the standard library of Python 3.11.
+
+``reduction`` (the pickling layer) is reachable as ``context.reduction``
+like in the standard library, but loaded on first use, and replaceable
+through the ``reducer`` property.
+"""
+
+import importlib
+import os
+import sys
+import threading
+
+from . import process
+from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
+                         AuthenticationError, WorkerLostError)
+
+__all__ = ()
+
+
+def _sibling(name):
+    """Import and return ``multiprocess.<name>``."""
+    return importlib.import_module(f'{__package__}.{name}')
+
+
+def _reduction():
+    # Loaded lazily: reduction itself consults this module while pickling.
+    mod = globals().get('reduction')
+    if mod is None:
+        mod = globals()['reduction'] = _sibling('reduction')
+    return mod
+
+
+def __getattr__(name):
+    if name == 'reduction':
+        return _reduction()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+class BaseContext(object):
+    """The public API of the package, bound to one start method."""
+
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+    WorkerLostError = WorkerLostError
+
+    current_process = staticmethod(process.current_process)
+    parent_process = staticmethod(process.parent_process)
+    active_children = staticmethod(process.active_children)
+
+    _name = None
+
+    def cpu_count(self):
+        """How many CPUs the machine has."""
+        count = os.cpu_count()
+        if count is None:
+            raise NotImplementedError('cannot determine number of cpus')
+        return count
+
+    # -- factories: each imports the module that implements it --------
+
+    def Manager(self):
+        """Start a server process and return a ``SyncManager`` for it."""
+        manager = _sibling('managers').SyncManager(ctx=self.get_context())
+        manager.start()
+        return manager
+
+    def Pipe(self, duplex=True):
+        """A pair of connected ``Connection`` objects."""
+        return _sibling('connection').Pipe(duplex)
+
+    def Lock(self):
+        """A non-recursive lock shared between processes."""
+        return _sibling('synchronize').Lock(ctx=self.get_context())
+
+    def RLock(self):
+        """A recursive lock shared between processes."""
+        return _sibling('synchronize').RLock(ctx=self.get_context())
+
+    def Condition(self, lock=None):
+        """A condition variable, over ``lock`` or a new ``RLock``."""
+        return _sibling('synchronize').Condition(lock, ctx=self.get_context())
+
+    def Semaphore(self, value=1):
+        """A counting semaphore."""
+        return _sibling('synchronize').Semaphore(value,
+                                                 ctx=self.get_context())
+
+    def BoundedSemaphore(self, value=1):
+        """A semaphore that may not be released above its initial value."""
+        return _sibling('synchronize').BoundedSemaphore(
+            value, ctx=self.get_context())
+
+    def Event(self):
+        """An event flag shared between processes."""
+        return _sibling('synchronize').Event(ctx=self.get_context())
+
+    def Barrier(self, parties, action=None, timeout=None):
+        """A barrier for ``parties`` processes."""
+        return _sibling('synchronize').Barrier(parties, action, timeout,
+                                               ctx=self.get_context())
+
+    def Queue(self, maxsize=0):
+        """A FIFO queue fed by a background thread."""
+        return _sibling('queues').Queue(maxsize, ctx=self.get_context())
+
+    def JoinableQueue(self, maxsize=0):
+        """A ``Queue`` with ``task_done()`` and ``join()``."""
+        return _sibling('queues').JoinableQueue(maxsize,
+                                                ctx=self.get_context())
+
+    def SimpleQueue(self):
+        """A queue without a feeder thread or size limit."""
+        return _sibling('queues').SimpleQueue(ctx=self.get_context())
+
+    def Pool(self, processes=None, initializer=None, initargs=(),
+             maxtasksperchild=None):
+        """A pool of worker processes."""
+        return _sibling('pool').Pool(processes, initializer, initargs,
+                                     maxtasksperchild,
+                                     context=self.get_context())
+
+    def RawValue(self, typecode_or_type, *args):
+        """A ctypes object in shared memory, without a lock."""
+        return _sibling('sharedctypes').RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        """A ctypes array in shared memory, without a lock."""
+        return _sibling('sharedctypes').RawArray(typecode_or_type,
+                                                 size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        """A ctypes object in shared memory, guarded by a lock."""
+        return _sibling('sharedctypes').Value(typecode_or_type, *args,
+                                              lock=lock,
+                                              ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        """A ctypes array in shared memory, guarded by a lock."""
+        return _sibling('sharedctypes').Array(typecode_or_type,
+                                              size_or_initializer, lock=lock,
+                                              ctx=self.get_context())
+
+    # -- configuration and helpers -------------------------------------
+
+    def freeze_support(self):
+        """Only meaningful for frozen Windows executables: a no-op here,
+        kept so that portable programs can call it unconditionally."""
+        if sys.platform == 'win32' and getattr(sys, 'frozen', False):
+            _sibling('spawn').freeze_support()
+
+    def get_logger(self):
+        """The package's logger, created on first use."""
+        return _sibling('util').get_logger()
+
+    def log_to_stderr(self, level=None):
+        """Make the package's logger print to stderr; returns the logger."""
+        return _sibling('util').log_to_stderr(level)
+
+    def allow_connection_pickling(self):
+        """Make connections and sockets picklable.
+
+        Importing ``connection`` registers its reducers; nothing else is
+        needed on POSIX."""
+        _sibling('connection')
+
+    def set_executable(self, executable):
+        """The interpreter that ``spawn`` runs children with."""
+        _sibling('spawn').set_executable(executable)
+
+    def set_forkserver_preload(self, module_names):
+        """Modules the fork server imports once, before forking children."""
+        _sibling('forkserver').set_forkserver_preload(module_names)
+
+    def get_context(self, method=None):
+        """The context for ``method``; this one when method is None."""
+        if method is None:
+            return self
+        ctx = _concrete_contexts.get(method)
+        if ctx is None:
+            raise ValueError(f'cannot find context for {method!r}')
+        ctx._check_available()
+        return ctx
+
+    def get_start_method(self, allow_none=False):
+        return self._name
+
+    def set_start_method(self, method, force=False):
+        raise ValueError('cannot set start method of concrete context')
+
+    def get_all_start_methods(self):
+        """The start methods this platform offers, the default first."""
+        methods = ['fork', 'spawn']
+        if _reduction().HAVE_SEND_HANDLE:
+            methods.append('forkserver')
+        return methods
+
+    @property
+    def reducer(self):
+        """The module that pickles objects sent to other processes."""
+        return _reduction()
+
+    @reducer.setter
+    def reducer(self, reduction):
+        globals()['reduction'] = reduction
+
+    def _check_available(self):
+        pass
+
+
+# -- the process classes, one per start method ----------------------------
+
+class ForkProcess(process.BaseProcess):
+    _start_method = 'fork'
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _sibling('popen_fork').Popen(process_obj)
+
+
+class SpawnProcess(process.BaseProcess):
+    _start_method = 'spawn'
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _sibling('popen_spawn_posix').Popen(process_obj)
+
+    @staticmethod
+    def _after_fork():
+        # A spawned child is a fresh interpreter: there is no inherited
+        # state to repair.
+        pass
+
+
+class ForkServerProcess(process.BaseProcess):
+    _start_method = 'forkserver'
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _sibling('popen_forkserver').Popen(process_obj)
+
+
+class Process(process.BaseProcess):
+    """The process class of the default context: it uses whichever start
+    method the default context resolves to when it is started."""
+
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _default_context.get_context().Process._Popen(process_obj)
+
+    @staticmethod
+    def _after_fork():
+        return _default_context.get_context().Process._after_fork()
+
+
+# -- the contexts ---------------------------------------------------------
+
+class ForkContext(BaseContext):
+    _name = 'fork'
+    Process = ForkProcess
+
+
+class SpawnContext(BaseContext):
+    _name = 'spawn'
+    Process = SpawnProcess
+
+
+class ForkServerContext(BaseContext):
+    _name = 'forkserver'
+    Process = ForkServerProcess
+
+    def _check_available(self):
+        if not _reduction().HAVE_SEND_HANDLE:
+            raise ValueError('forkserver start method not available')
+
+
+class DefaultContext(BaseContext):
+    """Forwards to a concrete context, fixed on first use.
+
+    ``_default_context`` is the concrete context used when nothing was
+    chosen; ``_actual_context`` is the one in force (None until the first
+    ``get_context()``/``get_start_method()`` or ``set_start_method()``).
+    """
+
+    Process = Process
+
+    def __init__(self, context):
+        self._default_context = context
+        self._actual_context = None
+
+    def _resolve(self):
+        if self._actual_context is None:
+            self._actual_context = self._default_context
+        return self._actual_context
+
+    def get_context(self, method=None):
+        if method is not None:
+            return super().get_context(method)
+        return self._resolve()
+
+    def set_start_method(self, method, force=False):
+        if self._actual_context is not None and not force:
+            raise RuntimeError('context has already been set')
+        if method is None and force:
+            # Forget the choice: the next use picks the default again.
+            self._actual_context = None
+        else:
+            self._actual_context = self.get_context(method)
+
+    def get_start_method(self, allow_none=False):
+        if self._actual_context is None and allow_none:
+            return None
+        return self._resolve()._name
+
+
+_concrete_contexts = {ctx._name: ctx for ctx in
+                      (ForkContext(), SpawnContext(), ForkServerContext())}
+_default_context = DefaultContext(_concrete_contexts['fork'])
+
+
+def _force_start_method(method):
+    """Used by a child so that its default context matches its own start
+    method, whatever the parent had chosen."""
+    _default_context._actual_context = _concrete_contexts[method]
+
+
+# -- which popen is spawning a child on this thread ------------------------
+#
+# While a spawn or forkserver popen pickles the process object for the
+# child, it registers itself here.  Objects that may only travel to a child
+# being created (locks, queues, authkeys) check for it when pickled, and ask
+# it to duplicate their handles for the child.
+
+_spawning = threading.local()
+
+
+def get_spawning_popen():
+    return getattr(_spawning, 'popen', None)
+
+
+def set_spawning_popen(popen):
+    _spawning.popen = popen
+
+
+def assert_spawning(obj):
+    """Raise RuntimeError unless a child is being spawned on this thread."""
+    if get_spawning_popen() is None:
+        raise RuntimeError(
+            f'{type(obj).__name__} objects should only be shared between '
+            f'processes through inheritance')

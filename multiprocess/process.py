@@ -1,0 +1,428 @@
+"""Process objects: the ``threading.Thread``-like face of a child process.
+
+``BaseProcess`` holds everything that does not depend on how a child is
+started; the start method lives in the ``_Popen`` hook that each concrete
+subclass (see ``context``) supplies.  A started process delegates waiting,
+polling and signalling to its popen object, which has ``pid``, ``sentinel``,
+``poll()``, ``wait(timeout)``, ``terminate()``, ``kill()`` and ``close()``.
+
+Module state, per process:
+
+* ``_current_process``: the object standing for this very process (a
+  ``_MainProcess`` in the interpreter the user started, the ``BaseProcess``
+  being run in a child);
+* ``_parent_process``: ``None`` in the main process, a ``_ParentProcess``
+  in a child;
+* ``_children``: started children not yet known to have finished;
+* ``_process_counter``: numbers the children created here, so that names
+  and identities read like ``Process-1:3`` (third child of the first child).
+
+``_config`` is a dict that every child inherits from its creator: it carries
+the authkey, the semaphore-name prefix, the daemon flag and the temp dir.
+"""
+
+import itertools
+import os
+import select
+import signal
+import sys
+import threading
+from weakref import WeakSet
+
+__all__ = ['BaseProcess', 'current_process', 'active_children',
+           'parent_process']
+
+# The working directory at import time; spawned children start from here so
+# that relative paths of the main module keep meaning the same thing.
+try:
+    ORIGINAL_DIR = os.path.abspath(os.getcwd())
+except OSError:         # the directory was removed under us
+    ORIGINAL_DIR = None
+
+
+def current_process():
+    """The process object of the running process."""
+    return _current_process
+
+
+def parent_process():
+    """The process object of our parent, or None in the main process."""
+    return _parent_process
+
+
+def active_children():
+    """A list of the children started here that are still running."""
+    _cleanup()
+    return list(_children)
+
+
+def _cleanup():
+    # Forget children whose exit status has been collected.  Reading the
+    # status through poll() also reaps them, so none lingers as a zombie.
+    for child in tuple(_children):
+        popen = child._popen
+        if popen is not None and popen.poll() is not None:
+            _children.discard(child)
+
+
+def _fd_readable(fd, timeout):
+    """True once fd is readable or hung up; timeout in seconds or None."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    if timeout is None:
+        ms = None
+    else:
+        ms = max(0, int(timeout * 1000))
+    return bool(poller.poll(ms))
+
+
+class BaseProcess(object):
+    """A unit of work run in its own process; mirrors ``threading.Thread``.
+
+    Subclasses supply ``_Popen(process_obj)``, which starts the child and
+    returns the popen object that tracks it.
+    """
+
+    _start_method = None
+
+    def _Popen(self):
+        raise NotImplementedError
+
+    def __init__(self, group=None, target=None, name=None, args=(),
+                 kwargs={}, *, daemon=None):
+        assert group is None, 'group argument must be None for now'
+        creator = _current_process
+        self._identity = creator._identity + (next(_process_counter),)
+        self._config = dict(creator._config)
+        self._parent_pid = os.getpid()
+        self._parent_name = creator.name
+        self._popen = None
+        self._closed = False
+        self._target = target
+        self._args = tuple(args)
+        self._kwargs = dict(kwargs)
+        if name:
+            self._name = name
+        else:
+            suffix = ':'.join(map(str, self._identity))
+            self._name = f'{type(self).__name__}-{suffix}'
+        if daemon is not None:
+            self.daemon = daemon
+        _dangling.add(self)
+
+    # -- guards ---------------------------------------------------------
+
+    def _check_closed(self):
+        if self._closed:
+            raise ValueError("process object is closed")
+
+    def _check_is_creator(self, action):
+        assert self._parent_pid == os.getpid(), \
+            f'can only {action} a child process'
+
+    # -- the Thread-like API -------------------------------------------
+
+    def run(self):
+        """What the child executes; calls the target unless overridden."""
+        if self._target:
+            self._target(*self._args, **self._kwargs)
+
+    def start(self):
+        """Create the child process and make it call ``run()``."""
+        self._check_closed()
+        assert self._popen is None, 'cannot start a process twice'
+        assert self._parent_pid == os.getpid(), \
+            'can only start a process object created by current process'
+        assert not _current_process._config.get('daemon'), \
+            'daemonic processes are not allowed to have children'
+        _cleanup()
+        self._popen = self._Popen(self)
+        self._sentinel = self._popen.sentinel
+        # The child has its own copy now.  Dropping ours means a target
+        # that refers back to this object does not keep it alive
+        # (bpo-30775).
+        del self._target, self._args, self._kwargs
+        _children.add(self)
+
+    def terminate(self):
+        """Ask the child to stop, with SIGTERM."""
+        self._check_closed()
+        self._popen.terminate()
+
+    def kill(self):
+        """Stop the child at once, with SIGKILL."""
+        self._check_closed()
+        self._popen.kill()
+
+    def join(self, timeout=None):
+        """Wait until the child ends, or until timeout seconds passed."""
+        self._check_closed()
+        self._check_is_creator('join')
+        assert self._popen is not None, 'can only join a started process'
+        if self._popen.wait(timeout) is not None:
+            _children.discard(self)
+
+    def is_alive(self):
+        """Whether the child has been started and has not ended yet."""
+        self._check_closed()
+        if self is _current_process:
+            return True
+        self._check_is_creator('test')
+        if self._popen is None:
+            return False
+        if self._popen.poll() is None:
+            return True
+        _children.discard(self)
+        return False
+
+    def close(self):
+        """Release the resources of a finished process object.
+
+        Most methods raise ValueError afterwards.  Closing a child that
+        is still running is an error: join() or terminate() it first.
+        """
+        popen = self._popen
+        if popen is not None:
+            if popen.poll() is None:
+                raise ValueError(
+                    "Cannot close a process while it is still running. "
+                    "You should first call join() or terminate().")
+            popen.close()
+            self._popen = None
+            del self._sentinel
+            _children.discard(self)
+        self._closed = True
+
+    # -- attributes ----------------------------------------------------
+
+    @property
+    def name(self):
+        return self._name
+
+    @name.setter
+    def name(self, name):
+        assert isinstance(name, str), 'name must be a string'
+        self._name = name
+
+    @property
+    def daemon(self):
+        """A daemonic child is terminated when its creator exits."""
+        return self._config.get('daemon', False)
+
+    @daemon.setter
+    def daemon(self, daemonic):
+        assert self._popen is None, 'process has already started'
+        self._config['daemon'] = daemonic
+
+    @property
+    def authkey(self):
+        """The secret that connections between our processes prove."""
+        return self._config['authkey']
+
+    @authkey.setter
+    def authkey(self, authkey):
+        self._config['authkey'] = AuthenticationString(authkey)
+
+    @property
+    def exitcode(self):
+        """None while running (or unstarted); else the exit status, which
+        is -N for a child ended by signal N."""
+        self._check_closed()
+        return None if self._popen is None else self._popen.poll()
+
+    @property
+    def ident(self):
+        """The pid, or None before the process was started."""
+        self._check_closed()
+        if self is _current_process:
+            return os.getpid()
+        return self._popen and self._popen.pid
+
+    pid = ident
+
+    @property
+    def sentinel(self):
+        """A file descriptor that becomes ready when the child ends."""
+        self._check_closed()
+        try:
+            return self._sentinel
+        except AttributeError:
+            raise ValueError("process not started") from None
+
+    # -- description ---------------------------------------------------
+
+    def _state(self):
+        """(word describing the life stage, exit code or None)."""
+        if self is _current_process:
+            return 'started', None
+        if self._closed:
+            return 'closed', None
+        if self._parent_pid != os.getpid():
+            return 'unknown', None
+        if self._popen is None:
+            return 'initial', None
+        code = self._popen.poll()
+        return ('started' if code is None else 'stopped'), code
+
+    def __repr__(self):
+        stage, code = self._state()
+        words = [type(self).__name__, f'name={self._name!r}']
+        if self._popen is not None:
+            words.append(f'pid={self._popen.pid}')
+        words += [f'parent={self._parent_pid}', stage]
+        if code is not None:
+            words.append(f'exitcode={_exitcode_to_name.get(code, code)}')
+        if self.daemon:
+            words.append('daemon')
+        return '<' + ' '.join(words) + '>'
+
+    # -- running in the child ------------------------------------------
+
+    def _become_current(self, parent_sentinel):
+        """Rebind this module's state so that the child sees itself."""
+        global _current_process, _parent_process, _process_counter
+        _process_counter = itertools.count(1)
+        _children.clear()
+        _current_process = self
+        _parent_process = _ParentProcess(self._parent_name,
+                                         self._parent_pid, parent_sentinel)
+
+    def _bootstrap(self, parent_sentinel=None):
+        """Entry point of the child: set up, run(), tear down.
+
+        Returns the exit code; the caller (the start method) passes it to
+        ``os._exit``.
+        """
+        from . import util, context
+        code = 1
+        try:
+            if self._start_method is not None:
+                # A grandchild made with the default context must use the
+                # same start method as this child.
+                context._force_start_method(self._start_method)
+            util._close_stdin()
+            previous = _current_process
+            self._become_current(parent_sentinel)
+            if threading._HAVE_THREAD_NATIVE_ID:
+                threading.main_thread()._set_native_id()
+            try:
+                self._after_fork()
+            finally:
+                # Finalizers of the creator's process object must not run
+                # before the after-fork hooks had their chance.
+                del previous
+            util.info('child process calling self.run()')
+            try:
+                self.run()
+                code = 0
+            finally:
+                util._exit_function()
+        except SystemExit as exc:
+            code = _exit_status_of(exc.code)
+        except BaseException:
+            code = 1
+            import traceback
+            sys.stderr.write(f'Process {self.name}:\n')
+            traceback.print_exc()
+        finally:
+            threading._shutdown()
+            util.info('process exiting with exitcode %d' % code)
+            util._flush_std_streams()
+        return code
+
+    @staticmethod
+    def _after_fork():
+        # Finalizers belong to the process that registered them; the child
+        # starts with none, then re-initialises fork-sensitive objects.
+        from . import util
+        util._finalizer_registry.clear()
+        util._run_after_forkers()
+
+
+def _exit_status_of(code):
+    """The exit status the interpreter would give ``sys.exit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f'{code}\n')
+    return 1
+
+
+class AuthenticationString(bytes):
+    """Bytes that refuse to be pickled, so an authkey cannot leak into a
+    message by accident.  Only a child being spawned may receive one."""
+
+    def __reduce__(self):
+        from .context import get_spawning_popen
+        if get_spawning_popen() is None:
+            raise TypeError('Pickling an AuthenticationString object is '
+                            'disallowed for security reasons')
+        return AuthenticationString, (bytes(self),)
+
+
+class _ParentProcess(BaseProcess):
+    """The creator of this process, as seen from the child.
+
+    Liveness is read from ``sentinel``: the child holds the read end of a
+    pipe whose write end only the parent has, so it becomes readable (EOF)
+    when the parent dies.
+    """
+
+    def __init__(self, name, pid, sentinel):
+        self._identity = ()
+        self._config = {}
+        self._name = name
+        self._pid = pid
+        self._parent_pid = None
+        self._popen = None
+        self._closed = False
+        self._sentinel = sentinel
+
+    @property
+    def ident(self):
+        return self._pid
+
+    pid = ident
+
+    def is_alive(self):
+        if self._sentinel is None:
+            return True
+        return not _fd_readable(self._sentinel, 0)
+
+    def join(self, timeout=None):
+        """Wait until the parent process ends, or timeout seconds."""
+        if self._sentinel is not None:
+            _fd_readable(self._sentinel, timeout)
+
+
+class _MainProcess(BaseProcess):
+    """The interpreter the user started."""
+
+    def __init__(self):
+        self._identity = ()
+        self._name = 'MainProcess'
+        self._parent_pid = None
+        self._popen = None
+        self._closed = False
+        # Inherited by every descendant.  The semaphore prefix is short
+        # because some systems cap semaphore names at 14 characters.
+        self._config = {'authkey': AuthenticationString(os.urandom(32)),
+                        'semprefix': '/mp'}
+
+    def close(self):
+        pass
+
+
+_current_process = _MainProcess()
+_parent_process = None
+_process_counter = itertools.count(1)
+_children = set()
+
+# Exit codes of children ended by a signal, as the signal's name: -15 reads
+# as '-SIGTERM' in a repr.  Aliases (SIGIOT for SIGABRT) are skipped.
+_exitcode_to_name = {-sig.value: f'-{sig.name}' for sig in signal.Signals}
+
+# Every process object ever created and not yet collected; the test suite
+# compares snapshots of it to find leaks.
+_dangling = WeakSet()

@@ -1,0 +1,520 @@
+"""Process-wide services shared by the whole package.
+
+* logging: one package logger (``get_logger``), silent until asked for,
+  and the cheap ``debug``/``info``/``sub_debug``/``sub_warning`` helpers
+  that do nothing while it does not exist;
+* finalization: ``Finalize`` callbacks run when an object is collected or,
+  ordered by exit priority, when the process exits (``_exit_function``,
+  registered with atexit, which also stops and reaps our children);
+* after-fork hooks (``register_after_fork``) that re-initialise objects in
+  a child created by fork, and fork-aware lock and thread-local types;
+* process plumbing: a private temp dir, starting a program with only chosen
+  fds open (``spawnv_passfds``), fd closing, std stream helpers.
+
+This module is below ``process`` in spirit, but it reads the current
+process object for its config; it imports ``process`` and nothing higher.
+"""
+
+import atexit
+import itertools
+import os
+import sys
+import threading        # imported before we register with atexit, so its
+                        # own exit hook is registered first and runs last
+import weakref
+from subprocess import _args_from_interpreter_flags   # noqa: F401 (re-export)
+
+from . import process
+
+__all__ = [
+    'sub_debug', 'debug', 'info', 'sub_warning', 'get_logger',
+    'log_to_stderr', 'get_temp_dir', 'register_after_fork',
+    'is_exiting', 'Finalize', 'ForkAwareThreadLock', 'ForkAwareLocal',
+    'close_all_fds_except', 'SUBDEBUG', 'SUBWARNING',
+]
+
+
+# ---------------------------------------------------------------- logging
+
+NOTSET = 0
+SUBDEBUG = 5
+DEBUG = 10
+INFO = 20
+SUBWARNING = 25
+
+LOGGER_NAME = 'multiprocess'
+DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
+
+_logger = None            # created by get_logger()
+_log_to_stderr = False    # spawn passes this on so children log alike
+
+
+def _log(level, msg, args):
+    logger = _logger
+    if logger:
+        logger.log(level, msg, *args)
+
+
+def sub_debug(msg, *args):
+    _log(SUBDEBUG, msg, args)
+
+
+def debug(msg, *args):
+    _log(DEBUG, msg, args)
+
+
+def info(msg, *args):
+    _log(INFO, msg, args)
+
+
+def sub_warning(msg, *args):
+    _log(SUBWARNING, msg, args)
+
+
+def get_logger():
+    """The package's logger ('multiprocess'), created on first call.
+
+    It does not propagate to the root logger.  Creating it moves our exit
+    hook to the end of the atexit list, so that it runs before logging's
+    own shutdown and our exit messages can still be written.
+    """
+    global _logger
+    import logging
+    with logging._lock:
+        if not _logger:
+            created = logging.getLogger(LOGGER_NAME)
+            created.propagate = 0
+            atexit.unregister(_exit_function)
+            atexit.register(_exit_function)
+            _logger = created
+    return _logger
+
+
+def log_to_stderr(level=None):
+    """Add a stderr handler to the package logger and return the logger."""
+    global _log_to_stderr
+    import logging
+    logger = get_logger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
+    logger.addHandler(handler)
+    if level:
+        logger.setLevel(level)
+    _log_to_stderr = True
+    return logger
+
+
+# ------------------------------------------------ abstract unix sockets
+
+# Linux (and Android) let a unix socket live in an abstract namespace: its
+# address starts with a NUL byte and it has no file to clean up.
+abstract_sockets_supported = (sys.platform == 'linux'
+                              or hasattr(sys, 'getandroidapilevel'))
+
+
+def is_abstract_socket_namespace(address):
+    if not address:
+        return False
+    if isinstance(address, bytes):
+        return address[0] == 0
+    if isinstance(address, str):
+        return address[0] == '\0'
+    raise TypeError(f'address type of {address!r} unrecognized')
+
+
+# ------------------------------------------------------------ temp dir
+
+def _remove_temp_dir(rmtree, tempdir):
+    rmtree(tempdir)
+    # This can run very late in interpreter shutdown, when the process
+    # module's globals may already be gone.
+    proc = process.current_process()
+    if proc is not None:
+        proc._config['tempdir'] = None
+
+
+def get_temp_dir():
+    """A private directory for this process, removed when it exits.
+
+    Children started by fork share their creator's (it is in ``_config``).
+    """
+    config = process.current_process()._config
+    tempdir = config.get('tempdir')
+    if tempdir is None:
+        import shutil
+        import tempfile
+        tempdir = tempfile.mkdtemp(prefix='pymp-')
+        info('created temp directory %s', tempdir)
+        # shutil.rmtree is passed in so that the finalizer still has it
+        # when module globals are being torn down.
+        Finalize(None, _remove_temp_dir, args=(shutil.rmtree, tempdir),
+                 exitpriority=-100)
+        config['tempdir'] = tempdir
+    return tempdir
+
+
+# ----------------------------------------------------- after-fork hooks
+
+# (sequence number, id(obj), func) -> obj.  Weak values: an object that
+# dies takes its hook with it.  The sequence number keeps registration
+# order and makes keys unique.
+_afterfork_registry = weakref.WeakValueDictionary()
+_afterfork_counter = itertools.count()
+
+
+def register_after_fork(obj, func):
+    """Call ``func(obj)`` in each child created by fork, while obj lives."""
+    _afterfork_registry[(next(_afterfork_counter), id(obj), func)] = obj
+
+
+def _run_after_forkers():
+    hooks = sorted(_afterfork_registry.items(), key=lambda item: item[0][0])
+    for (_, _, func), obj in hooks:
+        try:
+            func(obj)
+        except Exception as exc:
+            info('after forker raised exception %s', exc)
+
+
+# --------------------------------------------------------- finalization
+
+# (exitpriority, sequence number) -> Finalize.  A plain dict: the test
+# suite copies, clears and restores it.
+_finalizer_registry = {}
+_finalizer_counter = itertools.count()
+
+
+class Finalize(object):
+    """Call ``callback(*args, **kwargs)`` once: when ``obj`` is garbage
+    collected, when the finalizer is called, or at process exit.
+
+    At exit, finalizers with an ``exitpriority`` run from the highest
+    priority down, newest first within a priority; those without one
+    (``None``) never run at exit.  With ``obj`` None, an exitpriority is
+    required.  A finalizer inherited through fork does nothing in the
+    child.
+    """
+
+    def __init__(self, obj, callback, args=(), kwargs=None,
+                 exitpriority=None):
+        if exitpriority is not None and not isinstance(exitpriority, int):
+            raise TypeError(
+                f"Exitpriority ({exitpriority!r}) must be None or int, "
+                f"not {type(exitpriority)!s}")
+        if obj is not None:
+            self._weakref = weakref.ref(obj, self)
+        elif exitpriority is None:
+            raise ValueError("Without object, exitpriority cannot be None")
+        self._callback = callback
+        self._args = args
+        self._kwargs = kwargs or {}
+        self._key = (exitpriority, next(_finalizer_counter))
+        self._pid = os.getpid()
+        _finalizer_registry[self._key] = self
+
+    def _forget(self):
+        self._weakref = None
+        self._callback = None
+        self._args = None
+        self._kwargs = None
+        self._key = None
+
+    def __call__(self, wr=None,
+                 # Bound at definition time: the call may come during
+                 # shutdown, after this module's globals were cleared.
+                 _registry=_finalizer_registry, _getpid=os.getpid,
+                 _note=sub_debug):
+        """Run the callback, unless it already ran or was cancelled."""
+        if _registry.pop(self._key, None) is None:
+            _note('finalizer no longer registered')
+            return None
+        result = None
+        if self._pid == _getpid():
+            _note('finalizer calling %s with args %s and kwargs %s',
+                  self._callback, self._args, self._kwargs)
+            result = self._callback(*self._args, **self._kwargs)
+        else:
+            _note('finalizer ignored because different process')
+        self._forget()
+        return result
+
+    def cancel(self):
+        """Make sure the callback will not run."""
+        if _finalizer_registry.pop(self._key, None) is not None:
+            self._forget()
+
+    def still_active(self):
+        """Whether the callback is still due."""
+        return self._key in _finalizer_registry
+
+    def __repr__(self):
+        try:
+            obj = self._weakref()
+        except (AttributeError, TypeError):
+            obj = None
+        cls = type(self).__name__
+        if obj is None:
+            return f'<{cls} object, dead>'
+        parts = [f'<{cls} object, callback='
+                 f'{getattr(self._callback, "__name__", self._callback)}']
+        if self._args:
+            parts.append(f'args={self._args}')
+        if self._kwargs:
+            parts.append(f'kwargs={self._kwargs}')
+        if self._key[0] is not None:
+            parts.append(f'exitpriority={self._key[0]}')
+        return ', '.join(parts) + '>'
+
+
+def _run_finalizers(minpriority=None):
+    """Run the finalizers that have an exit priority >= minpriority (any
+    exit priority when None), highest first, newest first among equals.
+
+    With minpriority None the registry is emptied afterwards, so that
+    finalizers without an exit priority are dropped too.
+    """
+    registry = _finalizer_registry
+    if registry is None:        # module globals already torn down
+        return
+    # The registry can change under us (garbage collection, other
+    # threads): iterate over a snapshot of its keys, taken atomically.
+    due = []
+    for key in list(registry):
+        priority = key[0]
+        if priority is None:
+            continue
+        if minpriority is None or priority >= minpriority:
+            due.append(key)
+    due.sort(reverse=True)
+    for key in due:
+        finalizer = registry.get(key)
+        if finalizer is None:       # ran or was cancelled meanwhile
+            continue
+        sub_debug('calling %s', finalizer)
+        try:
+            finalizer()
+        except Exception:
+            import traceback
+            traceback.print_exc()
+    if minpriority is None:
+        registry.clear()
+
+
+# -------------------------------------------------------------- exiting
+
+_exiting = False
+
+
+def is_exiting():
+    """Whether this process is shutting down."""
+    # None means the module's globals were cleared: very much exiting.
+    return _exiting or _exiting is None
+
+
+def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
+                   active_children=process.active_children,
+                   current_process=process.current_process):
+    """Our atexit hook; also called by a child at the end of its run().
+
+    1. finalizers with exit priority >= 0 (queues flush, pools stop);
+    2. daemonic children are terminated, then every child is joined;
+    3. all remaining finalizers with an exit priority.
+
+    The defaults hold what it needs, because it may run after this
+    module's globals were cleared.  Runs once per process.
+    """
+    global _exiting
+    if _exiting:
+        return
+    _exiting = True
+
+    info('process shutting down')
+    debug('running all "atexit" finalizers with priority >= 0')
+    _run_finalizers(0)
+
+    # current_process() is None when the process module was torn down
+    # (e.g. someone replaced sys.modules); there is nothing to reap then.
+    if current_process() is not None:
+        for child in active_children():
+            if child.daemon:
+                info('calling terminate() for daemon %s', child.name)
+                child._popen.terminate()
+        for child in active_children():
+            info('calling join() for process %s', child.name)
+            child.join()
+
+    debug('running the remaining "atexit" finalizers')
+    _run_finalizers()
+
+
+atexit.register(_exit_function)
+
+
+# ----------------------------------------------------- fork-aware types
+
+class ForkAwareThreadLock(object):
+    """A thread lock that a child created by fork gets back unlocked."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.acquire = self._lock.acquire
+        self.release = self._lock.release
+        register_after_fork(self, ForkAwareThreadLock._at_fork_reinit)
+
+    def _at_fork_reinit(self):
+        self._lock._at_fork_reinit()
+
+    def __enter__(self):
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+def _clear_local(local):
+    local.__dict__.clear()
+
+
+class ForkAwareLocal(threading.local):
+    """Thread-local storage that a child created by fork gets back empty;
+    pickles as a fresh, empty instance."""
+
+    def __init__(self):
+        register_after_fork(self, _clear_local)
+
+    def __reduce__(self):
+        return type(self), ()
+
+
+# ------------------------------------------------------ fds and streams
+
+try:
+    MAXFD = os.sysconf("SC_OPEN_MAX")
+except Exception:
+    MAXFD = 256
+
+
+def close_all_fds_except(fds):
+    """Close every fd below MAXFD except those in ``fds``."""
+    keep = sorted(set(fds))
+    assert not keep or keep[-1] < MAXFD, 'fd too large'
+    low = 0
+    for fd in keep:
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, MAXFD)
+
+
+def close_fds(*fds):
+    """Close each file descriptor given as an argument."""
+    for fd in fds:
+        os.close(fd)
+
+
+def _close_stdin():
+    """Point sys.stdin at /dev/null: a child must not read its parent's
+    terminal or pipe (both would then race for the same input)."""
+    if sys.stdin is None:
+        return
+    try:
+        sys.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        sys.stdin = open(fd, encoding="utf-8", closefd=False)
+    except (OSError, ValueError):
+        os.close(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _flush_std_streams():
+    """Flush stdout and stderr, tolerating missing or closed streams."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
+
+
+def spawnv_passfds(path, args, passfds):
+    """Start program ``path`` with argv ``args``; only the fds in
+    ``passfds`` (made inheritable) stay open in it.  Returns the pid.
+
+    Raises OSError, after reaping the child, if the program could not be
+    executed.
+    """
+    import _posixsubprocess
+    import subprocess
+    keep = tuple(sorted(map(int, passfds)))
+    err_r, err_w = os.pipe()
+    try:
+        no_fd = -1
+        pid = _posixsubprocess.fork_exec(
+            args, [os.fsencode(path)],
+            True, keep,              # close_fds, fds to keep
+            None, None,              # cwd, env (inherit both)
+            no_fd, no_fd, no_fd, no_fd, no_fd, no_fd,   # std streams as-is
+            err_r, err_w,            # the child reports exec errors here
+            False, False,            # restore_signals, start_new_session
+            -1, None, None, None,    # process_group, gid, gids, uid
+            -1, None,                # umask, preexec_fn
+            subprocess._USE_VFORK)
+        os.close(err_w)
+        err_w = -1
+        report = _read_all(err_r)
+    finally:
+        os.close(err_r)
+        if err_w != -1:
+            os.close(err_w)
+    if report:
+        _reap(pid)
+        raise _exec_error(report, path)
+    return pid
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 50000)
+        if not chunk:
+            return b''.join(chunks)
+        chunks.append(chunk)
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _exec_error(report, path):
+    # The child writes b"ExceptionName:hex_errno:description".
+    try:
+        _, hex_errno, _ = report.split(b':', 2)
+        errno_ = int(hex_errno, 16)
+    except ValueError:
+        return OSError(f'could not start {path!r}: {report!r}')
+    return OSError(errno_, os.strerror(errno_), path)
+
+
+# -------------------------------------------------------- test support
+
+def _cleanup_tests():
+    """Release the package's resources after a test run: reap children,
+    stop the fork server and the resource tracker, run the finalizers
+    (removing temp dirs) and reap whatever is left."""
+    from test import support
+    from . import forkserver, resource_tracker
+    process._cleanup()
+    forkserver._forkserver._stop()
+    resource_tracker._resource_tracker._stop()
+    _run_finalizers()
+    support.gc_collect()
+    support.reap_children()
