@@ -1,0 +1,369 @@
+"""The 'forkserver' start method's server.
+
+A single-threaded server process, started once per program from a fresh
+interpreter, forks a child for every Process started.  Children so start from
+a clean, quiet state (no threads, no inherited fds of the parent) yet do not
+pay for a fresh interpreter each.  Modules named with
+``set_forkserver_preload`` (default: the main script) are imported once in
+the server, so children get them for free.
+
+Request, from any process of the program:
+
+    client                                  server
+      | connect to the server's AF_UNIX socket  |
+      | send fds: data_r, status_w, alive_w,    |
+      |           tracker_w, extra fds...       |
+      |                                         |-- fork --> child: runs
+      | <------- status pipe: child's pid ------|   spawn._main(data_r)
+      | --- data pipe: preparation + process -->|
+      | <------- status pipe: exit code --------|   (on SIGCHLD)
+
+The server stops when it sees EOF on its "alive" pipe, i.e. once every
+process holding the write end (the launcher and every child) has exited.
+"""
+
+import errno
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+
+from . import process
+from . import resource_tracker
+from . import spawn
+from . import util
+
+__all__ = ['ensure_running', 'get_inherited_fds', 'connect_to_new_process',
+           'set_forkserver_preload']
+
+# Most fds a single request may carry (ours plus the caller's).
+MAXFDS_TO_SEND = 256
+
+# pids and exit codes travel as native signed 64-bit integers.
+SIGNED_STRUCT = struct.Struct('q')
+
+# fds a request always carries ahead of the caller's own.
+_FIXED_FDS = 4
+
+
+class ForkServer(object):
+    """Client side: starts the server and asks it for children."""
+
+    def __init__(self):
+        self._forkserver_address = None
+        self._forkserver_alive_fd = None
+        self._forkserver_pid = None
+        self._launcher_pid = None       # who started _forkserver_pid
+        self._inherited_fds = None
+        self._lock = threading.Lock()
+        self._preload_modules = ['__main__']
+
+    def _stop(self):
+        """Ask the server to exit and wait for it (used by tests)."""
+        with self._lock:
+            self._stop_unlocked()
+
+    def _stop_unlocked(self):
+        if self._forkserver_pid is None:
+            return
+        # EOF on the alive pipe is the server's signal to exit
+        os.close(self._forkserver_alive_fd)
+        self._forkserver_alive_fd = None
+        os.waitpid(self._forkserver_pid, 0)
+        self._forkserver_pid = None
+        self._remove_socket_file()
+
+    def _remove_socket_file(self):
+        address, self._forkserver_address = self._forkserver_address, None
+        if address and not util.is_abstract_socket_namespace(address):
+            try:
+                os.unlink(address)
+            except FileNotFoundError:
+                pass
+
+    def set_forkserver_preload(self, modules_names):
+        """Name the modules the server imports before serving requests."""
+        names = list(modules_names)
+        if any(type(name) is not str for name in names):
+            raise TypeError('module_names must be a list of strings')
+        self._preload_modules = names
+
+    def get_inherited_fds(self):
+        """The extra fds this process received from the server's client,
+        or None when this process was not started by a fork server."""
+        return self._inherited_fds
+
+    def connect_to_new_process(self, fds):
+        """Ask the server for a new child that inherits ``fds``.
+
+        Returns ``(status_r, data_w)``: read the child's pid and later its
+        exit code from ``status_r``; write the pickled job to ``data_w``.
+        """
+        self.ensure_running()
+        if len(fds) + _FIXED_FDS >= MAXFDS_TO_SEND:
+            raise ValueError('too many fds')
+        from . import reduction
+        status_r, status_w = os.pipe()
+        data_r, data_w = os.pipe()
+        handed_over = [data_r, status_w, self._forkserver_alive_fd,
+                       resource_tracker.getfd()] + list(fds)
+        try:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(self._forkserver_address)
+                reduction.sendfds(client, handed_over)
+        except BaseException:
+            os.close(status_r)
+            os.close(data_w)
+            raise
+        finally:
+            # the server holds its own copies now
+            os.close(data_r)
+            os.close(status_w)
+        return status_r, data_w
+
+    def ensure_running(self):
+        """Start the server unless this process already has a live one.
+
+        Callable from any process.  A server that died is replaced.
+        """
+        with self._lock:
+            resource_tracker.ensure_running()
+            if self._forkserver_pid is not None:
+                if self._launcher_pid != os.getpid():
+                    # Inherited through fork: our parent's server, kept
+                    # alive by the alive fd we inherited with it.
+                    return
+                reaped, _ = os.waitpid(self._forkserver_pid, os.WNOHANG)
+                if not reaped:
+                    return
+                os.close(self._forkserver_alive_fd)
+                self._forkserver_alive_fd = None
+                self._forkserver_pid = None
+                self._remove_socket_file()
+            self._launch()
+
+    def _launch(self):
+        from . import connection
+        extra = {}
+        if self._preload_modules:
+            prep = spawn.get_preparation_data('ignore')
+            extra['sys_path'] = prep['sys_path']
+            if 'init_main_from_path' in prep:
+                extra['main_path'] = prep['init_main_from_path']
+        address = connection.arbitrary_address('AF_UNIX')
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            try:
+                program = 'from %s import main; main(%d, %d, %r, **%r)' % (
+                    __name__, listener.fileno(), alive_r,
+                    self._preload_modules, extra)
+                exe = spawn.get_executable()
+                argv = ([exe] + util._args_from_interpreter_flags() +
+                        ['-c', program])
+                pid = util.spawnv_passfds(exe, argv,
+                                          [listener.fileno(), alive_r])
+            except BaseException:
+                os.close(alive_w)
+                raise
+            finally:
+                os.close(alive_r)
+        self._forkserver_address = address
+        self._forkserver_alive_fd = alive_w
+        self._forkserver_pid = pid
+        self._launcher_pid = os.getpid()
+
+
+# ---------------------------------------------------------------------------
+# the server process
+
+def _preload(modules, main_path):
+    if '__main__' in modules and main_path is not None:
+        me = process.current_process()
+        # Marked as bootstrapping: a main script that starts processes at
+        # import time raises instead of forking off children from here.
+        me._inheriting = True
+        try:
+            spawn.import_main_path(main_path)
+        except Exception:
+            # Children re-run the script themselves and report the error
+            # where the user sees it.
+            pass
+        finally:
+            del me._inheriting
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
+def _noop_handler(*args):
+    # SIGCHLD must have a handler (not SIG_IGN, not SIG_DFL) for the wakeup
+    # fd to be written; the real work happens in the loop.
+    pass
+
+
+class _Server(object):
+    """The server's event loop, one small step per kind of event."""
+
+    def __init__(self, listener, alive_r):
+        self.listener = listener
+        self.alive_r = alive_r
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.status_fds = {}        # child pid -> client's status pipe
+        self.saved_handlers = {}
+
+    def install_signals(self):
+        for signum, handler in ((signal.SIGCHLD, _noop_handler),
+                                (signal.SIGINT, signal.SIG_IGN)):
+            self.saved_handlers[signum] = signal.signal(signum, handler)
+        # Writing to a pipe from a Python-level handler would race with the
+        # loop; the C-level wakeup fd does not.
+        signal.set_wakeup_fd(self.wake_w)
+
+    def run(self):
+        self.install_signals()
+        poller = select.poll()
+        for fd in (self.listener.fileno(), self.alive_r, self.wake_r):
+            poller.register(fd, select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self.alive_r in ready:
+                # every client is gone: nobody can ask for children anymore
+                if os.read(self.alive_r, 1) != b'':
+                    raise RuntimeError('unexpected data on the alive pipe')
+                return
+            if self.wake_r in ready:
+                self.reap_children()
+            if self.listener.fileno() in ready:
+                try:
+                    self.serve_request()
+                except OSError as exc:
+                    if exc.errno != errno.ECONNABORTED:
+                        raise
+
+    def reap_children(self):
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            status_w = self.status_fds.pop(pid, None)
+            if status_w is None:
+                continue        # not one of ours: nobody to tell
+            try:
+                write_signed(status_w, os.waitstatus_to_exitcode(status))
+            except BrokenPipeError:
+                pass            # the client went away
+            os.close(status_w)
+
+    def serve_request(self):
+        from . import reduction
+        conn, _ = self.listener.accept()
+        with conn:
+            fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
+        if len(fds) > MAXFDS_TO_SEND:
+            for fd in fds:
+                os.close(fd)
+            raise RuntimeError('Too many ({0:n}) fds to send'.format(len(fds)))
+        data_r, status_w = fds[0], fds[1]
+        pid = os.fork()
+        if pid == 0:
+            self.become_child(data_r, status_w, fds[2:])
+        try:
+            write_signed(status_w, pid)
+        except BrokenPipeError:
+            pass
+        self.status_fds[pid] = status_w
+        os.close(data_r)
+        for fd in fds[2:]:
+            os.close(fd)
+
+    def become_child(self, data_r, status_w, inherited):
+        exitcode = 1
+        try:
+            self.listener.close()
+            signal.set_wakeup_fd(-1)
+            for signum, handler in self.saved_handlers.items():
+                signal.signal(signum, handler)
+            unused = [self.alive_r, self.wake_r, self.wake_w, status_w]
+            unused.extend(self.status_fds.values())
+            for fd in unused:
+                os.close(fd)
+            exitcode = _serve_one(data_r, inherited)
+        except Exception:
+            sys.excepthook(*sys.exc_info())
+            sys.stderr.flush()
+        finally:
+            os._exit(exitcode)
+
+
+def _serve_one(data_r, inherited):
+    """Run in a freshly forked child: adopt the inherited fds, run the job."""
+    alive_w, tracker_w = inherited[0], inherited[1]
+    _forkserver._forkserver_alive_fd = alive_w
+    _forkserver._inherited_fds = list(inherited[2:])
+    resource_tracker._resource_tracker._fd = tracker_w
+    # the client keeps the data pipe's write end while it lives
+    return spawn._main(data_r, os.dup(data_r))
+
+
+def main(listener_fd, alive_r, preload, main_path=None, sys_path=None):
+    """Run the fork server (the body of its ``python -c`` command)."""
+    if sys_path is not None:
+        sys.path[:] = sys_path
+    if preload:
+        _preload(preload, main_path)
+    util._close_stdin()
+    with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
+        _forkserver._forkserver_address = listener.getsockname()
+        _Server(listener, alive_r).run()
+
+
+# ---------------------------------------------------------------------------
+# signed integers on the status pipe
+
+def read_signed(fd):
+    """Read one SIGNED_STRUCT integer from ``fd`` (EOFError if cut short)."""
+    chunks = []
+    missing = SIGNED_STRUCT.size
+    while missing:
+        chunk = os.read(fd, missing)
+        if not chunk:
+            raise EOFError('unexpected EOF')
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return SIGNED_STRUCT.unpack(b''.join(chunks))[0]
+
+
+def write_signed(fd, n):
+    """Write ``n`` as one SIGNED_STRUCT integer to ``fd``."""
+    view = memoryview(SIGNED_STRUCT.pack(n))
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise RuntimeError('should not get here')
+        view = view[written:]
+
+
+_forkserver = ForkServer()
+ensure_running = _forkserver.ensure_running
+get_inherited_fds = _forkserver.get_inherited_fds
+connect_to_new_process = _forkserver.connect_to_new_process
+set_forkserver_preload = _forkserver.set_forkserver_preload

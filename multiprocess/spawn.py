@@ -1,0 +1,322 @@
+"""Bootstrap of children that begin life as a fresh interpreter.
+
+Used by the 'spawn' start method (the child is a new ``python -c ...``) and
+by 'forkserver' (the child is forked from a server that never saw the
+parent's objects).  Either way the child has to be told how the parent looked
+(``sys.path``, working directory, main module, authkey, logging ...) before
+it can unpickle the Process object it is meant to run.
+
+The parent writes two frames on a pipe: the preparation data, then the
+process object, each pickled with ``reduction.ForkingPickler`` (dill reach,
+so lambdas and closures travel).  Each frame is an 8-byte big-endian length
+followed by the pickle.  The child reads both, applies the first with
+:func:`prepare` and only then unpickles the second, because the process
+object may refer to names of the parent's ``__main__``.
+
+Main-module policy.  A main script with a real file is re-run in the child
+under the name ``__mp_main__`` and aliased as ``__main__``, so functions
+defined at its top level resolve by name.  A main module without a file
+(``python -c``, ``python -`` reading stdin, an interactive session) is left
+alone: dill ships its functions by value instead.
+"""
+
+import os
+import struct
+import sys
+
+from . import process
+from . import util
+
+__all__ = ['_main', 'freeze_support', 'set_executable', 'get_executable',
+           'get_preparation_data', 'get_command_line', 'import_main_path']
+
+# Windows-only notions; kept so code written for the standard library finds
+# them.  This package targets Linux.
+WINEXE = False
+WINSERVICE = False
+
+# argv[1] of a spawned child (the standard library's marker, kept so frozen
+# programs calling freeze_support() recognise our children too).
+_CHILD_FLAG = '--multiprocessing-fork'
+
+_FRAME_HEADER = struct.Struct('>Q')
+
+# Main modules replaced by prepare(); kept alive so objects that still point
+# into their namespaces keep working.
+old_main_modules = []
+
+
+# ---------------------------------------------------------------------------
+# which interpreter to launch
+
+_python_exe = None
+
+
+def set_executable(exe):
+    """Choose the interpreter that spawned children (and helper servers) run."""
+    global _python_exe
+    _python_exe = None if exe is None else os.fsencode(exe)
+
+
+def get_executable():
+    """Return the interpreter path set by :func:`set_executable` (bytes)."""
+    return _python_exe
+
+
+set_executable(sys.executable)
+
+
+# ---------------------------------------------------------------------------
+# command line of a spawned child
+
+def is_forking(argv):
+    """True when ``argv`` is the command line of a spawned child."""
+    return len(argv) > 1 and argv[1] == _CHILD_FLAG
+
+
+def freeze_support():
+    """In a frozen executable acting as a spawned child, run the child and exit.
+
+    Does nothing in an ordinary process, so calling it first thing under
+    ``if __name__ == '__main__':`` is always safe.
+    """
+    if not is_forking(sys.argv):
+        return
+    options = {}
+    for item in sys.argv[2:]:
+        key, _, text = item.partition('=')
+        options[key] = None if text == 'None' else int(text)
+    spawn_main(**options)
+    sys.exit()
+
+
+def get_command_line(**kwds):
+    """Return the argv that starts a child running :func:`spawn_main`."""
+    settings = ['%s=%r' % pair for pair in kwds.items()]
+    if getattr(sys, 'frozen', False):
+        # the frozen program itself routes to freeze_support()
+        return [sys.executable, _CHILD_FLAG] + settings
+    program = 'from %s import spawn_main; spawn_main(%s)' % (
+        __name__, ', '.join(settings))
+    return ([get_executable()] + util._args_from_interpreter_flags() +
+            ['-c', program, _CHILD_FLAG])
+
+
+# ---------------------------------------------------------------------------
+# the two frames on the pipe
+
+def _read_exactly(stream, size):
+    data = stream.read(size)
+    if data is None or len(data) != size:
+        raise EOFError('the parent closed the pipe before sending the '
+                       'process data')
+    return data
+
+
+def _read_frame(stream):
+    (size,) = _FRAME_HEADER.unpack(_read_exactly(stream, _FRAME_HEADER.size))
+    return _read_exactly(stream, size)
+
+
+def serialize_for_child(process_obj, spawning_popen):
+    """Pickle the preparation data and ``process_obj`` for a fresh child.
+
+    Returns the bytes to write on the child's data pipe.  ``spawning_popen``
+    is registered as the spawning Popen while pickling, which is what lets
+    fds, authkeys and locks reduce themselves for the child.
+    """
+    from . import context
+    prep = get_preparation_data(process_obj._name)
+    pickler = context.reduction.ForkingPickler
+    context.set_spawning_popen(spawning_popen)
+    try:
+        prep_blob = pickler.dumps(prep)
+        obj_blob = pickler.dumps(process_obj)
+    finally:
+        context.set_spawning_popen(None)
+    header = _FRAME_HEADER.pack(len(prep_blob))
+    middle = _FRAME_HEADER.pack(len(obj_blob))
+    return b''.join((header, bytes(prep_blob), middle, bytes(obj_blob)))
+
+
+def _unpickle(blob):
+    # The child-side loader.  Prefer the reduction module's own loader (it
+    # knows dill's conventions); reduction is imported anyway by the
+    # package.
+    from . import context
+    return context.reduction.ForkingPickler.loads(blob)
+
+
+# ---------------------------------------------------------------------------
+# child side
+
+def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):
+    """Entry point of a spawned child: read its job from ``pipe_handle``."""
+    if not is_forking(sys.argv):
+        raise RuntimeError('spawn_main() runs only in a spawned child')
+    if tracker_fd is not None:
+        from . import resource_tracker
+        resource_tracker._resource_tracker._fd = tracker_fd
+    # The parent keeps the write end of our data pipe open for as long as it
+    # lives: a duplicate of the read end is the child's parent sentinel.
+    parent_sentinel = os.dup(pipe_handle)
+    sys.exit(_main(pipe_handle, parent_sentinel))
+
+
+def _main(fd, parent_sentinel):
+    """Read preparation data and process object from ``fd``; run the process.
+
+    Returns the exit code of the process object's bootstrap.
+    """
+    me = process.current_process()
+    with open(fd, 'rb', closefd=True) as source:
+        me._inheriting = True
+        try:
+            prep_blob = _read_frame(source)
+            obj_blob = _read_frame(source)
+            prepare(_unpickle(prep_blob))
+            job = _unpickle(obj_blob)
+        finally:
+            del me._inheriting
+    return job._bootstrap(parent_sentinel)
+
+
+def _check_not_importing_main():
+    # A child re-running its parent's main script as __mp_main__ reaches
+    # here when that script starts processes at import time.
+    if not getattr(process.current_process(), '_inheriting', False):
+        return
+    raise RuntimeError(
+        "A new process was started while this process was still being "
+        "bootstrapped.\n\n"
+        "With the 'spawn' and 'forkserver' start methods every child re-imports "
+        "the main module of its parent (as __mp_main__) before it runs its "
+        "target.  Here that import itself tried to start a process: the main "
+        "module starts processes at import time instead of only when run as "
+        "a program.\n\n"
+        "Put the code that starts processes under a main guard:\n\n"
+        "    if __name__ == '__main__':\n"
+        "        freeze_support()   # only needed for frozen executables\n"
+        "        ...\n\n"
+        "See 'Safe importing of main module' in the multiprocessing "
+        "documentation, or use the 'fork' start method.")
+
+
+def _main_script_path(main_module):
+    """Absolute path of the main module's script, or None if it has no file."""
+    path = getattr(main_module, '__file__', None)
+    if not path:
+        return None
+    if path.startswith('<') and path.endswith('>'):
+        # '<stdin>', '<string>' ...: there is nothing to re-run
+        return None
+    if not os.path.isabs(path) and process.ORIGINAL_DIR is not None:
+        path = os.path.join(process.ORIGINAL_DIR, path)
+    path = os.path.normpath(path)
+    if not os.path.exists(path):
+        return None
+    return path
+
+
+def get_preparation_data(name):
+    """Return what a fresh child needs to look like its parent.
+
+    Raises the bootstrapping RuntimeError when called while this process is
+    itself still unpickling its own job (an unguarded main script).
+    """
+    _check_not_importing_main()
+    from . import get_start_method
+    me = process.current_process()
+    path = list(sys.path)
+    if '' in path:
+        path[path.index('')] = process.ORIGINAL_DIR
+    data = {
+        'name': name,
+        'authkey': me.authkey,
+        'log_to_stderr': util._log_to_stderr,
+        'sys_path': path,
+        'sys_argv': sys.argv,
+        'orig_dir': process.ORIGINAL_DIR,
+        'dir': os.getcwd(),
+        'start_method': get_start_method(),
+    }
+    if util._logger is not None:
+        data['log_level'] = util._logger.getEffectiveLevel()
+    main_module = sys.modules['__main__']
+    spec_name = getattr(getattr(main_module, '__spec__', None), 'name', None)
+    if spec_name is not None:
+        data['init_main_from_name'] = spec_name
+    else:
+        script = _main_script_path(main_module)
+        if script is not None:
+            data['init_main_from_path'] = script
+    return data
+
+
+def prepare(data):
+    """Make the current (child) process match the parent described by data."""
+    me = process.current_process()
+    if 'name' in data:
+        me.name = data['name']
+    if 'authkey' in data:
+        me.authkey = data['authkey']
+    if data.get('log_to_stderr'):
+        util.log_to_stderr()
+    if 'log_level' in data:
+        util.get_logger().setLevel(data['log_level'])
+    if 'sys_path' in data:
+        sys.path = data['sys_path']
+    if 'sys_argv' in data:
+        sys.argv = data['sys_argv']
+    if 'dir' in data:
+        os.chdir(data['dir'])
+    if 'orig_dir' in data:
+        process.ORIGINAL_DIR = data['orig_dir']
+    if 'start_method' in data:
+        from . import set_start_method
+        set_start_method(data['start_method'], force=True)
+    if 'init_main_from_name' in data:
+        _fixup_main_from_name(data['init_main_from_name'])
+    elif 'init_main_from_path' in data:
+        _fixup_main_from_path(data['init_main_from_path'])
+
+
+# ---------------------------------------------------------------------------
+# re-running the parent's main module as __mp_main__
+
+def _install_main(namespace):
+    import types
+    replacement = types.ModuleType('__mp_main__')
+    replacement.__dict__.update(namespace)
+    old_main_modules.append(sys.modules['__main__'])
+    sys.modules['__main__'] = sys.modules['__mp_main__'] = replacement
+
+
+def _fixup_main_from_name(mod_name):
+    # Packages' __main__ modules run their "main only" code unguarded by
+    # design, so they are never re-run.
+    if mod_name == '__main__' or mod_name.endswith('.__main__'):
+        return
+    current = sys.modules['__main__']
+    if getattr(getattr(current, '__spec__', None), 'name', None) == mod_name:
+        return      # already there (e.g. a forkserver child)
+    import runpy
+    _install_main(runpy.run_module(mod_name, run_name='__mp_main__',
+                                   alter_sys=True))
+
+
+def _fixup_main_from_path(main_path):
+    # IPython's historical launcher script has no __name__ guard.
+    stem = os.path.splitext(os.path.basename(main_path))[0]
+    if stem == 'ipython':
+        return
+    if getattr(sys.modules['__main__'], '__file__', None) == main_path:
+        return      # already there (e.g. a forkserver child)
+    import runpy
+    _install_main(runpy.run_path(main_path, run_name='__mp_main__'))
+
+
+def import_main_path(main_path):
+    """Run the script at ``main_path`` as ``__mp_main__`` and alias it as
+    ``__main__``."""
+    _fixup_main_from_path(main_path)
