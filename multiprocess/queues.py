@@ -1,0 +1,460 @@
+"""Queues between processes: ``Queue``, ``JoinableQueue``, ``SimpleQueue``.
+
+Data flow of a ``Queue`` (one pipe, shared by every process that holds the
+queue)::
+
+    put() --append--> _buffer (deque) --feeder thread: pickle, frame--> pipe
+                                                                         |
+    get() <--unpickle-- recv_bytes() under _rlock <----------------------+
+
+* ``_sem`` counts free slots (``maxsize``); ``put`` takes one, ``get`` gives
+  it back once the item has left the pipe, so ``qsize``/``full`` see items
+  still sitting in a writer's buffer.
+* The feeder thread is started lazily by the first ``put`` of a process.
+  It sleeps on ``_wakeup``, a plain lock used as a binary "work pending"
+  flag: ``put`` appends and then releases it, the feeder takes it and then
+  drains the buffer, so a wakeup is never lost and a burst of puts costs a
+  single wakeup.
+* Everything the feeder finds already buffered is pickled and written as one
+  ``os.writev`` of back-to-back frames (same wire format as
+  ``Connection.send_bytes``) under one hold of the cross-process ``_wlock``,
+  instead of one lock round trip and one syscall per item.  Batches are
+  capped in items and bytes so the first item of a burst is not held back.
+* Items that fail to pickle (or to be written) are handed to
+  ``_on_queue_feeder_error`` and their slot is given back; the feeder keeps
+  running.
+* ``close()`` (or garbage collection, or interpreter exit) appends a
+  sentinel; the feeder flushes what precedes it and exits.  At exit the
+  feeder is joined, so buffered data reaches the pipe, unless
+  ``cancel_join_thread()`` was called.
+"""
+
+__all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
+
+import errno
+import os
+import struct
+import sys
+import threading
+import time
+import types
+import weakref
+from collections import deque
+from queue import Empty, Full
+
+from . import connection
+from . import context
+from .reduction import ForkingPickler as _ForkingPickler
+from .util import debug, info, Finalize, register_after_fork, is_exiting
+
+# Frame headers, as connection.send_bytes writes them: a signed 32-bit
+# big-endian length, or -1 followed by an unsigned 64-bit length.
+_small_header = struct.Struct('!i').pack
+_large_header = struct.Struct('!iQ').pack
+_LARGE_FRAME = 0x7fffffff
+
+# Batch caps for one write by the feeder.  IOV_MAX is 1024 on Linux and
+# each item takes two iovecs.
+_BATCH_ITEMS = 256
+_BATCH_BYTES = 1 << 16
+
+
+def _frame_iovecs(payloads):
+    iov = []
+    add = iov.append
+    total = 0
+    for data in payloads:
+        size = len(data)
+        if size <= _LARGE_FRAME:
+            add(_small_header(size))
+            total += size + 4
+        else:
+            add(_large_header(-1, size))
+            total += size + 12
+        add(data)
+    return iov, total
+
+
+def _write_all(fd, iov, total):
+    """writev() the whole of ``iov``, resuming after short writes."""
+    written = os.writev(fd, iov)
+    if written == total:
+        return
+    # Short write (a signal interrupted a large transfer): carry on from
+    # where the kernel stopped.
+    views = [memoryview(b).cast('B') for b in iov]
+    while True:
+        total -= written
+        while written and written >= len(views[0]):
+            written -= len(views[0])
+            del views[0]
+        if written:
+            views[0] = views[0][written:]
+        if not views:
+            return
+        written = os.writev(fd, views)
+        if written == total:
+            return
+
+
+class Queue(object):
+
+    def __init__(self, maxsize=0, *, ctx):
+        if maxsize <= 0:
+            # Can raise ImportError where sem_open is unusable (issue 3770).
+            from .synchronize import SEM_VALUE_MAX as maxsize
+        self._maxsize = maxsize
+        self._reader, self._writer = connection.Pipe(duplex=False)
+        self._rlock = ctx.Lock()
+        self._opid = os.getpid()
+        self._wlock = ctx.Lock()
+        self._sem = ctx.BoundedSemaphore(maxsize)
+        # Set by concurrent.futures-style owners that close the reading end
+        # on purpose: a broken pipe then silently stops the feeder.
+        self._ignore_epipe = False
+        self._reset()
+        register_after_fork(self, Queue._after_fork)
+
+    def __getstate__(self):
+        context.assert_spawning(self)
+        return (self._ignore_epipe, self._maxsize, self._reader, self._writer,
+                self._rlock, self._wlock, self._sem, self._opid)
+
+    def __setstate__(self, state):
+        (self._ignore_epipe, self._maxsize, self._reader, self._writer,
+         self._rlock, self._wlock, self._sem, self._opid) = state
+        self._reset()
+
+    def _after_fork(self):
+        debug('Queue._after_fork()')
+        self._reset(after_fork=True)
+
+    def _reset(self, after_fork=False):
+        # A forked child starts with an empty buffer and no feeder: what the
+        # parent had buffered is the parent's to send.  Fresh locks, since
+        # the parent's may have been held by a thread that does not exist
+        # here (after_fork is accepted for interface compatibility).
+        self._buffer = deque()
+        self._wakeup = threading.Lock()
+        self._wakeup.acquire()
+        self._start_lock = threading.Lock()
+        self._thread = None
+        self._jointhread = None
+        self._joincancelled = False
+        self._closed = False
+        self._close = None
+        self._send_bytes = self._writer.send_bytes
+        self._recv_bytes = self._reader.recv_bytes
+        self._poll = self._reader.poll
+
+    def _raise_closed(self):
+        raise ValueError(f"Queue {self!r} is closed")
+
+    def put(self, obj, block=True, timeout=None):
+        if self._closed:
+            self._raise_closed()
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        if self._thread is None:
+            self._start_thread_once()
+        self._buffer.append(obj)
+        self._notify_feeder()
+
+    def _notify_feeder(self):
+        wakeup = self._wakeup
+        if wakeup.locked():
+            try:
+                wakeup.release()
+            except RuntimeError:
+                # Another putter raised the flag first; one is enough.
+                pass
+
+    def get(self, block=True, timeout=None):
+        if self._closed:
+            self._raise_closed()
+        rlock = self._rlock
+        if block and timeout is None:
+            rlock.acquire()
+            try:
+                data = self._recv_bytes()
+            finally:
+                rlock.release()
+        else:
+            data = self._get_bounded(rlock, block, timeout)
+        self._sem.release()
+        # Unpickle outside the lock so other readers are not held up.
+        return _ForkingPickler.loads(data)
+
+    def _get_bounded(self, rlock, block, timeout):
+        if not block:
+            if not rlock.acquire(False):
+                raise Empty
+            timeout = 0.0
+        else:
+            deadline = time.monotonic() + timeout
+            if not rlock.acquire(True, timeout):
+                raise Empty
+            timeout = max(deadline - time.monotonic(), 0.0)
+        try:
+            if not self._poll(timeout):
+                raise Empty
+            return self._recv_bytes()
+        finally:
+            rlock.release()
+
+    def qsize(self):
+        return self._maxsize - self._sem._semlock._get_value()
+
+    def empty(self):
+        return not self._poll()
+
+    def full(self):
+        return self._sem._semlock._is_zero()
+
+    def get_nowait(self):
+        return self.get(False)
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    def close(self):
+        self._closed = True
+        finalizer, self._close = self._close, None
+        if finalizer:
+            finalizer()
+
+    def join_thread(self):
+        debug('Queue.join_thread()')
+        assert self._closed, "Queue {0!r} not closed".format(self)
+        if self._jointhread:
+            self._jointhread()
+
+    def cancel_join_thread(self):
+        debug('Queue.cancel_join_thread()')
+        self._joincancelled = True
+        joiner = self._jointhread
+        if joiner is not None:
+            joiner.cancel()
+
+    def _start_thread_once(self):
+        with self._start_lock:
+            if self._thread is None:
+                self._start_thread()
+
+    def _start_thread(self):
+        debug('Queue._start_thread()')
+        feeder = threading.Thread(
+            target=Queue._feed,
+            args=(self._buffer, self._wakeup, self._writer, self._wlock,
+                  self._reader.close, self._writer.close, self._ignore_epipe,
+                  self._on_queue_feeder_error, self._sem),
+            name='QueueFeederThread', daemon=True)
+        feeder.start()
+        self._thread = feeder
+        if not self._joincancelled:
+            # Runs after the close finalizer below (lower priority), so the
+            # sentinel is queued before we wait for the feeder to drain.
+            self._jointhread = Finalize(
+                feeder, Queue._finalize_join, [weakref.ref(feeder)],
+                exitpriority=-5)
+        # Garbage collection or exit of the queue tells the feeder to stop.
+        self._close = Finalize(
+            self, Queue._finalize_close, [self._buffer, self._wakeup],
+            exitpriority=10)
+
+    @staticmethod
+    def _finalize_join(thread_ref):
+        thread = thread_ref()
+        if thread is None:
+            debug('... queue thread already dead')
+            return
+        debug('joining queue thread')
+        thread.join()
+        debug('... queue thread joined')
+
+    @staticmethod
+    def _finalize_close(buffer, wakeup):
+        debug('telling queue thread to quit')
+        buffer.append(_sentinel)
+        if wakeup.locked():
+            try:
+                wakeup.release()
+            except RuntimeError:
+                pass
+
+    @staticmethod
+    def _feed(buffer, wakeup, writer, writelock, reader_close, writer_close,
+              ignore_epipe, onerror, queue_sem):
+        # Runs in the feeder thread.  It must not refer to the Queue itself,
+        # or the queue could never be garbage collected (and closed).
+        debug('starting thread to feed data to pipe')
+        take = buffer.popleft
+        sleep = wakeup.acquire
+        dumps = _ForkingPickler.dumps
+        lock, unlock = writelock.acquire, writelock.release
+        sentinel = _sentinel
+
+        def failed(exc, obj):
+            # Called from inside an ``except`` block, so that the default
+            # hook can print the traceback.  True means: stop feeding.
+            if ignore_epipe and getattr(exc, 'errno', 0) == errno.EPIPE:
+                return True
+            if is_exiting():
+                # Interpreter teardown may already have broken what we use.
+                info('error in queue thread: %s', exc)
+                return True
+            # The item never reached the pipe: free its slot, as if a
+            # reader had taken it.
+            queue_sem.release()
+            onerror(exc, obj)
+            return False
+
+        objs = []
+        payloads = []
+        while True:
+            sleep()
+            finished = False
+            while buffer and not finished:
+                size = 0
+                while buffer and len(payloads) < _BATCH_ITEMS \
+                        and size < _BATCH_BYTES:
+                    obj = take()
+                    if obj is sentinel:
+                        finished = True
+                        break
+                    try:
+                        data = dumps(obj)
+                    except Exception as exc:
+                        if failed(exc, obj):
+                            return
+                        continue
+                    objs.append(obj)
+                    payloads.append(data)
+                    size += len(data)
+                if payloads:
+                    iov, total = _frame_iovecs(payloads)
+                    try:
+                        fd = writer.fileno()
+                        lock()
+                        try:
+                            _write_all(fd, iov, total)
+                        finally:
+                            unlock()
+                    except Exception as exc:
+                        for obj in objs:
+                            if failed(exc, obj):
+                                return
+                    del objs[:], payloads[:], iov
+                obj = data = None
+            if finished:
+                debug('feeder thread got sentinel -- exiting')
+                reader_close()
+                writer_close()
+                return
+
+    @staticmethod
+    def _on_queue_feeder_error(e, obj):
+        """Report an item the feeder thread could not send.
+
+        Called in the feeder thread, inside the ``except`` block that caught
+        ``e`` while pickling or writing ``obj``.  Subclasses (e.g. the one in
+        concurrent.futures) override it; the default prints the traceback.
+        """
+        import traceback
+        traceback.print_exc()
+
+
+_sentinel = object()
+
+
+class JoinableQueue(Queue):
+    """A Queue whose consumers acknowledge items with ``task_done()``.
+
+    ``_unfinished_tasks`` counts items put but not yet acknowledged; ``join``
+    waits on ``_cond`` until it drops to zero.
+    """
+
+    def __init__(self, maxsize=0, *, ctx):
+        Queue.__init__(self, maxsize, ctx=ctx)
+        self._unfinished_tasks = ctx.Semaphore(0)
+        self._cond = ctx.Condition()
+
+    def __getstate__(self):
+        return Queue.__getstate__(self) + (self._cond,
+                                           self._unfinished_tasks)
+
+    def __setstate__(self, state):
+        self._cond, self._unfinished_tasks = state[-2:]
+        Queue.__setstate__(self, state[:-2])
+
+    def put(self, obj, block=True, timeout=None):
+        if self._closed:
+            self._raise_closed()
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        if self._thread is None:
+            self._start_thread_once()
+        # Count the task before the item can possibly be consumed, so a
+        # fast task_done() never sees the counter at zero.
+        self._unfinished_tasks.release()
+        self._buffer.append(obj)
+        self._notify_feeder()
+
+    def task_done(self):
+        with self._cond:
+            if not self._unfinished_tasks.acquire(False):
+                raise ValueError('task_done() called too many times')
+            if self._unfinished_tasks._semlock._is_zero():
+                self._cond.notify_all()
+
+    def join(self):
+        with self._cond:
+            if not self._unfinished_tasks._semlock._is_zero():
+                self._cond.wait()
+
+
+class SimpleQueue(object):
+    """A pipe with a lock at each end: no buffer, no thread, no size."""
+
+    def __init__(self, *, ctx):
+        self._reader, self._writer = connection.Pipe(duplex=False)
+        self._rlock = ctx.Lock()
+        self._wlock = ctx.Lock()
+        self._poll = self._reader.poll
+
+    def close(self):
+        self._reader.close()
+        self._writer.close()
+
+    def empty(self):
+        return not self._poll()
+
+    def __getstate__(self):
+        context.assert_spawning(self)
+        return (self._reader, self._writer, self._rlock, self._wlock)
+
+    def __setstate__(self, state):
+        self._reader, self._writer, self._rlock, self._wlock = state
+        self._poll = self._reader.poll
+
+    def get(self):
+        rlock = self._rlock
+        rlock.acquire()
+        try:
+            data = self._reader.recv_bytes()
+        finally:
+            rlock.release()
+        return _ForkingPickler.loads(data)
+
+    def put(self, obj):
+        # Pickle before taking the lock: other writers only wait for the
+        # write itself.
+        data = _ForkingPickler.dumps(obj)
+        wlock = self._wlock
+        wlock.acquire()
+        try:
+            self._writer.send_bytes(data)
+        finally:
+            wlock.release()
+
+    __class_getitem__ = classmethod(types.GenericAlias)
