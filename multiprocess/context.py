@@ -52,17 +52,18 @@ def __getattr__(name):
 class BaseContext(object):
     """The public API of the package, bound to one start method."""
 
-    ProcessError = ProcessError
-    BufferTooShort = BufferTooShort
-    TimeoutError = TimeoutError
-    AuthenticationError = AuthenticationError
-    WorkerLostError = WorkerLostError
+    _name = None        # the start method, in concrete contexts
 
     current_process = staticmethod(process.current_process)
     parent_process = staticmethod(process.parent_process)
     active_children = staticmethod(process.active_children)
 
-    _name = None
+    # The exception classes, reachable from any context object.
+    ProcessError = ProcessError
+    BufferTooShort = BufferTooShort
+    TimeoutError = TimeoutError
+    AuthenticationError = AuthenticationError
+    WorkerLostError = WorkerLostError
 
     def cpu_count(self):
         """How many CPUs the machine has."""
@@ -196,11 +197,13 @@ class BaseContext(object):
         ctx._check_available()
         return ctx
 
-    def get_start_method(self, allow_none=False):
-        return self._name
-
     def set_start_method(self, method, force=False):
+        """Only the default context's start method can be chosen."""
         raise ValueError('cannot set start method of concrete context')
+
+    def get_start_method(self, allow_none=False):
+        """The name of this context's start method."""
+        return self._name
 
     def get_all_start_methods(self):
         """The start methods this platform offers, the default first."""
@@ -209,35 +212,41 @@ class BaseContext(object):
             methods.append('forkserver')
         return methods
 
-    @property
-    def reducer(self):
-        """The module that pickles objects sent to other processes."""
+    def _check_available(self):
+        """Raise ValueError if this start method cannot be used here."""
+
+    def _get_reducer(self):
         return _reduction()
 
-    @reducer.setter
-    def reducer(self, reduction):
+    def _set_reducer(self, reduction):
         globals()['reduction'] = reduction
 
-    def _check_available(self):
-        pass
+    reducer = property(_get_reducer, _set_reducer, doc=
+                       "The module that pickles objects sent to other "
+                       "processes (``multiprocess.reduction``).")
 
 
 # -- the process classes, one per start method ----------------------------
 
-class ForkProcess(process.BaseProcess):
+class _StartedBy(process.BaseProcess):
+    """A process class tied to one start method, whose machinery lives in
+    module ``_popen_module`` (imported when a child is started)."""
+
+    _popen_module = None
+
+    @classmethod
+    def _Popen(cls, process_obj):
+        return _sibling(cls._popen_module).Popen(process_obj)
+
+
+class ForkProcess(_StartedBy):
     _start_method = 'fork'
-
-    @staticmethod
-    def _Popen(process_obj):
-        return _sibling('popen_fork').Popen(process_obj)
+    _popen_module = 'popen_fork'
 
 
-class SpawnProcess(process.BaseProcess):
+class SpawnProcess(_StartedBy):
     _start_method = 'spawn'
-
-    @staticmethod
-    def _Popen(process_obj):
-        return _sibling('popen_spawn_posix').Popen(process_obj)
+    _popen_module = 'popen_spawn_posix'
 
     @staticmethod
     def _after_fork():
@@ -246,12 +255,9 @@ class SpawnProcess(process.BaseProcess):
         pass
 
 
-class ForkServerProcess(process.BaseProcess):
+class ForkServerProcess(_StartedBy):
     _start_method = 'forkserver'
-
-    @staticmethod
-    def _Popen(process_obj):
-        return _sibling('popen_forkserver').Popen(process_obj)
+    _popen_module = 'popen_forkserver'
 
 
 class Process(process.BaseProcess):
@@ -262,28 +268,35 @@ class Process(process.BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        return _default_context.get_context().Process._Popen(process_obj)
+        return _chosen_process_class()._Popen(process_obj)
 
     @staticmethod
     def _after_fork():
-        return _default_context.get_context().Process._after_fork()
+        return _chosen_process_class()._after_fork()
+
+
+def _chosen_process_class():
+    return _default_context.get_context().Process
 
 
 # -- the contexts ---------------------------------------------------------
 
 class ForkContext(BaseContext):
-    _name = 'fork'
+    """Children are forked copies of the current process."""
     Process = ForkProcess
+    _name = ForkProcess._start_method
 
 
 class SpawnContext(BaseContext):
-    _name = 'spawn'
+    """Children are fresh interpreters that import the main module."""
     Process = SpawnProcess
+    _name = SpawnProcess._start_method
 
 
 class ForkServerContext(BaseContext):
-    _name = 'forkserver'
+    """Children are forked from a server process started early on."""
     Process = ForkServerProcess
+    _name = ForkServerProcess._start_method
 
     def _check_available(self):
         if not _reduction().HAVE_SEND_HANDLE:
@@ -347,20 +360,26 @@ def _force_start_method(method):
 # being created (locks, queues, authkeys) check for it when pickled, and ask
 # it to duplicate their handles for the child.
 
-_spawning = threading.local()
+class _SpawningState(threading.local):
+    popen = None
+
+
+_spawning = _SpawningState()
 
 
 def get_spawning_popen():
-    return getattr(_spawning, 'popen', None)
+    """The popen object spawning a child on this thread, or None."""
+    return _spawning.popen
 
 
 def set_spawning_popen(popen):
+    """Called by a popen around pickling for its child (None after)."""
     _spawning.popen = popen
 
 
 def assert_spawning(obj):
     """Raise RuntimeError unless a child is being spawned on this thread."""
-    if get_spawning_popen() is None:
+    if _spawning.popen is None:
         raise RuntimeError(
             f'{type(obj).__name__} objects should only be shared between '
             f'processes through inheritance')

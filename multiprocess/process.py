@@ -83,7 +83,13 @@ class BaseProcess(object):
     returns the popen object that tracks it.
     """
 
+    # Defaults shared by every kind of process object; instances override
+    # them as their life goes on.
     _start_method = None
+    _identity = ()
+    _parent_pid = None
+    _popen = None
+    _closed = False
 
     def _Popen(self):
         raise NotImplementedError
@@ -91,24 +97,17 @@ class BaseProcess(object):
     def __init__(self, group=None, target=None, name=None, args=(),
                  kwargs={}, *, daemon=None):
         assert group is None, 'group argument must be None for now'
+        _dangling.add(self)
         creator = _current_process
-        self._identity = creator._identity + (next(_process_counter),)
+        self._parent_pid, self._parent_name = os.getpid(), creator.name
         self._config = dict(creator._config)
-        self._parent_pid = os.getpid()
-        self._parent_name = creator.name
-        self._popen = None
-        self._closed = False
-        self._target = target
-        self._args = tuple(args)
-        self._kwargs = dict(kwargs)
-        if name:
-            self._name = name
-        else:
-            suffix = ':'.join(map(str, self._identity))
-            self._name = f'{type(self).__name__}-{suffix}'
+        self._identity = (*creator._identity, next(_process_counter))
+        self._target, self._args, self._kwargs = target, tuple(args), \
+            dict(kwargs)
+        self._name = name or '%s-%s' % (type(self).__name__,
+                                        ':'.join(map(str, self._identity)))
         if daemon is not None:
             self.daemon = daemon
-        _dangling.add(self)
 
     # -- guards ---------------------------------------------------------
 
@@ -116,9 +115,11 @@ class BaseProcess(object):
         if self._closed:
             raise ValueError("process object is closed")
 
-    def _check_is_creator(self, action):
-        assert self._parent_pid == os.getpid(), \
-            f'can only {action} a child process'
+    def _require(self, **conditions):
+        # AssertionError, like threading's misuse checks, with the
+        # standard library's messages.
+        for message, holds in conditions.items():
+            assert holds, _MISUSE[message]
 
     # -- the Thread-like API -------------------------------------------
 
@@ -130,17 +131,15 @@ class BaseProcess(object):
     def start(self):
         """Create the child process and make it call ``run()``."""
         self._check_closed()
-        assert self._popen is None, 'cannot start a process twice'
-        assert self._parent_pid == os.getpid(), \
-            'can only start a process object created by current process'
-        assert not _current_process._config.get('daemon'), \
-            'daemonic processes are not allowed to have children'
+        self._require(twice=self._popen is None,
+                      foreign=self._parent_pid == os.getpid(),
+                      daemonic=not _current_process._config.get('daemon'))
         _cleanup()
-        self._popen = self._Popen(self)
-        self._sentinel = self._popen.sentinel
-        # The child has its own copy now.  Dropping ours means a target
-        # that refers back to this object does not keep it alive
-        # (bpo-30775).
+        popen = self._popen = self._Popen(self)
+        self._sentinel = popen.sentinel
+        # The child has its own copy of the target now.  Dropping ours
+        # means a target that refers back to this object does not keep it
+        # alive (bpo-30775).
         del self._target, self._args, self._kwargs
         _children.add(self)
 
@@ -157,8 +156,8 @@ class BaseProcess(object):
     def join(self, timeout=None):
         """Wait until the child ends, or until timeout seconds passed."""
         self._check_closed()
-        self._check_is_creator('join')
-        assert self._popen is not None, 'can only join a started process'
+        self._require(join_foreign=self._parent_pid == os.getpid(),
+                      join_unstarted=self._popen is not None)
         if self._popen.wait(timeout) is not None:
             _children.discard(self)
 
@@ -167,13 +166,11 @@ class BaseProcess(object):
         self._check_closed()
         if self is _current_process:
             return True
-        self._check_is_creator('test')
-        if self._popen is None:
-            return False
-        if self._popen.poll() is None:
-            return True
-        _children.discard(self)
-        return False
+        self._require(test_foreign=self._parent_pid == os.getpid())
+        running = self._popen is not None and self._popen.poll() is None
+        if not running:
+            _children.discard(self)
+        return running
 
     def close(self):
         """Release the resources of a finished process object.
@@ -182,46 +179,45 @@ class BaseProcess(object):
         is still running is an error: join() or terminate() it first.
         """
         popen = self._popen
+        if popen is not None and popen.poll() is None:
+            raise ValueError(
+                "Cannot close a process while it is still running. "
+                "You should first call join() or terminate().")
         if popen is not None:
-            if popen.poll() is None:
-                raise ValueError(
-                    "Cannot close a process while it is still running. "
-                    "You should first call join() or terminate().")
             popen.close()
-            self._popen = None
-            del self._sentinel
             _children.discard(self)
+            del self._popen, self._sentinel
         self._closed = True
 
     # -- attributes ----------------------------------------------------
 
-    @property
-    def name(self):
+    def _get_name(self):
         return self._name
 
-    @name.setter
-    def name(self, name):
+    def _set_name(self, name):
         assert isinstance(name, str), 'name must be a string'
         self._name = name
 
-    @property
-    def daemon(self):
-        """A daemonic child is terminated when its creator exits."""
+    def _get_daemon(self):
         return self._config.get('daemon', False)
 
-    @daemon.setter
-    def daemon(self, daemonic):
-        assert self._popen is None, 'process has already started'
+    def _set_daemon(self, daemonic):
+        self._require(started=self._popen is None)
         self._config['daemon'] = daemonic
 
-    @property
-    def authkey(self):
-        """The secret that connections between our processes prove."""
+    def _get_authkey(self):
         return self._config['authkey']
 
-    @authkey.setter
-    def authkey(self, authkey):
+    def _set_authkey(self, authkey):
         self._config['authkey'] = AuthenticationString(authkey)
+
+    name = property(_get_name, _set_name)
+    daemon = property(_get_daemon, _set_daemon, doc=
+                      "A daemonic child is terminated when its creator "
+                      "exits; it may not start children of its own.")
+    authkey = property(_get_authkey, _set_authkey, doc=
+                       "The secret that connections between our processes "
+                       "prove; inherited by children.")
 
     @property
     def exitcode(self):
@@ -244,10 +240,10 @@ class BaseProcess(object):
     def sentinel(self):
         """A file descriptor that becomes ready when the child ends."""
         self._check_closed()
-        try:
-            return self._sentinel
-        except AttributeError:
-            raise ValueError("process not started") from None
+        sentinel = getattr(self, '_sentinel', None)
+        if sentinel is None:
+            raise ValueError("process not started")
+        return sentinel
 
     # -- description ---------------------------------------------------
 
@@ -278,65 +274,93 @@ class BaseProcess(object):
 
     # -- running in the child ------------------------------------------
 
+    @staticmethod
+    def _after_fork():
+        # Finalizers belong to the process that registered them: the child
+        # starts with none, then re-initialises fork-sensitive objects.
+        from . import util
+        util._finalizer_registry.clear()
+        util._run_after_forkers()
+
     def _become_current(self, parent_sentinel):
-        """Rebind this module's state so that the child sees itself."""
+        """Rebind this module's state so that the child sees itself;
+        returns the process object that was current before."""
         global _current_process, _parent_process, _process_counter
-        _process_counter = itertools.count(1)
-        _children.clear()
+        previous = _current_process
         _current_process = self
         _parent_process = _ParentProcess(self._parent_name,
                                          self._parent_pid, parent_sentinel)
+        _process_counter = itertools.count(1)
+        _children.clear()
+        return previous
+
+    def _child_main(self, parent_sentinel, util):
+        from . import context
+        if self._start_method is not None:
+            # A grandchild made with the default context must use the
+            # same start method as this child.
+            context._force_start_method(self._start_method)
+        util._close_stdin()
+        previous = [self._become_current(parent_sentinel)]
+        _refresh_native_thread_id()
+        try:
+            self._after_fork()
+        finally:
+            # Finalizers of the creator's process object must not run
+            # before the after-fork hooks had their chance.
+            previous.clear()
+        util.info('child process calling self.run()')
+        try:
+            self.run()
+        finally:
+            util._exit_function()
+        return 0
 
     def _bootstrap(self, parent_sentinel=None):
         """Entry point of the child: set up, run(), tear down.
 
         Returns the exit code; the caller (the start method) passes it to
-        ``os._exit``.
+        ``os._exit``.  An uncaught exception is printed to stderr after a
+        ``Process <name>:`` line and gives 1; ``SystemExit`` gives the
+        status the interpreter would.
         """
-        from . import util, context
+        from . import util
         code = 1
         try:
-            if self._start_method is not None:
-                # A grandchild made with the default context must use the
-                # same start method as this child.
-                context._force_start_method(self._start_method)
-            util._close_stdin()
-            previous = _current_process
-            self._become_current(parent_sentinel)
-            if threading._HAVE_THREAD_NATIVE_ID:
-                threading.main_thread()._set_native_id()
-            try:
-                self._after_fork()
-            finally:
-                # Finalizers of the creator's process object must not run
-                # before the after-fork hooks had their chance.
-                del previous
-            util.info('child process calling self.run()')
-            try:
-                self.run()
-                code = 0
-            finally:
-                util._exit_function()
+            code = self._child_main(parent_sentinel, util)
         except SystemExit as exc:
             code = _exit_status_of(exc.code)
         except BaseException:
-            code = 1
-            import traceback
-            sys.stderr.write(f'Process {self.name}:\n')
-            traceback.print_exc()
+            _report_crash(self.name)
         finally:
             threading._shutdown()
             util.info('process exiting with exitcode %d' % code)
             util._flush_std_streams()
         return code
 
-    @staticmethod
-    def _after_fork():
-        # Finalizers belong to the process that registered them; the child
-        # starts with none, then re-initialises fork-sensitive objects.
-        from . import util
-        util._finalizer_registry.clear()
-        util._run_after_forkers()
+
+_MISUSE = {
+    'twice': 'cannot start a process twice',
+    'foreign': 'can only start a process object created by current process',
+    'daemonic': 'daemonic processes are not allowed to have children',
+    'join_foreign': 'can only join a child process',
+    'join_unstarted': 'can only join a started process',
+    'test_foreign': 'can only test a child process',
+    'started': 'process has already started',
+}
+
+
+def _refresh_native_thread_id():
+    # The main thread of a forked child still carries its parent's native
+    # thread id.
+    if threading._HAVE_THREAD_NATIVE_ID:
+        threading.main_thread()._set_native_id()
+
+
+def _report_crash(name):
+    import traceback
+    sys.stderr.write(f'Process {name}:\n')
+    traceback.print_exc()
 
 
 def _exit_status_of(code):
@@ -370,14 +394,8 @@ class _ParentProcess(BaseProcess):
     """
 
     def __init__(self, name, pid, sentinel):
-        self._identity = ()
+        self._name, self._pid, self._sentinel = name, pid, sentinel
         self._config = {}
-        self._name = name
-        self._pid = pid
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
-        self._sentinel = sentinel
 
     @property
     def ident(self):
@@ -400,15 +418,11 @@ class _MainProcess(BaseProcess):
     """The interpreter the user started."""
 
     def __init__(self):
-        self._identity = ()
         self._name = 'MainProcess'
-        self._parent_pid = None
-        self._popen = None
-        self._closed = False
         # Inherited by every descendant.  The semaphore prefix is short
         # because some systems cap semaphore names at 14 characters.
-        self._config = {'authkey': AuthenticationString(os.urandom(32)),
-                        'semprefix': '/mp'}
+        self._config = dict(semprefix='/mp',
+                            authkey=AuthenticationString(os.urandom(32)))
 
     def close(self):
         pass

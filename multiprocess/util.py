@@ -16,6 +16,7 @@ process object for its config; it imports ``process`` and nothing higher.
 """
 
 import atexit
+import contextlib
 import itertools
 import os
 import sys
@@ -27,20 +28,24 @@ from subprocess import _args_from_interpreter_flags   # noqa: F401 (re-export)
 from . import process
 
 __all__ = [
-    'sub_debug', 'debug', 'info', 'sub_warning', 'get_logger',
-    'log_to_stderr', 'get_temp_dir', 'register_after_fork',
-    'is_exiting', 'Finalize', 'ForkAwareThreadLock', 'ForkAwareLocal',
-    'close_all_fds_except', 'SUBDEBUG', 'SUBWARNING',
+    # logging
+    'get_logger', 'log_to_stderr', 'SUBDEBUG', 'SUBWARNING',
+    'sub_debug', 'debug', 'info', 'sub_warning',
+    # finalization and fork hooks
+    'Finalize', 'is_exiting', 'register_after_fork',
+    'ForkAwareThreadLock', 'ForkAwareLocal',
+    # plumbing
+    'get_temp_dir', 'close_all_fds_except',
 ]
 
 
 # ---------------------------------------------------------------- logging
 
-NOTSET = 0
-SUBDEBUG = 5
-DEBUG = 10
-INFO = 20
-SUBWARNING = 25
+# Two extra levels: SUBDEBUG below DEBUG, SUBWARNING between INFO and
+# WARNING.  The standard ones are repeated so that logging need not be
+# imported until a logger is wanted.
+SUBDEBUG, SUBWARNING = 5, 25
+NOTSET, DEBUG, INFO = 0, 10, 20
 
 LOGGER_NAME = 'multiprocess'
 DEFAULT_LOGGING_FORMAT = '[%(levelname)s/%(processName)s] %(message)s'
@@ -113,12 +118,9 @@ abstract_sockets_supported = (sys.platform == 'linux'
 
 
 def is_abstract_socket_namespace(address):
-    if not address:
-        return False
-    if isinstance(address, bytes):
-        return address[0] == 0
-    if isinstance(address, str):
-        return address[0] == '\0'
+    """Whether a unix socket address names the abstract namespace."""
+    if isinstance(address, (bytes, str)) or not address:
+        return address[:1] in (b'\0', '\0')
     raise TypeError(f'address type of {address!r} unrecognized')
 
 
@@ -127,10 +129,9 @@ def is_abstract_socket_namespace(address):
 def _remove_temp_dir(rmtree, tempdir):
     rmtree(tempdir)
     # This can run very late in interpreter shutdown, when the process
-    # module's globals may already be gone.
-    proc = process.current_process()
-    if proc is not None:
-        proc._config['tempdir'] = None
+    # module's globals may already be gone (current_process() is None).
+    config = getattr(process.current_process(), '_config', {})
+    config['tempdir'] = None
 
 
 def get_temp_dir():
@@ -201,16 +202,15 @@ class Finalize(object):
             raise TypeError(
                 f"Exitpriority ({exitpriority!r}) must be None or int, "
                 f"not {type(exitpriority)!s}")
+        if obj is None and exitpriority is None:
+            raise ValueError("Without object, exitpriority cannot be None")
+        self._pid = os.getpid()
+        self._callback, self._args = callback, args
+        self._kwargs = kwargs if kwargs else {}
         if obj is not None:
             self._weakref = weakref.ref(obj, self)
-        elif exitpriority is None:
-            raise ValueError("Without object, exitpriority cannot be None")
-        self._callback = callback
-        self._args = args
-        self._kwargs = kwargs or {}
-        self._key = (exitpriority, next(_finalizer_counter))
-        self._pid = os.getpid()
-        _finalizer_registry[self._key] = self
+        self._key = key = (exitpriority, next(_finalizer_counter))
+        _finalizer_registry[key] = self
 
     def _forget(self):
         self._weakref = None
@@ -248,21 +248,17 @@ class Finalize(object):
         return self._key in _finalizer_registry
 
     def __repr__(self):
-        try:
-            obj = self._weakref()
-        except (AttributeError, TypeError):
-            obj = None
         cls = type(self).__name__
+        ref = getattr(self, '_weakref', None)
+        obj = ref() if callable(ref) else None
         if obj is None:
             return f'<{cls} object, dead>'
         parts = [f'<{cls} object, callback='
                  f'{getattr(self._callback, "__name__", self._callback)}']
-        if self._args:
-            parts.append(f'args={self._args}')
-        if self._kwargs:
-            parts.append(f'kwargs={self._kwargs}')
-        if self._key[0] is not None:
-            parts.append(f'exitpriority={self._key[0]}')
+        extras = (('args', self._args), ('kwargs', self._kwargs),
+                  ('exitpriority', self._key[0]))
+        parts += [f'{label}={value}' for label, value in extras
+                  if value or (label == 'exitpriority' and value is not None)]
         return ', '.join(parts) + '>'
 
 
@@ -286,18 +282,22 @@ def _run_finalizers(minpriority=None):
         if minpriority is None or priority >= minpriority:
             due.append(key)
     due.sort(reverse=True)
-    for key in due:
-        finalizer = registry.get(key)
-        if finalizer is None:       # ran or was cancelled meanwhile
-            continue
-        sub_debug('calling %s', finalizer)
-        try:
-            finalizer()
-        except Exception:
-            import traceback
-            traceback.print_exc()
+    for finalizer in map(registry.get, due):
+        # None: it ran or was cancelled meanwhile.
+        if finalizer is not None:
+            sub_debug('calling %s', finalizer)
+            _call_reporting_errors(finalizer)
     if minpriority is None:
         registry.clear()
+
+
+def _call_reporting_errors(func):
+    # A failing finalizer must not keep the others from running.
+    try:
+        func()
+    except Exception:
+        import traceback
+        traceback.print_exc()
 
 
 # -------------------------------------------------------------- exiting
@@ -311,9 +311,26 @@ def is_exiting():
     return _exiting or _exiting is None
 
 
+def _stop_children(current_process, active_children, info):
+    # current_process() is None when the process module was torn down
+    # (someone replaced sys.modules): there is nothing to reap then.
+    if current_process() is None:
+        return
+    # Daemonic children are terminated first, then every child is waited
+    # for, so that no child outlives us as an orphan or a zombie.
+    doomed = [child for child in active_children() if child.daemon]
+    for child in doomed:
+        info('calling terminate() for daemon %s', child.name)
+        child._popen.terminate()
+    for child in active_children():
+        info('calling join() for process %s', child.name)
+        child.join()
+
+
 def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
                    active_children=process.active_children,
-                   current_process=process.current_process):
+                   current_process=process.current_process,
+                   _stop_children=_stop_children):
     """Our atexit hook; also called by a child at the end of its run().
 
     1. finalizers with exit priority >= 0 (queues flush, pools stop);
@@ -327,22 +344,10 @@ def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
     if _exiting:
         return
     _exiting = True
-
     info('process shutting down')
     debug('running all "atexit" finalizers with priority >= 0')
     _run_finalizers(0)
-
-    # current_process() is None when the process module was torn down
-    # (e.g. someone replaced sys.modules); there is nothing to reap then.
-    if current_process() is not None:
-        for child in active_children():
-            if child.daemon:
-                info('calling terminate() for daemon %s', child.name)
-                child._popen.terminate()
-        for child in active_children():
-            info('calling join() for process %s', child.name)
-            child.join()
-
+    _stop_children(current_process, active_children, info)
     debug('running the remaining "atexit" finalizers')
     _run_finalizers()
 
@@ -356,19 +361,19 @@ class ForkAwareThreadLock(object):
     """A thread lock that a child created by fork gets back unlocked."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
-        register_after_fork(self, ForkAwareThreadLock._at_fork_reinit)
-
-    def _at_fork_reinit(self):
-        self._lock._at_fork_reinit()
+        lock = self._lock = threading.Lock()
+        self.acquire, self.release = lock.acquire, lock.release
+        register_after_fork(self, type(self)._at_fork_reinit)
 
     def __enter__(self):
-        return self._lock.__enter__()
+        return self._lock.acquire()
 
     def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
+        self._lock.release()
+
+    def _at_fork_reinit(self):
+        # The fork may have happened while another thread held the lock.
+        self._lock._at_fork_reinit()
 
 
 def _clear_local(local):
@@ -388,10 +393,14 @@ class ForkAwareLocal(threading.local):
 
 # ------------------------------------------------------ fds and streams
 
-try:
-    MAXFD = os.sysconf("SC_OPEN_MAX")
-except Exception:
-    MAXFD = 256
+def _open_fd_limit(fallback=256):
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (OSError, ValueError):
+        return fallback
+
+
+MAXFD = _open_fd_limit()
 
 
 def close_all_fds_except(fds):
@@ -414,23 +423,18 @@ def close_fds(*fds):
 def _close_stdin():
     """Point sys.stdin at /dev/null: a child must not read its parent's
     terminal or pipe (both would then race for the same input)."""
-    if sys.stdin is None:
+    stdin = sys.stdin
+    if stdin is None:
         return
-    try:
-        sys.stdin.close()
-    except (OSError, ValueError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError):
+        stdin.close()
+    with contextlib.suppress(OSError, ValueError):
         fd = os.open(os.devnull, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        sys.stdin = open(fd, encoding="utf-8", closefd=False)
-    except (OSError, ValueError):
-        os.close(fd)
-    except BaseException:
-        os.close(fd)
-        raise
+        try:
+            sys.stdin = open(fd, encoding="utf-8", closefd=False)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def _flush_std_streams():
@@ -509,12 +513,13 @@ def _exec_error(report, path):
 def _cleanup_tests():
     """Release the package's resources after a test run: reap children,
     stop the fork server and the resource tracker, run the finalizers
-    (removing temp dirs) and reap whatever is left."""
+    (removing temp dirs at once, bpo-37421) and reap whatever is left."""
     from test import support
     from . import forkserver, resource_tracker
-    process._cleanup()
-    forkserver._forkserver._stop()
-    resource_tracker._resource_tracker._stop()
-    _run_finalizers()
-    support.gc_collect()
-    support.reap_children()
+    for step in (process._cleanup,
+                 forkserver._forkserver._stop,
+                 resource_tracker._resource_tracker._stop,
+                 _run_finalizers,
+                 support.gc_collect,
+                 support.reap_children):
+        step()
