@@ -1,0 +1,533 @@
+"""Pickling for multiprocess: C-pickle speed, dill's reach.
+
+Everything that crosses a process boundary (connection messages, queue
+items, pool tasks, the process object of a spawned child) goes through
+``ForkingPickler``.  Its design, and why:
+
+Plain data stays in C.
+    ``ForkingPickler`` is a subclass of the C pickler (``_pickle.Pickler``).
+    The C pickler serializes None, bool, int, float, str, bytes, bytearray,
+    dict, list, tuple, set and frozenset itself, without ever calling back
+    into Python, so a list of dicts of numbers costs exactly what it costs
+    the standard library.  ``loads`` *is* ``pickle.loads``: every payload we
+    write is an ordinary pickle, whatever it carries.
+
+Everything else gets one cheap look.
+    For any other object the C pickler first calls ``reducer_override``.
+    Ours is one dictionary lookup keyed by the exact type, which serves both
+    the reducers registered with ``register`` and the few types that need
+    dill's help; for every other type it returns ``NotImplemented`` and the
+    C pickler carries on as usual (``copyreg.dispatch_table``, read live,
+    then ``__reduce_ex__``).  Because registered reducers are found there,
+    no per-pickler copy of the dispatch table is made, and later edits of
+    ``copyreg.dispatch_table`` take effect immediately.
+
+When dill is used.
+    A function or class that pickle can name -- found again under its
+    ``__module__`` and ``__qualname__`` as the very same object, in a module
+    other than ``__main__`` -- goes by reference, exactly as in the standard
+    library.  Anything that cannot be named that way is serialized by dill
+    and embedded as a nested payload (a ``bytes`` object handed to
+    ``_load_dill``): lambdas, closures and other nested functions, functions
+    and classes of ``__main__`` (a script, ``python -c``, a script read from
+    stdin, an interactive session), code objects, cells, properties, the
+    ``__main__`` module.  Classes of ``__main__`` travel by value but are
+    matched by name on arrival: if the receiver's ``__main__`` defines a
+    class of that qualified name (a forked child, a spawned child that
+    re-ran the script) that class is used, so ``isinstance`` keeps working,
+    as with dill's own default (``dill.settings['ignore']`` False); in a
+    fresh interpreter the transported copy is used.  As a last resort, if
+    the C pickler fails on the whole object with PicklingError, TypeError
+    or AttributeError, the whole object is handed to dill, wrapped the same
+    way.
+
+    ``dill.settings`` are honoured when dill has been imported (otherwise
+    its defaults apply): ``byref`` sends nameable ``__main__`` functions and
+    classes by reference, ``recurse`` is dill's own (only the globals a
+    function uses travel with it), ``protocol`` is the default protocol,
+    ``ignore`` turns the by-name matching of ``__main__`` classes off.
+
+What it costs.
+    dill is imported on first need, never before: a process that only ever
+    exchanges plain data never imports it.  A dill payload is produced by a
+    pure Python pickler (roughly 10-50 us for a small lambda, more for large
+    closures) and identity is kept only inside one payload: an object
+    reached both from a lambda's closure and from the surrounding data
+    arrives as two copies.  Thread locks are refused with a TypeError in
+    the sender, also on the dill path (dill would copy them, silently
+    producing an unrelated lock in the receiver).
+
+dill 0.4 runs ``from multiprocessing.reduction import _reduce_socket`` when
+it is imported.  multiprocess never imports the standard library's
+multiprocessing, so while dill is being imported this module stands in for
+``multiprocessing.reduction`` in ``sys.modules`` (an import of a dotted name
+already present there does not touch its parent package), and is removed
+again afterwards.
+"""
+
+import array
+import copyreg
+import functools
+import io
+import os
+import pickle
+import socket
+import sys
+import types
+import _thread
+from abc import ABCMeta
+
+__all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
+           'DupFd', 'sendfds', 'recvfds']
+
+HAVE_SEND_HANDLE = all((hasattr(socket, 'CMSG_LEN'),
+                        hasattr(socket, 'SCM_RIGHTS'),
+                        hasattr(socket.socket, 'sendmsg')))
+
+# Module names whose functions and classes are not reachable by name in
+# another process: the running script, and its re-run copy in a spawned child.
+_MAIN_NAMES = frozenset(('__main__', '__mp_main__'))
+
+# Errors from the C pickler after which the whole object is retried with dill.
+_RETRY_WITH_DILL = (pickle.PicklingError, TypeError, AttributeError)
+
+# dill.settings as they stand before anybody changed them.
+_DILL_DEFAULTS = {'protocol': pickle.DEFAULT_PROTOCOL, 'byref': False,
+                  'recurse': False, 'ignore': False}
+
+# Copying one of these to another process gives an unrelated, useless lock.
+_REFUSED_TYPES = (_thread.LockType, _thread.RLock)
+
+_NOTHING = object()
+
+
+# ---------------------------------------------------------------- dill access
+
+def _settings():
+    dill = sys.modules.get('dill')
+    found = getattr(dill, 'settings', None) if dill is not None else None
+    return found if found is not None else _DILL_DEFAULTS
+
+
+def _import_dill():
+    """Import dill on first need, without importing stdlib multiprocessing."""
+    dill = sys.modules.get('dill')
+    if dill is not None and hasattr(dill, 'loads'):
+        return dill
+    key = 'multiprocessing.reduction'
+    me = sys.modules[__name__]
+    before = sys.modules.get(key, _NOTHING)
+    stand_in = before is _NOTHING or before is None
+    if stand_in:
+        sys.modules[key] = me
+    try:
+        import dill
+    finally:
+        # Only undo our own entry: another thread may have changed it since.
+        if stand_in and sys.modules.get(key) is me:
+            if before is _NOTHING:
+                del sys.modules[key]
+            else:
+                sys.modules[key] = before
+    return dill
+
+
+def _no_retry(exc):
+    # Marks an error raised by dill itself: retrying with dill is pointless.
+    try:
+        exc._multiprocess_dill_failed = True
+    except Exception:
+        pass
+    return exc
+
+
+def _refuse(obj):
+    kind = type(obj)
+    name = '%s.%s' % (kind.__module__, kind.__qualname__)
+    raise _no_retry(TypeError(
+        "cannot pickle %r object: a thread lock cannot be shared with another "
+        "process (use a multiprocess Lock or RLock)" % name))
+
+
+# Per-thread set of ids of __main__ classes whose nested payload is being
+# produced, so that classes referring to each other do not nest forever.
+_in_progress = {}
+
+
+def _dill_blob(obj, protocol=None):
+    """Serialize obj with dill into bytes (the nested payload)."""
+    dill = _import_dill()
+    if protocol is None:
+        protocol = dill.settings.get('protocol', pickle.DEFAULT_PROTOCOL)
+    buf = io.BytesIO()
+    pickler = dill.Pickler(buf, protocol)
+    # An instance attribute: dill's pickler is the Python one, which looks
+    # it up per object.  It keeps our registered reducers, our refusals and
+    # the by-name matching of __main__ classes valid inside dill payloads.
+    pickler.reducer_override = _DillHooks(obj, protocol).reducer_override
+    try:
+        pickler.dump(obj)
+    except Exception as exc:
+        raise _no_retry(exc)
+    return buf.getvalue()
+
+
+class _DillHooks:
+    __slots__ = ('top', 'protocol')
+
+    def __init__(self, top, protocol):
+        self.top = top
+        self.protocol = protocol
+
+    def reducer_override(self, obj):
+        kind = type(obj)
+        reduce = _extra_reducers.get(kind)
+        if reduce is not None:
+            return reduce(obj)
+        if kind in _REFUSED_TYPES:
+            _refuse(obj)
+        if (isinstance(obj, type) and obj is not self.top
+                and getattr(obj, '__module__', None) in _MAIN_NAMES
+                and not _settings().get('byref')):
+            return _main_class_payload(obj, self.protocol)
+        return NotImplemented
+
+
+def _main_class_payload(cls, protocol=None):
+    busy = _in_progress.setdefault(_thread.get_ident(), set())
+    if id(cls) in busy:
+        return NotImplemented       # let dill inline it (it handles cycles)
+    busy.add(id(cls))
+    try:
+        blob = _dill_blob(cls, protocol)
+    finally:
+        busy.discard(id(cls))
+        if not busy:
+            _in_progress.pop(_thread.get_ident(), None)
+    return _load_main_class, (cls.__qualname__, blob)
+
+
+def _load_dill(blob):
+    """Loader of a nested dill payload (runs in the receiving process)."""
+    return _import_dill().loads(blob)
+
+
+def _load_main_class(qualname, blob):
+    """Loader of a __main__ class: the receiver's own class of that name if
+    its __main__ has one, else the copy that travelled in ``blob``."""
+    if not _settings().get('ignore'):
+        found = _lookup(sys.modules.get('__main__'), qualname)
+        if isinstance(found, type) and found.__qualname__ == qualname:
+            return found
+    return _load_dill(blob)
+
+
+def _lookup(owner, qualname):
+    for part in qualname.split('.'):
+        if owner is None or part == '<locals>':
+            return None
+        owner = getattr(owner, part, None)
+    return owner
+
+
+def _named(obj):
+    """True when pickle's by-reference lookup gives back obj itself."""
+    modname = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    if not isinstance(modname, str) or not isinstance(qualname, str):
+        return False
+    module = sys.modules.get(modname)
+    if module is None:
+        try:
+            __import__(modname)
+        except Exception:
+            return False
+        module = sys.modules.get(modname)
+    return _lookup(module, qualname) is obj
+
+
+# ------------------------------------------------- per-type reducers (C side)
+
+def _via_dill(obj):
+    return _load_dill, (_dill_blob(obj),)
+
+
+def _reduce_function(func):
+    if func.__module__ in _MAIN_NAMES:
+        if _settings().get('byref') and _named(func):
+            return NotImplemented
+    elif _named(func):
+        return NotImplemented
+    return _load_dill, (_dill_blob(func),)
+
+
+def _reduce_class(cls):
+    if getattr(cls, '__module__', None) in _MAIN_NAMES:
+        if _settings().get('byref') and _named(cls):
+            return NotImplemented
+        return _main_class_payload(cls)
+    if _named(cls):
+        return NotImplemented
+    return _load_dill, (_dill_blob(cls),)
+
+
+def _rebuild_module(name):
+    __import__(name)
+    return sys.modules[name]
+
+
+def _reduce_module(module):
+    name = getattr(module, '__name__', None)
+    if name not in _MAIN_NAMES and sys.modules.get(name) is module:
+        return _rebuild_module, (name,)
+    return _load_dill, (_dill_blob(module),)
+
+
+# type -> reducer(obj) for the types the C pickler must not handle alone.
+# The reducers registered with ``register`` are merged into the same table.
+_DILL_KINDS = {
+    types.FunctionType: _reduce_function,
+    type: _reduce_class,
+    types.ModuleType: _reduce_module,
+    types.CodeType: _via_dill,
+    types.CellType: _via_dill,
+    types.MappingProxyType: _via_dill,
+    types.GetSetDescriptorType: _via_dill,
+    types.MemberDescriptorType: _via_dill,
+    property: _via_dill,
+    staticmethod: _via_dill,
+    classmethod: _via_dill,
+}
+for _kind in _REFUSED_TYPES:
+    _DILL_KINDS[_kind] = _refuse
+del _kind
+
+_overrides = dict(_DILL_KINDS)   # what reducer_override consults
+_extra_reducers = {}             # only what was registered
+
+
+# ------------------------------------------------------------- the pickler
+
+class ForkingPickler(pickle.Pickler):
+    """The pickler behind every message between processes.
+
+    A C pickler: plain data never leaves C; functions, classes and a few
+    other kinds that pickle cannot send by name are serialized with dill
+    (see the module docstring).  ``loads`` is ``pickle.loads``.
+    """
+
+    _extra_reducers = _extra_reducers
+    _copyreg_dispatch_table = copyreg.dispatch_table
+
+    def __init__(self, file, protocol=None, **kwargs):
+        if protocol is None:
+            protocol = _settings().get('protocol', pickle.DEFAULT_PROTOCOL)
+        super().__init__(file, protocol, **kwargs)
+        self._file = file
+        self._protocol = protocol
+
+    def reducer_override(self, obj, _get=_overrides.get):
+        reduce = _get(type(obj))
+        if reduce is not None:
+            return reduce(obj)
+        if isinstance(obj, type):      # a class with a custom metaclass
+            return _reduce_class(obj)
+        return NotImplemented
+
+    def dump(self, obj):
+        """Write the pickle of obj to the file given at construction.
+
+        When the C pickler cannot handle obj, dill's payload is written
+        instead, provided the file can be rewound to where this call began
+        (otherwise the original error is raised).
+        """
+        file = self._file
+        try:
+            start = file.tell() if file.seekable() else None
+        except (AttributeError, OSError, ValueError):
+            start = None
+        try:
+            super().dump(obj)
+        except _RETRY_WITH_DILL as exc:
+            if start is None or getattr(exc, '_multiprocess_dill_failed', 0):
+                raise
+            data = _whole_object_fallback(obj, self._protocol, exc)
+            file.seek(start)
+            file.truncate()
+            file.write(data)
+
+    @classmethod
+    def register(cls, type, reduce):
+        """Use ``reduce(obj)`` to pickle objects whose exact type is ``type``."""
+        cls._extra_reducers[type] = reduce
+        _overrides[type] = reduce
+
+    @classmethod
+    def dumps(cls, obj, protocol=None):
+        """Return the pickle of obj as a bytes-like object."""
+        buf = io.BytesIO()
+        pickler = cls(buf, protocol)
+        try:
+            pickle.Pickler.dump(pickler, obj)
+        except _RETRY_WITH_DILL as exc:
+            if getattr(exc, '_multiprocess_dill_failed', False):
+                raise
+            return _whole_object_fallback(obj, pickler._protocol, exc)
+        return buf.getbuffer()
+
+    loads = pickle.loads
+
+
+class _Payload:
+    __slots__ = ('blob',)
+
+    def __init__(self, blob):
+        self.blob = blob
+
+    def __reduce__(self):
+        return _load_dill, (self.blob,)
+
+
+def _whole_object_fallback(obj, protocol, error):
+    try:
+        blob = _dill_blob(obj)
+    except Exception as dill_error:
+        error.add_note('dill could not serialize it either: %s: %s'
+                       % (type(dill_error).__name__, dill_error))
+        raise error from None
+    return pickle.dumps(_Payload(blob), protocol)
+
+
+register = ForkingPickler.register
+
+
+def dump(obj, file, protocol=None):
+    """Pickle obj with ForkingPickler and write it to ``file``."""
+    file.write(ForkingPickler.dumps(obj, protocol))
+
+
+# ------------------------------------------------- file descriptor passing
+
+def sendfds(sock, fds):
+    """Send the file descriptors ``fds`` over the AF_UNIX socket ``sock``."""
+    packed = array.array('i', fds)
+    # One byte of real data must accompany the ancillary data; it carries
+    # the count (mod 256) so that the receiver can check nothing was lost.
+    marker = bytes((len(packed) & 0xff,))
+    sock.sendmsg([marker], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, packed)])
+
+
+def recvfds(sock, size):
+    """Receive at most ``size`` file descriptors sent by ``sendfds``."""
+    width = array.array('i').itemsize
+    marker, ancillary, _flags, _addr = sock.recvmsg(
+        1, socket.CMSG_SPACE(size * width))
+    if not marker and not ancillary:
+        raise EOFError
+    received = array.array('i')
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % width
+            received.frombytes(data[:usable])
+    fds = received.tolist()
+    if (len(ancillary) == 1 and fds and marker
+            and len(fds) & 0xff == marker[0]):
+        return fds
+    for fd in fds:          # do not leak what did arrive
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    raise RuntimeError('Invalid data received: expected file descriptors, '
+                       'got %d ancillary item(s) and %d byte(s) of data'
+                       % (len(ancillary), len(marker)))
+
+
+def send_handle(conn, handle, destination_pid):
+    """Send the file descriptor ``handle`` over the connection ``conn``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM,
+                       fileno=os.dup(conn.fileno())) as sock:
+        sendfds(sock, [handle])
+
+
+def recv_handle(conn):
+    """Receive one file descriptor sent with ``send_handle``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM,
+                       fileno=os.dup(conn.fileno())) as sock:
+        return recvfds(sock, 1)[0]
+
+
+def DupFd(fd):
+    """Return a picklable stand-in for ``fd`` whose ``detach()``, called in
+    the receiving process, gives a file descriptor for the same file."""
+    from . import context           # layer 3: looked up only when used
+    popen = context.get_spawning_popen()
+    if popen is not None:
+        # Pickled for a child being started: it inherits the fd directly.
+        return popen.DupFd(popen.duplicate_for_child(fd))
+    if not HAVE_SEND_HANDLE:
+        raise ValueError('SCM_RIGHTS appears not to be available')
+    from . import resource_sharer
+    return resource_sharer.DupFd(fd)
+
+
+# ----------------------------------------- reducers registered by default
+
+def _reduce_method(meth):
+    # A bound method is its object plus the attribute to look up again.
+    return getattr, (meth.__self__, meth.__func__.__name__)
+
+
+def _reduce_method_descriptor(meth):
+    return getattr, (meth.__objclass__, meth.__name__)
+
+
+def _rebuild_partial(func, args, keywords):
+    return functools.partial(func, *args, **keywords)
+
+
+def _reduce_partial(part):
+    return _rebuild_partial, (part.func, part.args, dict(part.keywords or ()))
+
+
+def _rebuild_socket(df, family, type, proto):
+    return socket.socket(family, type, proto, fileno=df.detach())
+
+
+def _reduce_socket(sock):
+    return _rebuild_socket, (DupFd(sock.fileno()), sock.family, sock.type,
+                             sock.proto)
+
+
+_DEFAULT_REDUCERS = (
+    (types.MethodType, _reduce_method),
+    (types.MethodDescriptorType, _reduce_method_descriptor),
+    (types.WrapperDescriptorType, _reduce_method_descriptor),
+    (functools.partial, _reduce_partial),
+    (socket.socket, _reduce_socket),
+)
+
+
+def _register_defaults():
+    for kind, reduce in _DEFAULT_REDUCERS:
+        register(kind, reduce)
+
+
+_register_defaults()
+
+
+class AbstractReducer(metaclass=ABCMeta):
+    """Base for a replacement of the reduction machinery; a context's
+    ``reducer`` may be set to a module or an instance offering these names.
+    Instantiating it (re)registers the default reducers."""
+
+    ForkingPickler, register, dump = ForkingPickler, register, dump
+    send_handle, recv_handle = send_handle, recv_handle
+    sendfds, recvfds, DupFd = sendfds, recvfds, DupFd
+    _reduce_method, _reduce_method_descriptor = (_reduce_method,
+                                                 _reduce_method_descriptor)
+    _rebuild_partial = _rebuild_partial
+    _reduce_socket, _rebuild_socket = _reduce_socket, _rebuild_socket
+
+    def __init__(self, *args):
+        _register_defaults()
