@@ -22,6 +22,7 @@ The server stops when it sees EOF on its "alive" pipe, i.e. once every
 process holding the write end (the launcher and every child) has exited.
 """
 
+import contextlib
 import errno
 import os
 import select
@@ -53,36 +54,31 @@ class ForkServer(object):
     """Client side: starts the server and asks it for children."""
 
     def __init__(self):
-        self._forkserver_address = None
-        self._forkserver_alive_fd = None
-        self._forkserver_pid = None
-        self._launcher_pid = None       # who started _forkserver_pid
-        self._inherited_fds = None
         self._lock = threading.Lock()
         self._preload_modules = ['__main__']
+        # Extra fds of a request, in a process the server forked.
+        self._inherited_fds = None
+        self._forget_server()
+
+    def _forget_server(self):
+        # address: the server's AF_UNIX socket; alive_fd: our write end of
+        # its alive pipe; pid and launcher_pid: the server and who started
+        # it (a forked child inherits all four from its parent).
+        for attr in ('_forkserver_address', '_forkserver_alive_fd',
+                     '_forkserver_pid', '_launcher_pid'):
+            setattr(self, attr, None)
 
     def _stop(self):
         """Ask the server to exit and wait for it (used by tests)."""
         with self._lock:
-            self._stop_unlocked()
-
-    def _stop_unlocked(self):
-        if self._forkserver_pid is None:
-            return
-        # EOF on the alive pipe is the server's signal to exit
-        os.close(self._forkserver_alive_fd)
-        self._forkserver_alive_fd = None
-        os.waitpid(self._forkserver_pid, 0)
-        self._forkserver_pid = None
-        self._remove_socket_file()
-
-    def _remove_socket_file(self):
-        address, self._forkserver_address = self._forkserver_address, None
-        if address and not util.is_abstract_socket_namespace(address):
-            try:
-                os.unlink(address)
-            except FileNotFoundError:
-                pass
+            pid, address = self._forkserver_pid, self._forkserver_address
+            if pid is None:
+                return
+            # EOF on the alive pipe is the server's signal to exit
+            os.close(self._forkserver_alive_fd)
+            self._forget_server()
+            os.waitpid(pid, 0)
+            _remove_socket_file(address)
 
     def set_forkserver_preload(self, modules_names):
         """Name the modules the server imports before serving requests."""
@@ -139,45 +135,61 @@ class ForkServer(object):
                 reaped, _ = os.waitpid(self._forkserver_pid, os.WNOHANG)
                 if not reaped:
                     return
+                # it died: start another one
                 os.close(self._forkserver_alive_fd)
-                self._forkserver_alive_fd = None
-                self._forkserver_pid = None
-                self._remove_socket_file()
+                _remove_socket_file(self._forkserver_address)
+                self._forget_server()
             self._launch()
 
     def _launch(self):
         from . import connection
-        extra = {}
+        settings = {}
         if self._preload_modules:
+            # What the server needs to import the modules the way we would.
             prep = spawn.get_preparation_data('ignore')
-            extra['sys_path'] = prep['sys_path']
+            settings['sys_path'] = prep['sys_path']
             if 'init_main_from_path' in prep:
-                extra['main_path'] = prep['init_main_from_path']
+                settings['main_path'] = prep['init_main_from_path']
         address = connection.arbitrary_address('AF_UNIX')
-        with socket.socket(socket.AF_UNIX) as listener:
-            listener.bind(address)
-            if not util.is_abstract_socket_namespace(address):
-                os.chmod(address, 0o600)
-            listener.listen()
+        listener = _listening_socket(address)
+        with listener:
+            # Every client holds alive_w: when all are gone the server
+            # reads EOF on alive_r and exits.
             alive_r, alive_w = os.pipe()
+            program = 'from %s import main; main(%d, %d, %r, **%r)' % (
+                __name__, listener.fileno(), alive_r, self._preload_modules,
+                settings)
             try:
-                program = 'from %s import main; main(%d, %d, %r, **%r)' % (
-                    __name__, listener.fileno(), alive_r,
-                    self._preload_modules, extra)
-                exe = spawn.get_executable()
-                argv = ([exe] + util._args_from_interpreter_flags() +
-                        ['-c', program])
-                pid = util.spawnv_passfds(exe, argv,
-                                          [listener.fileno(), alive_r])
+                pid = spawn._run_helper(program, [listener.fileno(), alive_r])
             except BaseException:
-                os.close(alive_w)
+                util.close_fds(alive_r, alive_w)
                 raise
-            finally:
-                os.close(alive_r)
+            os.close(alive_r)
         self._forkserver_address = address
         self._forkserver_alive_fd = alive_w
         self._forkserver_pid = pid
         self._launcher_pid = os.getpid()
+
+
+def _listening_socket(address):
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)    # only our user may ask for forks
+        sock.listen()
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _remove_socket_file(address):
+    if address and not util.is_abstract_socket_namespace(address):
+        try:
+            os.unlink(address)
+        except FileNotFoundError:
+            pass
 
 
 # ---------------------------------------------------------------------------
@@ -251,26 +263,34 @@ class _Server(object):
                     if exc.errno != errno.ECONNABORTED:
                         raise
 
-    def reap_children(self):
+    def drain_wakeups(self):
+        # The bytes themselves (signal numbers) do not matter.
         try:
             while os.read(self.wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+
+    @staticmethod
+    def exited_children():
+        """Yield (pid, exit code) of every child that exited, reaping it."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
+                break       # no children at all
+            if not pid:
+                break       # none exited since
+            yield pid, os.waitstatus_to_exitcode(status)
+
+    def reap_children(self):
+        self.drain_wakeups()
+        for pid, exitcode in self.exited_children():
             status_w = self.status_fds.pop(pid, None)
             if status_w is None:
                 continue        # not one of ours: nobody to tell
-            try:
-                write_signed(status_w, os.waitstatus_to_exitcode(status))
-            except BrokenPipeError:
-                pass            # the client went away
+            with contextlib.suppress(BrokenPipeError):  # client went away
+                write_signed(status_w, exitcode)
             os.close(status_w)
 
     def serve_request(self):
@@ -341,29 +361,32 @@ def main(listener_fd, alive_r, preload, main_path=None, sys_path=None):
 
 def read_signed(fd):
     """Read one SIGNED_STRUCT integer from ``fd`` (EOFError if cut short)."""
-    chunks = []
-    missing = SIGNED_STRUCT.size
-    while missing:
-        chunk = os.read(fd, missing)
-        if not chunk:
-            raise EOFError('unexpected EOF')
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return SIGNED_STRUCT.unpack(b''.join(chunks))[0]
+    size = SIGNED_STRUCT.size
+    raw = os.read(fd, size)
+    # write_signed() writes atomically, so this loop is a formality.
+    while 0 < len(raw) < size:
+        more = os.read(fd, size - len(raw))
+        if not more:
+            break
+        raw += more
+    if len(raw) != size:
+        raise EOFError('unexpected EOF')
+    (value,) = SIGNED_STRUCT.unpack(raw)
+    return value
 
 
 def write_signed(fd, n):
     """Write ``n`` as one SIGNED_STRUCT integer to ``fd``."""
-    view = memoryview(SIGNED_STRUCT.pack(n))
-    while view:
-        written = os.write(fd, view)
-        if written == 0:
-            raise RuntimeError('should not get here')
-        view = view[written:]
+    data = SIGNED_STRUCT.pack(n)
+    # Far below PIPE_BUF: a pipe write of it is all or nothing.
+    if os.write(fd, data) != len(data):
+        raise OSError('short write on a forkserver status pipe')
 
 
 _forkserver = ForkServer()
-ensure_running = _forkserver.ensure_running
-get_inherited_fds = _forkserver.get_inherited_fds
-connect_to_new_process = _forkserver.connect_to_new_process
-set_forkserver_preload = _forkserver.set_forkserver_preload
+# The module-level API is the single client object's.
+(ensure_running, get_inherited_fds, connect_to_new_process,
+ set_forkserver_preload) = (_forkserver.ensure_running,
+                            _forkserver.get_inherited_fds,
+                            _forkserver.connect_to_new_process,
+                            _forkserver.set_forkserver_preload)

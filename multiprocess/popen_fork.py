@@ -35,17 +35,30 @@ def _wait_readable(fd, timeout):
     return bool(poller.poll(max(0.0, timeout) * 1000.0))
 
 
+def _run_forked_child(process_obj, unused_fds, parent_sentinel):
+    """Body of the forked child: run the job, then leave without unwinding
+    into the parent's stack (no atexit handlers, no finally blocks of it)."""
+    exitcode = 1
+    try:
+        util.close_fds(*unused_fds)
+        exitcode = process_obj._bootstrap(parent_sentinel=parent_sentinel)
+    finally:
+        os._exit(exitcode)
+
+
 class Popen(object):
     """Handle on a child started with ``os.fork()``."""
 
     method = 'fork'
+    # util.Finalize closing the fds we hold for the child; set by _launch.
+    finalizer = None
 
     def __init__(self, process_obj):
+        self.returncode = None   # exit code once reaped (-N: killed by N)
+        self._fds = []           # fds to hand over (spawn and forkserver)
         # Buffered output not yet flushed would otherwise be written twice,
         # once by each side of the fork.
         util._flush_std_streams()
-        self.returncode = None
-        self.finalizer = None
         self._launch(process_obj)
 
     def duplicate_for_child(self, fd):
@@ -55,32 +68,49 @@ class Popen(object):
     # -- status -------------------------------------------------------------
 
     def poll(self, flag=os.WNOHANG):
-        """Reap the child if it has exited; return its exit code or None.
+        """Reap the child if it has exited; return its exit code or None."""
+        if self.returncode is None:
+            self._reap(flag)
+        return self.returncode
 
-        The exit code is negative (-signum) when a signal killed the child.
-        """
-        if self.returncode is not None:
-            return self.returncode
+    def _reap(self, flag):
         try:
             reaped, status = os.waitpid(self.pid, flag)
         except OSError:
             # ECHILD: not started yet, or reaped behind our back.
-            return None
-        if reaped == self.pid:
+            return
+        if reaped == self.pid:      # 0 under WNOHANG while it runs
             self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
 
     def wait(self, timeout=None):
         """Wait up to ``timeout`` seconds (None: forever) for the child."""
-        if self.returncode is not None:
-            return self.returncode
-        if timeout is None:
-            return self.poll(0)
-        if not _wait_readable(self.sentinel, timeout):
-            return None
-        # The sentinel fired: the child is gone, waitpid() will not block
-        # (except with a zero timeout, where we promise not to block at all).
-        return self.poll(os.WNOHANG if timeout == 0.0 else 0)
+        if self.returncode is None:
+            if timeout is not None and not _wait_readable(self.sentinel,
+                                                          timeout):
+                return None
+            # The child is gone (or we may block): reap it.  A zero timeout
+            # promises not to block at all.
+            self.poll(os.WNOHANG if timeout == 0.0 else 0)
+        return self.returncode
+
+    # -- launching ----------------------------------------------------------
+
+    def _launch(self, process_obj):
+        child_exit = os.pipe()      # (r, w): EOF for us when the child exits
+        parent_exit = os.pipe()     # (r, w): EOF for it when we are gone
+        self.pid = os.fork()
+        if self.pid == 0:
+            _run_forked_child(process_obj, (child_exit[0], parent_exit[1]),
+                              parent_exit[0])
+        util.close_fds(child_exit[1], parent_exit[0])
+        self.sentinel = child_exit[0]
+        self.finalizer = util.Finalize(self, util.close_fds,
+                                       (child_exit[0], parent_exit[1]))
+
+    def close(self):
+        """Release the fds held for the child (the child is unaffected)."""
+        if self.finalizer is not None:
+            self.finalizer()
 
     # -- signals ------------------------------------------------------------
 
@@ -89,11 +119,12 @@ class Popen(object):
             return
         try:
             os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass        # already dead
-        except OSError:
-            # EPERM and friends are only an error for a child still running
-            if self.wait(timeout=0.1) is None:
+        except OSError as exc:
+            # ESRCH: it exited and awaits reaping, nothing to do.  Anything
+            # else (EPERM ...) is an error only if the child still runs.
+            gone = (isinstance(exc, ProcessLookupError) or
+                    self.wait(timeout=0.1) is not None)
+            if not gone:
                 raise
 
     def terminate(self):
@@ -101,31 +132,3 @@ class Popen(object):
 
     def kill(self):
         self._send_signal(signal.SIGKILL)
-
-    # -- launching ----------------------------------------------------------
-
-    def _launch(self, process_obj):
-        to_parent_r, to_parent_w = os.pipe()
-        to_child_r, to_child_w = os.pipe()
-        self.pid = os.fork()
-        if self.pid != 0:
-            # parent: keep only our ends (closed by close() or at exit)
-            os.close(to_parent_w)
-            os.close(to_child_r)
-            self.sentinel = to_parent_r
-            self.finalizer = util.Finalize(
-                self, util.close_fds, (to_parent_r, to_child_w))
-            return
-        exitcode = 1
-        try:
-            os.close(to_parent_r)
-            os.close(to_child_w)
-            exitcode = process_obj._bootstrap(parent_sentinel=to_child_r)
-        finally:
-            # Never fall back into the parent's stack.
-            os._exit(exitcode)
-
-    def close(self):
-        """Release the fds held for the child (the child is unaffected)."""
-        if self.finalizer is not None:
-            self.finalizer()

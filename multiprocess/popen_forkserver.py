@@ -19,28 +19,26 @@ from . import util
 __all__ = ['Popen']
 
 
-class _DupFd(object):
-    """What a pickled fd carries to a forkserver child: its position in the
-    list of fds sent along with the request."""
+class _DupFd(int):
+    """What a pickled fd carries to a forkserver child: the fd's position in
+    the list of fds sent along with the request."""
 
-    def __init__(self, ind):
-        self.ind = ind
+    __slots__ = ()
+    ind = property(int)
 
     def detach(self):
-        return forkserver.get_inherited_fds()[self.ind]
+        return forkserver.get_inherited_fds()[self]
 
 
 class Popen(popen_fork.Popen):
     method = 'forkserver'
-    DupFd = _DupFd
-
-    def __init__(self, process_obj):
-        self._fds = []
-        super().__init__(process_obj)
 
     def duplicate_for_child(self, fd):
+        # The fd travels with the request; the child finds it by position.
         self._fds.append(fd)
         return len(self._fds) - 1
+
+    DupFd = _DupFd
 
     def _launch(self, process_obj):
         # Pickle first: pickling fills self._fds through duplicate_for_child.
@@ -56,15 +54,16 @@ class Popen(popen_fork.Popen):
         self.pid = forkserver.read_signed(self.sentinel)
 
     def poll(self, flag=os.WNOHANG):
-        if self.returncode is not None:
-            return self.returncode
-        blocking = flag != os.WNOHANG
-        if not popen_fork._wait_readable(self.sentinel,
-                                         None if blocking else 0):
-            return None
+        if self.returncode is None:
+            # The server writes the exit code once it has reaped the child.
+            limit = 0 if flag == os.WNOHANG else None
+            if popen_fork._wait_readable(self.sentinel, limit):
+                self.returncode = self._read_exit_code()
+        return self.returncode
+
+    def _read_exit_code(self):
         try:
-            self.returncode = forkserver.read_signed(self.sentinel)
+            return forkserver.read_signed(self.sentinel)
         except (OSError, EOFError):
             # No exit code will ever come: the server itself died.
-            self.returncode = 255
-        return self.returncode
+            return 255

@@ -16,33 +16,32 @@ from . import util
 __all__ = ['Popen']
 
 
-class _DupFd(object):
+class _DupFd(int):
     """What a pickled fd carries to a spawned child: the fd number itself,
     since ``spawnv_passfds`` keeps it open under the same number."""
 
-    def __init__(self, fd):
-        self.fd = fd
+    __slots__ = ()
+    fd = property(int)
 
     def detach(self):
-        return self.fd
+        return int(self)
 
 
 class Popen(popen_fork.Popen):
     method = 'spawn'
-    DupFd = _DupFd
-
-    def __init__(self, process_obj):
-        self._fds = []
-        super().__init__(process_obj)
 
     def duplicate_for_child(self, fd):
+        # Listed in _fds, the fd survives the exec under the same number.
         self._fds.append(fd)
         return fd
 
+    DupFd = _DupFd
+
     def _launch(self, process_obj):
         from . import resource_tracker
-        tracker_fd = resource_tracker.getfd()
-        self._fds.append(tracker_fd)
+        # Children report the named resources they create to our tracker.
+        self._fds.append(resource_tracker.getfd())
+        tracker_fd = self._fds[-1]
         # Pickling may call duplicate_for_child() and so add to _fds.
         payload = spawn.serialize_for_child(process_obj, self)
 
@@ -57,13 +56,11 @@ class Popen(popen_fork.Popen):
             mine.append(data_w)
             argv = spawn.get_command_line(tracker_fd=tracker_fd,
                                           pipe_handle=data_r)
-            self._fds.extend(theirs)
             self.pid = util.spawnv_passfds(spawn.get_executable(), argv,
-                                           self._fds)
+                                           self._fds + theirs)
             self.sentinel = exit_r
             with open(data_w, 'wb', closefd=False) as out:
                 out.write(payload)
         finally:
             self.finalizer = util.Finalize(self, util.close_fds, tuple(mine))
-            for fd in theirs:
-                os.close(fd)
+            util.close_fds(*theirs)

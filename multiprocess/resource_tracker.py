@@ -20,6 +20,7 @@ ignores SIGINT and SIGTERM, so ``^C`` or ``killall python`` take the program
 down but leave the tracker alive to clean up after it.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -153,23 +154,19 @@ class ResourceTracker(object):
         except Exception:
             pass        # no usable stderr: the tracker's warnings get lost
         read_end, write_end = os.pipe()
+        keep_open.append(read_end)
+        program = 'from %s import main; main(%d)' % (__name__, read_end)
+        # Block the shielded signals around the spawn: the child inherits
+        # the mask, so a ^C arriving before it has installed SIG_IGN cannot
+        # kill it (main() unblocks them once ignored).
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED_SIGNALS)
         try:
-            keep_open.append(read_end)
-            exe = spawn.get_executable()
-            argv = [exe] + util._args_from_interpreter_flags() + [
-                '-c', 'from %s import main; main(%d)' % (__name__, read_end)]
-            # Block the shielded signals around the spawn: the child inherits
-            # the mask, so a ^C arriving before it has installed SIG_IGN
-            # cannot kill it (main() unblocks them once ignored).
-            signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED_SIGNALS)
-            try:
-                pid = util.spawnv_passfds(exe, argv, keep_open)
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SHIELDED_SIGNALS)
+            pid = spawn._run_helper(program, keep_open)
         except BaseException:
             os.close(write_end)
             raise
         finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SHIELDED_SIGNALS)
             os.close(read_end)
         return write_end, pid
 
@@ -183,14 +180,6 @@ class ResourceTracker(object):
         return True
 
     # -- messages -----------------------------------------------------------
-
-    def register(self, name, rtype):
-        """Ask the tracker to unlink ``name`` if the program leaks it."""
-        self._send('REGISTER', name, rtype)
-
-    def unregister(self, name, rtype):
-        """Tell the tracker ``name`` was released properly."""
-        self._send('UNREGISTER', name, rtype)
 
     def _send(self, cmd, name, rtype):
         line = ('%s:%s:%s\n' % (cmd, name, rtype)).encode('ascii')
@@ -212,6 +201,14 @@ class ResourceTracker(object):
                           '(%d of %d bytes)' % (written, len(line)))
 
 
+    def register(self, name, rtype):
+        """Ask the tracker to unlink ``name`` if the program leaks it."""
+        self._send('REGISTER', name, rtype)
+
+    def unregister(self, name, rtype):
+        """Tell the tracker ``name`` was released properly."""
+        self._send('UNREGISTER', name, rtype)
+
     def _reset_after_fork(self):
         # A thread of the parent may have held the lock at fork time; that
         # thread does not exist in the child.
@@ -221,10 +218,10 @@ class ResourceTracker(object):
 
 _resource_tracker = ResourceTracker()
 os.register_at_fork(after_in_child=_resource_tracker._reset_after_fork)
-ensure_running = _resource_tracker.ensure_running
-register = _resource_tracker.register
-unregister = _resource_tracker.unregister
-getfd = _resource_tracker.getfd
+# The module-level API is the single client object's.
+(ensure_running, register, unregister, getfd) = (
+    _resource_tracker.ensure_running, _resource_tracker.register,
+    _resource_tracker.unregister, _resource_tracker.getfd)
 
 
 # ---------------------------------------------------------------------------
@@ -269,12 +266,10 @@ def main(fd):
     for signum in _SHIELDED_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SHIELDED_SIGNALS)
-    # The tracker outlives the program: do not hold its terminal streams.
-    for stream in (sys.stdin, sys.stdout):
-        try:
-            stream.close()
-        except Exception:
-            pass
+    # The tracker outlives the program: let go of its stdin and stdout.
+    for stream_name in ('stdin', 'stdout'):
+        with contextlib.suppress(Exception):
+            getattr(sys, stream_name).close()
     live = {rtype: set() for rtype in _CLEANUP_FUNCS}
     try:
         with open(fd, 'rb') as messages:

@@ -102,6 +102,14 @@ def get_command_line(**kwds):
             ['-c', program, _CHILD_FLAG])
 
 
+def _run_helper(program, keep_fds):
+    """Start a helper interpreter (fork server, resource tracker) running
+    ``program`` with only ``keep_fds`` (and stdio) open; return its pid."""
+    exe = get_executable()
+    argv = [exe] + util._args_from_interpreter_flags() + ['-c', program]
+    return util.spawnv_passfds(exe, argv, keep_fds)
+
+
 # ---------------------------------------------------------------------------
 # the two frames on the pipe
 
@@ -253,31 +261,48 @@ def get_preparation_data(name):
     return data
 
 
+def _set_sys(attr):
+    return lambda value: setattr(sys, attr, value)
+
+
+def _set_start_method(method):
+    from . import set_start_method
+    set_start_method(method, force=True)
+
+
+def _set_log_level(level):
+    util.get_logger().setLevel(level)
+
+
+def _set_original_dir(path):
+    process.ORIGINAL_DIR = path
+
+
+# preparation key -> how a child applies it, in the order applied (the main
+# module comes last, separately: re-running it may depend on all of these).
+_APPLY = {
+    'name': lambda value: setattr(process.current_process(), 'name', value),
+    'authkey': lambda value: setattr(process.current_process(), 'authkey',
+                                     value),
+    'log_to_stderr': lambda wanted: wanted and util.log_to_stderr(),
+    'log_level': _set_log_level,
+    'sys_path': _set_sys('path'),
+    'sys_argv': _set_sys('argv'),
+    'dir': os.chdir,
+    'orig_dir': _set_original_dir,
+    'start_method': _set_start_method,
+}
+
+
 def prepare(data):
     """Make the current (child) process match the parent described by data."""
-    me = process.current_process()
-    if 'name' in data:
-        me.name = data['name']
-    if 'authkey' in data:
-        me.authkey = data['authkey']
-    if data.get('log_to_stderr'):
-        util.log_to_stderr()
-    if 'log_level' in data:
-        util.get_logger().setLevel(data['log_level'])
-    if 'sys_path' in data:
-        sys.path = data['sys_path']
-    if 'sys_argv' in data:
-        sys.argv = data['sys_argv']
-    if 'dir' in data:
-        os.chdir(data['dir'])
-    if 'orig_dir' in data:
-        process.ORIGINAL_DIR = data['orig_dir']
-    if 'start_method' in data:
-        from . import set_start_method
-        set_start_method(data['start_method'], force=True)
-    if 'init_main_from_name' in data:
-        _fixup_main_from_name(data['init_main_from_name'])
-    elif 'init_main_from_path' in data:
+    for key, apply in _APPLY.items():
+        if key in data:
+            apply(data[key])
+    by_name = data.get('init_main_from_name')
+    if by_name is not None:
+        _fixup_main_from_name(by_name)
+    elif data.get('init_main_from_path') is not None:
         _fixup_main_from_path(data['init_main_from_path'])
 
 
