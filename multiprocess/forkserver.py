@@ -142,7 +142,6 @@ class ForkServer(object):
             self._launch()
 
     def _launch(self):
-        from . import connection
         settings = {}
         if self._preload_modules:
             # What the server needs to import the modules the way we would.
@@ -150,7 +149,11 @@ class ForkServer(object):
             settings['sys_path'] = prep['sys_path']
             if 'init_main_from_path' in prep:
                 settings['main_path'] = prep['init_main_from_path']
-        address = connection.arbitrary_address('AF_UNIX')
+        # A file in our private (0o700) temp dir, itself 0o600: only our
+        # user may ask the server for a fork.  (An abstract socket would
+        # let any local user connect.)
+        address = os.path.join(util.get_temp_dir(),
+                               'forkserver-%s' % os.urandom(8).hex())
         listener = _listening_socket(address)
         with listener:
             # Every client holds alive_w: when all are gone the server

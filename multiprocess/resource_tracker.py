@@ -39,20 +39,29 @@ _SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ATOMIC_WRITE = 512
 
 
+def _dev_shm_unlink(name, prefix=''):
+    # On Linux, named semaphores and POSIX shared memory objects are files
+    # of /dev/shm ('sem.NAME' and 'NAME').  Used only where the native call
+    # is missing; OSError (ENOENT ...) propagates like the native one's.
+    os.unlink(os.path.join('/dev/shm', prefix + name.lstrip('/')))
+
+
 def _unlink_semaphore(name):
     import _multiprocess
-    _multiprocess.sem_unlink(name)
+    native = getattr(_multiprocess, 'sem_unlink', None)
+    if native is None:
+        _dev_shm_unlink(name, 'sem.')
+    else:
+        native(name)
 
 
 def _unlink_shared_memory(name):
     import _multiprocess
     native = getattr(_multiprocess, 'shm_unlink', None)
-    if native is not None:
+    if native is None:
+        _dev_shm_unlink(name)
+    else:
         native(name)
-        return
-    # Without the native call: on Linux, POSIX shared memory objects are the
-    # files of /dev/shm.  OSError (ENOENT ...) propagates like shm_unlink's.
-    os.unlink(os.path.join('/dev/shm', name.lstrip('/')))
 
 
 # resource type -> function unlinking a resource of that type by name.
