@@ -104,7 +104,17 @@ def arbitrary_address(family):
 # Connections
 #
 
-class _ConnectionBase:
+class _ClosesOnExit:
+    """``with x:`` closes x on the way out."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class _ConnectionBase(_ClosesOnExit):
     """State shared by every connection: the fd, its allowed directions,
     closing, and the context-manager protocol."""
 
@@ -164,27 +174,18 @@ class _ConnectionBase:
             self.close()
         raise OSError("bad message length")
 
-    @property
-    def closed(self):
-        """True once close() has been called."""
-        return self._fd is None
-
-    @property
-    def readable(self):
-        """True if this end may receive."""
-        return self._readable
-
-    @property
-    def writable(self):
-        """True if this end may send."""
-        return self._writable
+    closed = property(lambda self: self._fd is None,
+                      doc="True once close() has been called.")
+    readable = property(operator.attrgetter('_readable'),
+                        doc="True if this end may receive.")
+    writable = property(operator.attrgetter('_writable'),
+                        doc="True if this end may send.")
 
     def fileno(self):
-        """The underlying file descriptor."""
-        fd = self._fd
-        if fd is None:
+        """The underlying file descriptor (OSError once closed)."""
+        if self._fd is None:
             raise OSError("handle is closed")
-        return fd
+        return self._fd
 
     def close(self):
         """Close the connection; closing twice is harmless."""
@@ -200,12 +201,6 @@ class _ConnectionBase:
         if fd is not None:
             self._fd = None
             _close(fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, exc_tb):
-        self.close()
 
     def __repr__(self):
         fd = self._fd
@@ -378,7 +373,7 @@ def _check_authkey_type(authkey):
         raise TypeError('authkey should be a byte string')
 
 
-class Listener:
+class Listener(_ClosesOnExit):
     """Accepts connections made with Client() on ``address``.
 
     ``family`` defaults to the one ``address`` implies, and ``address`` to a
@@ -414,23 +409,14 @@ class Listener:
 
     def close(self):
         """Stop listening (and remove a Unix socket file)."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
+        if self._listener is not None:
+            self._listener, listener = None, self._listener
             listener.close()
 
-    @property
-    def address(self):
-        return self._listener._address
-
-    @property
-    def last_accepted(self):
-        return self._listener._last_accepted
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, exc_tb):
-        self.close()
+    address = property(lambda self: self._listener._address,
+                       doc="The address clients connect to.")
+    last_accepted = property(lambda self: self._listener._last_accepted,
+                             doc="The address of the latest accepted peer.")
 
 
 def Client(address, family=None, authkey=None):
@@ -513,7 +499,7 @@ def answer_challenge(connection, authkey):
 # serializer uses these).
 #
 
-class ConnectionWrapper:
+class ConnectionWrapper(_ClosesOnExit):
     """A connection whose send()/recv() use the given ``dumps``/``loads``
     (both working on bytes) instead of pickle; everything else is passed
     through to the wrapped connection."""
@@ -537,12 +523,6 @@ class ConnectionWrapper:
 
     def recv(self):
         return self._loads(self._conn.recv_bytes())
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self._conn.close()
 
 
 def _xml_dumps(obj):
