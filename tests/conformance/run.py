@@ -58,9 +58,22 @@ LONG_TIMEOUT_CAP = 60.0
 # generating the suite
 
 def suite_module(target):
-    # "test_multiprocess.py" must appear in tracebacks of the suite's own
-    # functions (test_stderr_flush), so the file keeps the stdlib's shape.
-    return f"_test_{target}"
+    # The file keeps the stdlib's name: test_stderr_flush looks for
+    # "test_multiprocessing.py" in a child's traceback.
+    return "_test_multiprocessing"
+
+
+# Module references only: `multiprocessing` or `_multiprocessing` as a whole
+# word (imports, mock targets, code strings run in subprocesses, f-strings
+# naming modules).  Names that merely contain the word stay as they are:
+# test.support.skip_if_broken_multiprocessing_synchronize, test ids such as
+# test_worker_finalization_via_atexit_handler_of_multiprocessing (the
+# baseline is keyed by them) and test.test_multiprocessing_forkserver.
+_MODULE_WORD = re.compile(r"(?<![\w-])(_?)multiprocessing(?![\w-])")
+
+
+def rename_modules(text, target):
+    return _MODULE_WORD.sub(lambda m: m.group(1) + target, text)
 
 
 def _locations(names):
@@ -86,14 +99,14 @@ def suite_source(target, workdir):
         text = f.read()
     if target == "multiprocessing":
         return text
-    text = text.replace("multiprocessing", target)
+    text = rename_modules(text, target)
     # TestFlags starts `python -E -S -O -c "from test._test_... import ..."`:
     # without site-packages the rewritten suite, the package and dill are
     # only reachable through explicit paths.
     paths = [workdir] + _locations([target, "_" + target, "dill"])
     text = text.replace(
-        f"'from test._test_{target} import TestFlags; '",
-        f"'import sys; sys.path[:0] = {paths!r}; "
+        "'from test._test_multiprocessing import TestFlags; '",
+        f"'import sys; sys.path[:0] = {json.dumps(paths)}; "
         f"from {suite_module(target)} import TestFlags; '")
     return text
 
@@ -106,7 +119,7 @@ def helper_sources(target):
         with open(os.path.join(os.path.dirname(test.__file__), name), encoding="utf-8") as f:
             text = f.read()
         if target != "multiprocessing":
-            text = text.replace("multiprocessing", target)
+            text = rename_modules(text, target)
             text = text.replace('"test.mp_preload"', '"mp_preload"')
         out[name] = text
     return out
@@ -243,7 +256,9 @@ def run_unit(unit, workdir, env, ns, deadline, log):
                                      "secs": None}
             log(f"  {unit.name}: {outcome.upper()} {started}")
         elif rc != 0 and not timed_out:
-            unit.notes.append(f"worker exited {rc} outside a test: {stderr[-2000:]}")
+            errs = [r["detail"] for t, r in unit.results.items() if t.startswith("import (")]
+            unit.notes.append(f"worker exited {rc} outside a test: "
+                              f"{(stderr or ''.join(errs))[-2000:]}")
         if timed_out:
             break
         todo = [t for t in unit.plan if t not in unit.results and t not in skip_hangs]
@@ -281,7 +296,7 @@ def run_all(ns):
                 c = count(u.results.values())
                 log(f"=== {u.name}: {fmt_counts(c)} ({u.wall:.0f}s)")
                 for note in u.notes:
-                    log(f"  note: {note[:500]}")
+                    log(f"  note: {note[:120]} ... {note[-600:]}" if len(note) > 800 else f"  note: {note}")
     return {"target": ns.target, "python": sys.version.split()[0],
             "wall": round(time.monotonic() - t0, 1),
             "units": [[u.method, u.group] for u in units], "filtered": bool(ns.k),

@@ -1,0 +1,61 @@
+"""CPython's multiprocessing test suite, run against multiprocess for each
+start method (tests/conformance/run.py does the running): every test that
+passes with the standard library on this machine (stdlib_baseline.json) must
+pass with us too, unless tests/conformance/known_gaps.txt lists it with the
+open issue it waits for.  Known gaps marked [hang] are not run here.
+
+Environment knobs: MP_CONFORMANCE=0 skips these tests;
+MP_CONFORMANCE_DEADLINE (seconds per start method, default 240) and
+MP_CONFORMANCE_TEST_TIMEOUT (watchdog per test, default 60).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNER = os.path.join(HERE, "conformance", "run.py")
+DEADLINE = float(os.environ.get("MP_CONFORMANCE_DEADLINE", "240"))
+PER_TEST = float(os.environ.get("MP_CONFORMANCE_TEST_TIMEOUT", "60"))
+
+pytestmark = pytest.mark.skipif(os.environ.get("MP_CONFORMANCE") == "0",
+                                reason="MP_CONFORMANCE=0")
+
+
+def _runner_module():
+    spec = importlib.util.spec_from_file_location("_mpconf_run", RUNNER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.timeout(DEADLINE + 180)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_stdlib_suite_passes_where_the_stdlib_does(method, tmp_path, conformance_summary):
+    run = _runner_module()
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, RUNNER, "--method", method, "--json", str(out),
+           "--skip-known-hangs", "--no-per-class", "--jobs", "2",
+           "--per-test-timeout", str(PER_TEST), "--deadline", str(DEADLINE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE + 150,
+                          stdin=subprocess.DEVNULL)
+    assert out.exists(), f"the runner wrote no result:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(out.read_text())
+    counts = run.count(data["methods"][method].values())
+    gaps = run.load_known_gaps()
+    regs = run.regressions(data, run.load_baseline(), gaps)
+    fixed = run.fixed_gaps(data, gaps)
+    line = (f"{method:10} {run.fmt_counts(counts)}; {len(regs)} regressions, "
+            f"{sum(1 for m, _ in gaps if m == method)} known gaps, "
+            f"{sum(1 for f in fixed if f.startswith(method + '/'))} fixed gaps "
+            f"[{data['wall']:.0f}s]")
+    conformance_summary.append(line)
+    print(line)
+    detail = "\n".join(f"  {m}/{t}: {o}\n    " + d.strip().replace("\n", "\n    ")[-1500:]
+                       for m, t, o, d in regs[:15])
+    assert not regs, (f"{len(regs)} tests pass with the stdlib but not with multiprocess "
+                      f"({method}); not in known_gaps.txt:\n{detail}\n"
+                      f"runner output tail:\n{proc.stdout[-2000:]}")
