@@ -1,0 +1,255 @@
+"""What dill's reach buys: payloads made by ForkingPickler load in a fresh
+interpreter that never saw the definitions, dill is imported only when
+needed, and the standard library's multiprocessing is never touched."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PYTHON = sys.executable
+
+
+def run(code, *, stdin_script=False, args=(), check=True):
+    code = textwrap.dedent(code)
+    if stdin_script:
+        cmd, inp = [PYTHON, '-', *args], code
+    else:
+        cmd, inp = [PYTHON, '-c', code, *args], None
+    proc = subprocess.run(cmd, input=inp, capture_output=True, text=True,
+                          timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError('child failed (%d):\n%s\n%s'
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+SENDER_HEAD = '''
+import sys, functools
+from multiprocess.reduction import ForkingPickler
+out = sys.argv[1]
+'''
+
+SENDER_TAIL = '''
+with open(out, 'wb') as f:
+    f.write(ForkingPickler.dumps(payload))
+'''
+
+RECEIVER = '''
+import pickle, sys
+with open(sys.argv[1], 'rb') as f:
+    data = f.read()
+obj = pickle.loads(data)          # plain pickle: no multiprocess import here
+print(repr(%s))
+'''
+
+
+def ship(tmp_path, body, probe, stdin_script=True):
+    """Define things in a script (read from stdin by default), pickle
+    ``payload``, load it in a brand-new interpreter and return the repr of
+    ``probe`` evaluated there."""
+    path = str(tmp_path / 'payload.pkl')
+    run(SENDER_HEAD + textwrap.dedent(body) + SENDER_TAIL,
+        stdin_script=stdin_script, args=[path])
+    return run(RECEIVER % probe, args=[path]).stdout.strip()
+
+
+@pytest.mark.timeout(120)
+def test_lambda_from_stdin_script_loads_in_fresh_interpreter(tmp_path):
+    assert ship(tmp_path, 'payload = lambda x: x * 3',
+                'obj(14)') == '42'
+
+
+@pytest.mark.timeout(120)
+def test_function_from_python_dash_c_loads_in_fresh_interpreter(tmp_path):
+    body = '''
+    def triple(x):
+        return 3 * x
+    payload = triple
+    '''
+    assert ship(tmp_path, body, 'obj(5)', stdin_script=False) == '15'
+
+
+@pytest.mark.timeout(120)
+def test_closure_over_local_variables_travels(tmp_path):
+    body = '''
+    def make(base, step):
+        offset = base * 10
+        return lambda x: offset + step * x
+    payload = make(4, 2)
+    '''
+    assert ship(tmp_path, body, 'obj(1)') == '42'
+
+
+@pytest.mark.timeout(120)
+def test_recursive_nested_function_travels(tmp_path):
+    body = '''
+    def outer():
+        def fact(n):
+            return 1 if n <= 1 else n * fact(n - 1)
+        return fact
+    payload = outer()
+    '''
+    assert ship(tmp_path, body, 'obj(5)') == '120'
+
+
+@pytest.mark.timeout(120)
+def test_main_class_and_its_instances_travel(tmp_path):
+    body = '''
+    class Point:
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+        def norm1(self):
+            return abs(self.x) + abs(self.y)
+    payload = (Point, Point(3, -4), [Point(1, 1), Point(2, 2)])
+    '''
+    out = ship(tmp_path, body,
+               '(obj[0].__name__, obj[1].norm1(), '
+               'type(obj[1]) is obj[0] is type(obj[2][1]))')
+    assert out == "('Point', 7, True)"
+
+
+@pytest.mark.timeout(120)
+def test_bound_method_of_main_class_travels(tmp_path):
+    body = '''
+    class Counter:
+        def __init__(self, start):
+            self.start = start
+        def plus(self, n):
+            return self.start + n
+    payload = Counter(40).plus
+    '''
+    assert ship(tmp_path, body, 'obj(2)') == '42'
+
+
+@pytest.mark.timeout(120)
+def test_partial_of_lambda_travels(tmp_path):
+    body = '''
+    payload = functools.partial(lambda a, b, c=0: a * b + c, 6, c=12)
+    '''
+    assert ship(tmp_path, body, 'obj(5)') == '42'
+
+
+@pytest.mark.timeout(120)
+def test_lambda_using_main_globals_travels_with_recurse(tmp_path):
+    # With dill's recurse setting, the globals a function uses go with it.
+    body = '''
+    import dill
+    dill.settings['recurse'] = True
+    FACTOR = 6
+    def helper(x):
+        return x * FACTOR
+    payload = lambda x: helper(x) + 0
+    '''
+    assert ship(tmp_path, body, 'obj(7)') == '42'
+
+
+@pytest.mark.timeout(120)
+def test_plain_data_and_named_objects_never_import_dill():
+    out = run('''
+        import sys, collections, os.path, decimal
+        from multiprocess.reduction import ForkingPickler as FP
+        data = [{'a': 1, 'b': [1.5, 'x', b'y', None, True]}, (1, 2), {3},
+                frozenset('ab'), bytearray(b'z'), 10 ** 30, 1j,
+                collections.OrderedDict(a=1), decimal.Decimal('1.5'),
+                os.path.join, len, ValueError('boom'), int, collections.Counter,
+                [].append, str.upper, sys]
+        back = FP.loads(FP.dumps(data))
+        assert back[:9] == data[:9], back
+        assert back[9] is os.path.join and back[13] is collections.Counter
+        print('dill' in sys.modules)
+    ''').stdout.strip()
+    assert out == 'False'
+
+
+@pytest.mark.timeout(120)
+def test_lambdas_work_with_stdlib_multiprocessing_blocked():
+    out = run('''
+        import sys
+        sys.modules['multiprocessing'] = None
+        sys.modules['_multiprocessing'] = None
+        from multiprocess.reduction import ForkingPickler as FP
+        k = 5
+        f = FP.loads(FP.dumps(lambda x: x + 37))
+        print(f(k), sys.modules['multiprocessing'],
+              'multiprocessing.reduction' in sys.modules,
+              sys.modules['dill']._dill.reduce_socket.__module__)
+    ''').stdout.strip()
+    assert out == '42 None False multiprocess.reduction'
+
+
+@pytest.mark.timeout(120)
+def test_blocked_reduction_entry_is_restored_after_dill_import():
+    out = run('''
+        import sys
+        sys.modules['multiprocessing'] = None
+        sys.modules['multiprocessing.reduction'] = None
+        from multiprocess.reduction import ForkingPickler as FP
+        print(FP.loads(FP.dumps(lambda: 'ok'))(),
+              sys.modules['multiprocessing.reduction'])
+    ''').stdout.strip()
+    assert out == 'ok None'
+
+
+@pytest.mark.timeout(120)
+def test_dill_already_imported_with_stdlib_reduction_is_fine():
+    out = run('''
+        import dill, sys
+        from multiprocess.reduction import ForkingPickler as FP
+        print(FP.loads(FP.dumps(lambda: 7))(),
+              sys.modules['dill']._dill.reduce_socket.__module__)
+    ''').stdout.strip()
+    assert out == '7 multiprocessing.reduction'
+
+
+@pytest.mark.timeout(120)
+def test_byref_setting_sends_main_functions_by_name():
+    out = run('''
+        import dill, pickle
+        from multiprocess.reduction import ForkingPickler as FP
+        def f():
+            return 1
+        dill.settings['byref'] = True
+        by_name = bytes(FP.dumps(f))
+        dill.settings['byref'] = False
+        by_value = bytes(FP.dumps(f))
+        print(b'dill' in by_name, b'dill' in by_value,
+              pickle.loads(by_name) is f)
+    ''').stdout.strip()
+    assert out == 'False True True'
+
+
+@pytest.mark.timeout(120)
+def test_ignore_setting_keeps_transported_class(tmp_path):
+    out = run('''
+        import dill
+        from multiprocess.reduction import ForkingPickler as FP
+        class A:
+            pass
+        same = type(FP.loads(FP.dumps(A()))) is A
+        dill.settings['ignore'] = True
+        copy = FP.loads(FP.dumps(A()))
+        print(same, type(copy) is A, type(copy).__name__)
+    ''').stdout.strip()
+    assert out == 'True False A'
+
+
+@pytest.mark.timeout(120)
+def test_main_class_matches_receivers_class_of_same_name(tmp_path):
+    # A receiver whose __main__ defines the class (a forked child, a spawned
+    # child that re-ran the script) gets its own class back, not a copy.
+    path = str(tmp_path / 'p.pkl')
+    run(SENDER_HEAD + textwrap.dedent('''
+        class Job:
+            kind = 'sender'
+        payload = [Job(), Job]
+    ''') + SENDER_TAIL, stdin_script=True, args=[path])
+    out = run('''
+        import pickle, sys
+        class Job:
+            kind = 'receiver'
+        obj = pickle.loads(open(sys.argv[1], 'rb').read())
+        print(type(obj[0]) is Job, obj[1] is Job)
+    ''', args=[path]).stdout.strip()
+    assert out == 'True True'
