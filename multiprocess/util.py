@@ -54,26 +54,23 @@ _logger = None            # created by get_logger()
 _log_to_stderr = False    # spawn passes this on so children log alike
 
 
-def _log(level, msg, args):
-    logger = _logger
-    if logger:
-        logger.log(level, msg, *args)
+def _leveled(level, name):
+    # The helpers look _logger up at each call, and only that: late in
+    # interpreter shutdown the module's globals are set to None, and a
+    # finalizer that logs must then quietly do nothing.
+    def log(msg, *args):
+        logger = _logger
+        if logger:
+            logger.log(level, msg, *args)
+    log.__name__ = log.__qualname__ = name
+    log.__doc__ = f'Log msg % args at level {level}, if logging is on.'
+    return log
 
 
-def sub_debug(msg, *args):
-    _log(SUBDEBUG, msg, args)
-
-
-def debug(msg, *args):
-    _log(DEBUG, msg, args)
-
-
-def info(msg, *args):
-    _log(INFO, msg, args)
-
-
-def sub_warning(msg, *args):
-    _log(SUBWARNING, msg, args)
+sub_debug = _leveled(SUBDEBUG, 'sub_debug')
+debug = _leveled(DEBUG, 'debug')
+info = _leveled(INFO, 'info')
+sub_warning = _leveled(SUBWARNING, 'sub_warning')
 
 
 def get_logger():
@@ -89,10 +86,21 @@ def get_logger():
         if not _logger:
             created = logging.getLogger(LOGGER_NAME)
             created.propagate = 0
+            created.addFilter(_name_the_process)
             atexit.unregister(_exit_function)
             atexit.register(_exit_function)
             _logger = created
     return _logger
+
+
+def _name_the_process(record):
+    # logging fills in processName from the standard library's
+    # multiprocessing module, which knows nothing of our processes; our
+    # records carry our process's name instead.
+    proc = process.current_process()
+    if proc is not None:
+        record.processName = proc.name
+    return True
 
 
 def log_to_stderr(level=None):
@@ -119,7 +127,9 @@ abstract_sockets_supported = (sys.platform == 'linux'
 
 def is_abstract_socket_namespace(address):
     """Whether a unix socket address names the abstract namespace."""
-    if isinstance(address, (bytes, str)) or not address:
+    if not address:
+        return False
+    if isinstance(address, (bytes, str)):
         return address[:1] in (b'\0', '\0')
     raise TypeError(f'address type of {address!r} unrecognized')
 
@@ -408,10 +418,13 @@ def close_all_fds_except(fds):
     keep = sorted(set(fds))
     assert not keep or keep[-1] < MAXFD, 'fd too large'
     low = 0
-    for fd in keep:
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, MAXFD)
+    for high in keep + [MAXFD]:
+        # Empty ranges are skipped: on Linux, Python 3.11 turns
+        # os.closerange(0, 0) into close_range(0, UINT_MAX), which closes
+        # every fd (the standard library's version trips on this).
+        if low < high:
+            os.closerange(low, high)
+        low = high + 1
 
 
 def close_fds(*fds):
@@ -455,8 +468,10 @@ def spawnv_passfds(path, args, passfds):
     """
     import _posixsubprocess
     import subprocess
-    keep = tuple(sorted(map(int, passfds)))
     err_r, err_w = os.pipe()
+    # err_w must survive close_fds until exec (it is close-on-exec, and
+    # fork_exec leaves it so), or an exec failure could not be reported.
+    keep = tuple(sorted({*map(int, passfds), err_w}))
     try:
         no_fd = -1
         pid = _posixsubprocess.fork_exec(
