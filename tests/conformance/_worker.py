@@ -62,6 +62,7 @@ class RecordingResult(unittest.TestResult):
         self._events = events
         self._watchdog = watchdog
         self._current = {}
+        self.last_id = None
 
     def startTest(self, test):
         super().startTest(test)
@@ -83,6 +84,7 @@ class RecordingResult(unittest.TestResult):
     def stopTest(self, test):
         super().stopTest(test)
         rec = self._current.pop(test.id(), None)
+        self.last_id = short_id(test)
         if rec is not None:
             self._events.emit(ev="end", id=short_id(test), outcome=rec[1],
                               detail=rec[2][-4000:],
@@ -157,7 +159,14 @@ def main(argv=None):
             skip = {line.strip() for line in f if line.strip()}
     todo = unittest.TestSuite([t for t in tests if short_id(t) not in skip])
     result = RecordingResult(events, watchdog)
-    todo.run(result)
+    try:
+        todo.run(result)
+    except BaseException:
+        # unittest lets KeyboardInterrupt (a stray SIGINT) through; blame
+        # the test that just ran, and let the parent restart on the rest.
+        events.emit(ev="end", id=result.last_id or f"run ({ns.module})", outcome="error",
+                    detail=traceback.format_exc()[-4000:], secs=0.0)
+        return 2
     faulthandler.cancel_dump_traceback_later()
     return 0
 

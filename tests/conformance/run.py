@@ -204,6 +204,7 @@ def run_unit(unit, workdir, env, ns, deadline, log):
             cmd += ["-k", k]
         remaining = deadline - time.monotonic()
         timed_out = False
+        done_before = len(unit.results)
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdin=subprocess.DEVNULL,
                                     stdout=err, stderr=subprocess.STDOUT,
@@ -252,7 +253,9 @@ def run_unit(unit, workdir, env, ns, deadline, log):
                 outcome = "hang"
             else:
                 outcome = "crash"
-            unit.results[started] = {"outcome": outcome, "detail": stderr[-6000:],
+            at = stderr.rfind("Timeout (") if outcome == "hang" else -1
+            detail = stderr[at:at + 6000] if at >= 0 else stderr[-6000:]
+            unit.results[started] = {"outcome": outcome, "detail": detail,
                                      "secs": None}
             log(f"  {unit.name}: {outcome.upper()} {started}")
         elif rc != 0 and not timed_out:
@@ -262,7 +265,10 @@ def run_unit(unit, workdir, env, ns, deadline, log):
         if timed_out:
             break
         todo = [t for t in unit.plan if t not in unit.results and t not in skip_hangs]
-        if not todo or started is None or attempts >= 100:
+        # restart on what is left after a hang, a crash, or an aborted run
+        # that got somewhere (an import error gets nowhere and ends the unit)
+        progressed = len(unit.results) > done_before
+        if not todo or attempts >= 100 or (started is None and (rc == 0 or not progressed)):
             break
     for tid in unit.plan:
         if tid not in unit.results:
