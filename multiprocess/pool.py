@@ -1,0 +1,1649 @@
+"""Pools of workers: ``Pool`` (processes) and ``ThreadPool`` (threads).
+
+Data flow of a process ``Pool``::
+
+    caller threads                 engine thread (one per pool)            worker processes
+    --------------                 ----------------------------            ----------------
+    apply_async / map_async  -->   jobs (deque of _Job, lazy chunk sources)
+    imap / imap_unordered              |  add work: pull the next chunk only when a
+                                       |  worker has room, pickle it, frame it
+                                       v
+                                   per-worker task pipe  ==================>  read frame
+                                       (non-blocking writes,                   ack (task started)
+                                        at most `depth` tasks in flight)       run func on chunk
+                                                                               frame result
+                                   per-worker result pipe <=================== (ack + result
+                                       |                                        share one write)
+                                       |  wait: results, acks, worker sentinels, wake-ups
+                                       v
+    AsyncResult.get()  <------     process results: unpickle, complete the
+    IMapIterator.next()            result object, run callbacks
+                                   handle breakage: a dead worker fails the task it had
+                                   acknowledged (WorkerLostError), re-queues the tasks it
+                                   never started, and is replaced
+
+The engine is a loop of small named steps (``_Engine._step``).  Its waiting
+and its pipe I/O are done by the native core when ``_multiprocess`` has a
+``PoolEngine`` (poolengine.c), by ``select.poll`` otherwise; the steps and
+the bookkeeping are the same either way.
+
+Every task is owned by exactly one worker from the moment it is sent, and
+the worker acknowledges it when it starts running it, so the death of a
+worker touches only that worker's tasks.  The callable of a ``map`` is sent
+once per worker and job (``_K_JOBDEF``), then each chunk carries only its
+arguments.
+
+A ``ThreadPool`` has the same public surface and result objects, without
+pipes or pickling: its threads pull chunks from the same kind of job queue
+and complete the results themselves.
+"""
+
+import collections
+import itertools
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+
+from . import util
+from .exceptions import ProcessError, TimeoutError, WorkerLostError
+
+try:
+    import _multiprocess as _native
+except ImportError:          # the pure Python engine below still works
+    _native = None
+
+__all__ = ['Pool', 'ThreadPool']
+
+# The pool's state, kept as the strings the standard library uses.
+INIT = 'INIT'
+RUN = 'RUN'
+CLOSE = 'CLOSE'
+TERMINATE = 'TERMINATE'
+
+job_counter = itertools.count()
+
+
+# ----------------------------------------------------------------- helpers
+# pathos and older code import these names from the pool module.
+
+def mapstar(args):
+    """Call ``args[0]`` on each element of ``args[1]``; return a list."""
+    func, items = args
+    return list(map(func, items))
+
+
+def starmapstar(args):
+    """Call ``args[0](*item)`` for each item of ``args[1]``; return a list."""
+    func, items = args
+    return list(itertools.starmap(func, items))
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised in a worker.
+
+    Set as the ``__cause__`` of the exception re-raised in the caller, so
+    the worker's traceback is printed along with the caller's.
+    """
+
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
+class ExceptionWithTraceback:
+    """An exception plus its traceback text, rebuilt in the receiver as the
+    exception with a ``RemoteTraceback`` cause."""
+
+    def __init__(self, exc, tb):
+        if not isinstance(tb, str):
+            tb = ''.join(traceback.format_exception(type(exc), exc, tb))
+        self.exc = exc
+        self.tb = '\n"""\n%s"""' % tb
+
+    def __reduce__(self):
+        return rebuild_exc, (self.exc, self.tb)
+
+
+def rebuild_exc(exc, tb):
+    """Attach ``tb`` (text) to ``exc`` as a ``RemoteTraceback`` cause."""
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class MaybeEncodingError(Exception):
+    """A result or an exception could not cross the process boundary.
+
+    ``exc`` is the repr of the pickling (or unpickling) error, ``value`` the
+    repr of what was being sent.  The task's own outcome is lost; make the
+    returned object picklable (or return something simpler) to fix it.
+    """
+
+    def __init__(self, exc, value):
+        self.exc = exc if isinstance(exc, str) else repr(exc)
+        self.value = value if isinstance(value, str) else repr(value)
+        super().__init__(self.exc, self.value)
+
+    def __reduce__(self):
+        return type(self), (self.exc, self.value)
+
+    def __str__(self):
+        return "Error sending result: '%s'. Reason: '%s'" % (self.value,
+                                                             self.exc)
+
+    def __repr__(self):
+        return '<%s: %s>' % (type(self).__name__, self)
+
+
+def _format_tb(exc):
+    return ''.join(traceback.format_exception(type(exc), exc,
+                                              exc.__traceback__))
+
+
+def _with_remote_tb(exc, tb_text):
+    exc.__cause__ = RemoteTraceback('\n"""\n%s"""' % tb_text)
+    return exc
+
+
+def _exit_description(exitcode):
+    """Words for how a process ended, for WorkerLostError messages."""
+    if exitcode is None:
+        return 'ended in an unknown way'
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = 'signal %d' % -exitcode
+        text = 'was killed by %s (signal %d)' % (name, -exitcode)
+        if -exitcode == signal.SIGKILL:
+            text += '; it may have run out of memory (the kernel OOM ' \
+                    'killer sends SIGKILL)'
+        return text
+    return 'exited with code %d' % exitcode
+
+
+def _lost_worker_error(pid, exitcode):
+    return WorkerLostError(
+        'worker process %s %s while running this task; the pool replaced '
+        'it' % (pid, _exit_description(exitcode)), pid, exitcode)
+
+
+# ------------------------------------------------------------ wire format
+# One frame: header (payload size, kind, task id, job id) then payload.
+# Both ends of every pipe are ours, so the format is private to this file
+# (and to poolengine.c, which reads and writes the same frames).
+
+_HEADER = struct.Struct('<QBQQ')
+_HSIZE = _HEADER.size
+
+# parent -> worker
+_K_APPLY = 1      # payload: pickle of (func, args, kwds)
+_K_MAP = 2        # payload: pickle of a list of arguments
+_K_STARMAP = 3    # payload: pickle of a list of argument tuples
+_K_JOBDEF = 4     # payload: pickle of the job's callable
+_K_FORGET = 5     # payload: job ids (little-endian uint64) to drop
+_K_QUIT = 6
+# worker -> parent
+_K_ACK = 10       # the task is starting
+_K_OK = 11        # payload: pickle of the value
+_K_ERR = 12       # payload: pickle of (exception or None, traceback text, repr)
+_K_INITFAIL = 13  # the initializer raised; payload as for _K_ERR
+
+
+def _frame(kind, task=0, job=0, payload=b''):
+    return _HEADER.pack(len(payload), kind, task, job) + payload
+
+
+def _dumps(obj):
+    from .reduction import ForkingPickler
+    return bytes(ForkingPickler.dumps(obj))
+
+
+class _FrameReader:
+    """Splits a byte stream into frames."""
+
+    __slots__ = ('buf', 'pos')
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.pos = 0
+
+    def feed(self, data):
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += data
+
+    def next(self):
+        """The next whole frame as (kind, task, job, payload), or None."""
+        buf, pos = self.buf, self.pos
+        if len(buf) - pos < _HSIZE:
+            return None
+        size, kind, task, job = _HEADER.unpack_from(buf, pos)
+        end = pos + _HSIZE + size
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[pos + _HSIZE:end])
+        self.pos = end
+        return kind, task, job, payload
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _error_payload(exc, tb_text):
+    """Pickle an exception for the parent, degrading rather than failing."""
+    try:
+        return _dumps((exc, tb_text, None))
+    except BaseException as why:
+        text = '%s: %s' % (type(exc).__name__, exc)
+        return _dumps((MaybeEncodingError(why, text), tb_text, text))
+
+
+def _decode_error(payload):
+    """The exception a _K_ERR payload stands for, with its remote traceback."""
+    try:
+        exc, tb_text, _ = pickle.loads(payload)
+    except BaseException as why:
+        # Typically an exception class whose __init__ does not accept its
+        # own args; the traceback text still tells what happened.
+        return _with_remote_tb(
+            MaybeEncodingError(why, 'an exception raised in a worker '
+                               '(see the remote traceback)'), '')
+    if not isinstance(exc, BaseException):
+        exc = MaybeEncodingError('not an exception', exc)
+    if tb_text:
+        _with_remote_tb(exc, tb_text)
+    return exc
+
+
+# ------------------------------------------------------------- the worker
+
+def _read_some(fd):
+    """Block until the parent sends something; b'' when it went away."""
+    while True:
+        try:
+            return os.read(fd, 1 << 16)
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            # A terminal's Ctrl-C reaches the whole process group; an idle
+            # worker ignores it and lets the parent decide what to do.
+            continue
+        except OSError:
+            return b''
+
+
+def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
+                wrap_exception):
+    """The task loop of one pool worker process."""
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as exc:
+            traceback.print_exc()
+            try:
+                _write_all(result_fd, _frame(_K_INITFAIL, 0, 0, _error_payload(
+                    exc, _format_tb(exc))))
+            except OSError:
+                pass
+            return 1
+    reader = _FrameReader()
+    funcs = {}
+    pending = bytearray()        # frames not yet written to the parent
+    done = 0
+    while maxtasks is None or done < maxtasks:
+        frame = reader.next()
+        if frame is None:
+            if pending:
+                _write_all(result_fd, pending)
+                pending.clear()
+            data = _read_some(task_fd)
+            if not data:
+                return 0
+            reader.feed(data)
+            continue
+        kind, task, job, payload = frame
+        if kind == _K_JOBDEF:
+            try:
+                funcs[job] = (True, pickle.loads(payload))
+            except BaseException as exc:
+                funcs[job] = (False, exc)
+            continue
+        if kind == _K_FORGET:
+            for j in struct.unpack('<%dQ' % (len(payload) // 8), payload):
+                funcs.pop(j, None)
+            continue
+        if kind == _K_QUIT:
+            break
+        # The acknowledgement must reach the parent before the task runs:
+        # if the task kills this process, the parent knows which one it was.
+        pending += _frame(_K_ACK, task)
+        _write_all(result_fd, pending)
+        pending.clear()
+        try:
+            if kind == _K_APPLY:
+                func, args, kwds = pickle.loads(payload)
+                value = func(*args, **kwds)
+            else:
+                known, func = funcs.get(job, (False, None))
+                if not known:
+                    raise func if func is not None else RuntimeError(
+                        'pool worker got a chunk of unknown job %d' % job)
+                items = pickle.loads(payload)
+                if kind == _K_MAP:
+                    value = list(map(func, items))
+                else:
+                    value = list(itertools.starmap(func, items))
+            try:
+                out = _frame(_K_OK, task, 0, _dumps(value))
+            except BaseException as why:
+                err = MaybeEncodingError(why, value)
+                out = _frame(_K_ERR, task, 0, _dumps((err, None, None)))
+        except BaseException as exc:
+            tb_text = _format_tb(exc) if wrap_exception else None
+            out = _frame(_K_ERR, task, 0, _error_payload(exc, tb_text))
+            exc = None
+        value = func = None
+        pending += out
+        done += 1
+    if pending:
+        _write_all(result_fd, pending)
+    return 0
+
+
+def _pool_worker_entry(task_conn, result_conn, initializer, initargs,
+                       maxtasks, wrap_exception, inherited_fds):
+    """Target of every worker process."""
+    for fd in inherited_fds:
+        # Under fork the child inherits the parent's ends of the other
+        # workers' pipes; holding them would hide their EOFs.
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    task_fd, result_fd = task_conn.fd, result_conn.fd
+    if (_native is not None and hasattr(_native, 'pool_worker_loop')
+            and initializer is None):
+        code = _native.pool_worker_loop(task_fd, result_fd, maxtasks,
+                                        wrap_exception, sys.modules[__name__])
+    else:
+        code = _run_worker(task_fd, result_fd, initializer, initargs,
+                           maxtasks, wrap_exception)
+    if code:
+        sys.exit(code)
+
+
+class _PipeEnd:
+    """A pipe end handed to a worker: the fd itself under fork, a duplicate
+    passed along by the start method under spawn and forkserver."""
+
+    __slots__ = ('fd',)
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __reduce__(self):
+        from .reduction import DupFd
+        return _rebuild_pipe_end, (DupFd(self.fd),)
+
+
+def _rebuild_pipe_end(dup):
+    return _PipeEnd(dup.detach())
+
+
+def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
+           wrap_exception=False):
+    """A worker speaking the standard library's queue protocol.
+
+    Reads ``(job, i, func, args, kwds)`` tuples from ``inqueue`` (``None``
+    ends it) and puts ``(job, i, (ok, value))`` on ``outqueue``.  Our own
+    pools use the framed protocol above; this is kept for code that drives
+    workers itself.
+    """
+    if maxtasks is not None and not (isinstance(maxtasks, int)
+                                     and maxtasks >= 1):
+        raise AssertionError('Maxtasks {!r} is not valid'.format(maxtasks))
+    put, get = outqueue.put, inqueue.get
+    if hasattr(inqueue, '_writer'):
+        inqueue._writer.close()
+        outqueue._reader.close()
+    if initializer is not None:
+        initializer(*initargs)
+    count = 0
+    while maxtasks is None or count < maxtasks:
+        try:
+            task = get()
+        except (EOFError, OSError):
+            break
+        if task is None:
+            break
+        job, i, func, args, kwds = task
+        try:
+            outcome = (True, func(*args, **kwds))
+        except Exception as exc:
+            if wrap_exception and func is not _helper_reraises_exception:
+                exc = ExceptionWithTraceback(exc, exc.__traceback__)
+            outcome = (False, exc)
+        try:
+            put((job, i, outcome))
+        except Exception as why:
+            put((job, i, (False, MaybeEncodingError(why, outcome[1]))))
+        task = job = func = args = kwds = outcome = None
+        count += 1
+
+
+def _helper_reraises_exception(ex):
+    raise ex
+
+
+# ------------------------------------------------------------ result objects
+
+class ApplyResult(object):
+    """The future of one ``apply_async`` call (alias ``AsyncResult``)."""
+
+    def __init__(self, pool, callback, error_callback):
+        self._pool = pool           # keeps the pool alive until we're done
+        self._event = threading.Event()
+        self._job = next(job_counter)
+        self._cache = pool._cache
+        self._callback = callback
+        self._error_callback = error_callback
+        self._success = None
+        self._value = None
+        self._cache[self._job] = self
+
+    def ready(self):
+        return self._event.is_set()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError("{0!r} not ready".format(self))
+        return self._success
+
+    def wait(self, timeout=None):
+        self._event.wait(timeout)
+
+    def get(self, timeout=None):
+        self.wait(timeout)
+        if not self.ready():
+            raise TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _set(self, i, obj):
+        self._success, self._value = obj
+        _run_callback(self._callback if self._success
+                      else self._error_callback, self._value)
+        self._event.set()
+        self._retire()
+
+    def _retire(self):
+        self._cache.pop(self._job, None)
+        self._pool = None
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def _abort(self, exc):
+        if not self._event.is_set():
+            self._set(0, (False, exc))
+
+
+AsyncResult = ApplyResult
+
+
+def _run_callback(callback, value):
+    if callback is None:
+        return
+    try:
+        callback(value)
+    except BaseException:
+        # A failing callback must not take the engine down with it.
+        sys.stderr.write('Exception in a pool callback:\n')
+        traceback.print_exc()
+
+
+class MapResult(ApplyResult):
+    """The future of a ``map_async``/``starmap_async`` call."""
+
+    def __init__(self, pool, chunksize, length, callback, error_callback):
+        super().__init__(pool, callback, error_callback)
+        self._success = True
+        self._value = [None] * length
+        self._chunksize = chunksize
+        if chunksize <= 0:
+            self._number_left = 0
+            self._event.set()
+            self._retire()
+        else:
+            self._number_left = length // chunksize + bool(length % chunksize)
+
+    def _set(self, i, success_result):
+        if self._event.is_set():
+            return                      # already failed: drop the rest
+        ok, value = success_result
+        if not ok:
+            self._success = False
+            self._value = value
+            _run_callback(self._error_callback, value)
+            self._event.set()
+            self._retire()
+            return
+        start = i * self._chunksize
+        self._value[start:start + len(value)] = value
+        self._number_left -= 1
+        if self._number_left == 0:
+            _run_callback(self._callback, self._value)
+            self._event.set()
+            self._retire()
+
+
+class IMapIterator(object):
+    """Results of ``imap``, in order, as they arrive.
+
+    Chunks are kept whole internally and handed out item by item; a failed
+    chunk raises its exception once, at its position.
+    """
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._cond = threading.Condition(threading.Lock())
+        self._job = next(job_counter)
+        self._cache = pool._cache
+        self._items = collections.deque()    # items ready to hand out
+        self._chunks = {}                    # chunk index -> (ok, value)
+        self._index = 0                      # next chunk index to hand out
+        self._length = None                  # number of chunks, once known
+        self._cache[self._job] = self
+
+    def __iter__(self):
+        return self
+
+    def next(self, timeout=None):
+        with self._cond:
+            while True:
+                if self._items:
+                    ok, value = self._items.popleft()
+                    if ok:
+                        return value
+                    raise value
+                if self._length is not None and self._index >= self._length:
+                    self._pool = None
+                    raise StopIteration from None
+                if not self._advance():
+                    if not self._cond.wait(timeout):
+                        if not self._advance_possible():
+                            raise TimeoutError from None
+
+    __next__ = next
+
+    def _advance_possible(self):
+        return bool(self._items) or self._index in self._chunks or (
+            self._length is not None and self._index >= self._length)
+
+    def _advance(self):
+        """Move the next chunk in order to the items; False if not there."""
+        outcome = self._chunks.pop(self._index, None)
+        if outcome is None:
+            return False
+        self._index += 1
+        ok, value = outcome
+        if ok:
+            self._items.extend((True, v) for v in value)
+        else:
+            self._items.append((False, value))
+        return True
+
+    def _set(self, i, obj):
+        with self._cond:
+            self._chunks[i] = obj
+            self._cond.notify()
+            self._check_done()
+
+    def _set_length(self, length):
+        with self._cond:
+            self._length = length
+            self._cond.notify()
+            self._check_done()
+
+    def _abort(self, exc):
+        """End the iteration with ``exc`` at the first missing position."""
+        with self._cond:
+            if self._length is not None and (
+                    self._index + len(self._chunks) >= self._length):
+                return
+            gap = self._index
+            while gap in self._chunks:
+                gap += 1
+            for i in [i for i in self._chunks if i > gap]:
+                del self._chunks[i]
+            self._chunks[gap] = (False, exc)
+            self._length = gap + 1
+            self._cond.notify_all()
+            self._cache.pop(self._job, None)
+
+    def _check_done(self):
+        if self._length is not None and (
+                self._index + len(self._chunks) >= self._length):
+            self._cache.pop(self._job, None)
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """Results of ``imap_unordered``, in completion order."""
+
+    def _set(self, i, obj):
+        with self._cond:
+            ok, value = obj
+            if ok:
+                self._items.extend((True, v) for v in value)
+            else:
+                self._items.append((False, value))
+            self._index += 1
+            self._cond.notify()
+            self._check_done()
+
+    def _advance(self):
+        return False
+
+    def _abort(self, exc):
+        with self._cond:
+            if self._length is not None and self._index >= self._length:
+                return
+            self._items.append((False, exc))
+            self._index += 1
+            self._length = self._index
+            self._cond.notify_all()
+            self._cache.pop(self._job, None)
+
+    def _advance_possible(self):
+        return bool(self._items) or (
+            self._length is not None and self._index >= self._length)
+
+
+# ------------------------------------------------------------------- jobs
+
+class _Job:
+    """Work submitted by one call: a result object and a lazy task source.
+
+    ``next_task()`` returns ``(index, kind, data)`` -- for apply jobs
+    ``data`` is ``(func, args, kwds)``, for map jobs a list of arguments --
+    or None once the source is exhausted.  An exception raised by the
+    caller's iterable becomes the outcome of the chunk it interrupted.
+    """
+
+    __slots__ = ('id', 'result', 'kind', 'func', 'source', 'count',
+                 'done_feeding', 'wire_func', 'sets_length', 'inflight')
+
+    def __init__(self, result, kind, func, source, sets_length):
+        self.id = result._job
+        self.result = result
+        self.kind = kind
+        self.func = func
+        self.source = source
+        self.count = 0
+        self.done_feeding = False
+        self.wire_func = None
+        self.sets_length = sets_length
+        self.inflight = 0
+
+    def next_task(self):
+        if self.done_feeding:
+            return None
+        if self.kind == _K_APPLY:
+            self.done_feeding = True
+            self.count = 1
+            return 0, self.kind, self.source
+        try:
+            chunk = next(self.source)
+        except StopIteration:
+            self._finish(self.count)
+            return None
+        except Exception as exc:
+            index = self.count
+            self._finish(index + 1)
+            self.result._set(index, (False, exc))
+            return None
+        index = self.count
+        self.count += 1
+        return index, self.kind, chunk
+
+    def fail_rest(self, exc):
+        """No more tasks: the job's next position fails with ``exc``."""
+        index = self.count
+        self._finish(index + 1)
+        self.result._set(index, (False, exc))
+
+    def _finish(self, length):
+        self.done_feeding = True
+        self.source = None
+        if self.sets_length:
+            self.result._set_length(length)
+
+
+def _chunks(iterable, size):
+    it = iter(iterable)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+# ---------------------------------------------------------- the facade
+
+class Pool(object):
+    """A pool of worker processes running tasks submitted to it.
+
+    ``processes`` defaults to ``os.cpu_count()``; ``initializer(*initargs)``
+    runs in each worker when it starts; a worker is replaced after
+    ``maxtasksperchild`` tasks when that is set; ``context`` picks the start
+    method.  A worker that dies while running a task makes that task fail
+    with ``WorkerLostError``; the pool replaces it and carries on.
+    """
+
+    _wrap_exception = True
+
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        return ctx.Process(*args, **kwds)
+
+    def __init__(self, processes=None, initializer=None, initargs=(),
+                 maxtasksperchild=None, context=None):
+        self._pool = []
+        self._state = INIT
+        self._ctx = context or _default_context()
+        self._cache = {}
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (
+                not isinstance(maxtasksperchild, int)
+                or isinstance(maxtasksperchild, bool)
+                or maxtasksperchild <= 0):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError('initializer must be a callable')
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = initargs
+        self._maxtasksperchild = maxtasksperchild
+        self._engine = self._make_engine()
+        self._engine.populate()          # raises after cleaning up on failure
+        self._engine.start()
+        self._state = RUN
+        self._terminate = util.Finalize(self, self._engine.terminate,
+                                        exitpriority=15)
+
+    def _make_engine(self):
+        return _Engine(self._ctx, self._pool, self._cache, self._processes,
+                       self._initializer, self._initargs,
+                       self._maxtasksperchild, self._wrap_exception,
+                       self.Process)
+
+    # pathos and the standard library's tests look at these
+    @property
+    def _worker_handler(self):
+        return self._engine.thread
+
+    _task_handler = _result_handler = _worker_handler
+
+    @property
+    def _taskqueue(self):
+        return self._engine.jobs
+
+    def _repopulate_pool(self):
+        return self._engine.repopulate()
+
+    def __repr__(self):
+        cls = type(self)
+        return (f'<{cls.__module__}.{cls.__qualname__} '
+                f'state={self._state} pool_size={len(self._pool)}>')
+
+    def __reduce__(self):
+        raise NotImplementedError(
+            'pool objects cannot be passed between processes or pickled')
+
+    def __del__(self, _warn=warnings.warn, RUN=RUN):
+        if getattr(self, '_state', None) == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}",
+                  ResourceWarning, source=self)
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    # -- submitting work ------------------------------------------------
+
+    def apply(self, func, args=(), kwds={}):
+        """``func(*args, **kwds)`` in a worker; blocks for the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds={}, callback=None,
+                    error_callback=None):
+        """Like ``apply`` but returns an ``AsyncResult`` at once."""
+        self._check_running()
+        result = ApplyResult(self, callback, error_callback)
+        self._engine.submit(_Job(result, _K_APPLY, None,
+                                 (func, tuple(args), dict(kwds)), False))
+        return result
+
+    def map(self, func, iterable, chunksize=None):
+        """``list(map(func, iterable))`` computed by the workers."""
+        return self._map_async(func, iterable, _K_MAP, chunksize).get()
+
+    def starmap(self, func, iterable, chunksize=None):
+        """Like ``map`` but each item is unpacked: ``func(*item)``."""
+        return self._map_async(func, iterable, _K_STARMAP, chunksize).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None,
+                  error_callback=None):
+        """Like ``map`` but returns an ``AsyncResult`` at once."""
+        return self._map_async(func, iterable, _K_MAP, chunksize, callback,
+                               error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None,
+                      error_callback=None):
+        """Like ``starmap`` but returns an ``AsyncResult`` at once."""
+        return self._map_async(func, iterable, _K_STARMAP, chunksize,
+                               callback, error_callback)
+
+    def _map_async(self, func, iterable, kind, chunksize=None,
+                   callback=None, error_callback=None):
+        self._check_running()
+        if not hasattr(iterable, '__len__'):
+            iterable = list(iterable)
+        length = len(iterable)
+        if chunksize is None:
+            # about four chunks per worker: few messages, fair balance
+            chunksize, extra = divmod(length, len(self._pool) * 4 or 1)
+            if extra:
+                chunksize += 1
+        if length == 0:
+            chunksize = 0
+        result = MapResult(self, chunksize, length, callback, error_callback)
+        if chunksize:
+            self._engine.submit(_Job(result, kind, func,
+                                     _chunks(iterable, chunksize), False))
+        return result
+
+    def imap(self, func, iterable, chunksize=1):
+        """An iterator over ``func(item)`` in order, computed lazily."""
+        return self._imap(IMapIterator, func, iterable, chunksize)
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        """Like ``imap`` but results come in completion order."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
+
+    def _imap(self, cls, func, iterable, chunksize):
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError(
+                "Chunksize must be 1+, not {0:n}".format(chunksize))
+        result = cls(self)
+        self._engine.submit(_Job(result, _K_MAP, func,
+                                 _chunks(iterable, chunksize), True))
+        return result
+
+    @staticmethod
+    def _get_tasks(func, it, size):
+        it = iter(it)
+        while True:
+            chunk = tuple(itertools.islice(it, size))
+            if not chunk:
+                return
+            yield (func, chunk)
+
+    # -- ending ---------------------------------------------------------
+
+    def close(self):
+        """No more work will be submitted; workers exit when done."""
+        if self._state == RUN:
+            self._state = CLOSE
+            self._engine.close()
+
+    def terminate(self):
+        """Stop the workers now; pending results fail."""
+        self._state = TERMINATE
+        self._terminate()
+
+    def join(self):
+        """Wait for the workers to exit; call ``close`` or ``terminate``
+        first."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+        self._engine.join()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        self.terminate()
+
+
+def _default_context():
+    from . import context
+    return context._default_context
+
+
+# ------------------------------------------------------- the process engine
+
+class _Worker:
+    """The engine's record of one worker process."""
+
+    __slots__ = ('process', 'pid', 'task_fd', 'result_fd', 'sentinel',
+                 'reader', 'outbuf', 'owned', 'acked', 'jobs', 'forget',
+                 'sent', 'eof', 'dead', 'quitting')
+
+    def __init__(self, process, task_fd, result_fd):
+        self.process = process
+        self.pid = getattr(process, 'pid', None)
+        self.task_fd = task_fd          # parent's write end, non-blocking
+        self.result_fd = result_fd      # parent's read end, non-blocking
+        self.sentinel = getattr(process, 'sentinel', None)
+        self.reader = _FrameReader()
+        self.outbuf = bytearray()
+        self.owned = collections.deque()   # task ids, in the order sent
+        self.acked = None                  # the task it said it started
+        self.jobs = set()                  # jobs whose callable it holds
+        self.forget = []                   # finished jobs it should drop
+        self.sent = 0
+        self.eof = False
+        self.dead = False
+        self.quitting = False
+
+
+class _Task:
+    __slots__ = ('id', 'job', 'index', 'kind', 'payload')
+
+    def __init__(self, task_id, job, index, kind, payload):
+        self.id = task_id
+        self.job = job
+        self.index = index
+        self.kind = kind
+        self.payload = payload
+
+
+_task_counter = itertools.count(1)
+
+
+class _Engine:
+    """One thread that feeds the workers, reads their results and keeps
+    the pool at full strength.  See the diagram at the top of the file."""
+
+    # tasks in flight per worker: one running, the rest queued in its pipe
+    DEPTH = 2
+    FAST_DEPTH = 16
+
+    def __init__(self, ctx, pool, cache, processes, initializer, initargs,
+                 maxtasks, wrap_exception, process_factory):
+        self.ctx = ctx
+        self.pool = pool                # Pool._pool: the Process objects
+        self.cache = cache
+        self.processes = processes
+        self.initializer = initializer
+        self.initargs = initargs
+        self.maxtasks = maxtasks
+        self.wrap_exception = wrap_exception
+        self.process_factory = process_factory
+        self.state = RUN
+        self.lock = threading.RLock()
+        self.jobs = collections.deque()     # jobs with tasks still to send
+        self.retry = collections.deque()    # tasks of lost workers, unstarted
+        self.tasks = {}                     # task id -> _Task, in flight
+        self.live_jobs = {}                 # job id -> _Job, tasks in flight
+        self.workers = []
+        self.by_fd = {}
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.woken = False
+        self.thread = None
+        self.init_failures = 0
+        self.init_error = None
+        self.fast = False
+        self.check_exits = False
+        self.sentinels = set()
+        self.finished = threading.Event()
+
+    # -- workers ----------------------------------------------------------
+
+    def _inherited_fds(self):
+        try:
+            method = self.ctx.get_start_method()
+        except Exception:
+            return []
+        if method != 'fork':
+            return []
+        fds = [self.wake_r, self.wake_w]
+        for w in self.workers:
+            fds += [w.task_fd, w.result_fd]
+        return fds
+
+    def _spawn(self):
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        inherited = self._inherited_fds()
+        if inherited:
+            inherited += [task_w, result_r]
+        child_ends = (_PipeEnd(task_r), _PipeEnd(result_w))
+        try:
+            proc = self.process_factory(
+                self.ctx, target=_pool_worker_entry,
+                args=child_ends + (self.initializer, self.initargs,
+                                   self.maxtasks, self.wrap_exception,
+                                   inherited))
+            proc.name = proc.name.replace('Process', 'PoolWorker')
+            proc.daemon = True
+            proc.start()
+        except BaseException:
+            for fd in (task_w, result_r):
+                os.close(fd)
+            raise
+        finally:
+            for conn in child_ends:
+                conn.close()
+        os.set_blocking(task_w, False)
+        os.set_blocking(result_r, False)
+        w = _Worker(proc, task_w, result_r)
+        self.workers.append(w)
+        self.by_fd[result_r] = w
+        self.pool.append(proc)
+        return w
+
+    def populate(self):
+        """Start the first workers; on failure stop those already started
+        and re-raise."""
+        try:
+            for _ in range(self.processes):
+                self._spawn()
+        except BaseException:
+            for w in self.workers:
+                w.process.terminate()
+            for w in self.workers:
+                w.process.join()
+                self._close_worker_fds(w)
+            self.workers.clear()
+            self.pool.clear()
+            self._close_wake()
+            raise
+
+    def repopulate(self):
+        """Bring the pool back to ``processes`` live workers."""
+        with self.lock:
+            self._bury_exited()
+            while len(self.workers) < self.processes and self.state == RUN:
+                self._spawn()
+
+    def _close_worker_fds(self, w):
+        for fd in (w.task_fd, w.result_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.by_fd.pop(w.result_fd, None)
+        w.task_fd = w.result_fd = None
+
+    def _close_wake(self):
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_r = self.wake_w = -1
+
+    # -- the loop ---------------------------------------------------------
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name='PoolEngine')
+        self.thread.start()
+
+    def submit(self, job):
+        with self.lock:
+            self.jobs.append(job)
+        self.wake()
+
+    def wake(self):
+        if not self.woken:
+            self.woken = True
+            try:
+                os.write(self.wake_w, b'x')
+            except OSError:
+                pass
+
+    def close(self):
+        with self.lock:
+            if self.state == RUN:
+                self.state = CLOSE
+        self.wake()
+
+    def _run(self):
+        try:
+            while self._step():
+                pass
+        except BaseException:
+            # The engine must never die silently: fail what it held.
+            util.info('pool engine failed:\n%s', traceback.format_exc())
+            self._fail_everything(ProcessError(
+                'the pool engine failed:\n' + traceback.format_exc()))
+            raise
+        finally:
+            self.finished.set()
+
+    def _step(self):
+        """One turn of the loop; False when the engine is done."""
+        if self.state == TERMINATE:
+            return False
+        with self.lock:
+            if self.check_exits:
+                self.check_exits = False
+                self._bury_exited()
+            self._keep_strength()
+            self._add_work()
+        if self._all_done():
+            return False
+        events = self._wait()
+        self._handle(events)
+        return True
+
+    def _keep_strength(self):
+        """Replace exited workers while there is (or may be) work."""
+        if self.state == RUN or (self.state == CLOSE and self._has_work()):
+            while len(self.workers) < self.processes:
+                if self.init_failures >= self.processes:
+                    # the initializer keeps failing: don't spin
+                    time.sleep(0.1)
+                self._spawn()
+
+    def _has_work(self):
+        return bool(self.jobs or self.retry or self.tasks)
+
+    def _capacity(self, w):
+        if w.dead or w.quitting or w.eof:
+            return 0
+        depth = self.FAST_DEPTH if self.fast else self.DEPTH
+        room = depth - len(w.owned)
+        if self.maxtasks is not None:
+            room = min(room, self.maxtasks - w.sent)
+        return room
+
+    def _next_task(self):
+        """The next task to send, or None: first the ones to retry."""
+        if self.retry:
+            return self.retry.popleft()
+        while self.jobs:
+            job = self.jobs[0]
+            if job.kind != _K_APPLY and not job.sets_length and \
+                    job.id not in self.cache:
+                # a map that already failed: the rest would be wasted
+                job.done_feeding = True
+                job.source = None
+            if job.kind != _K_APPLY and job.wire_func is None \
+                    and not job.done_feeding:
+                try:
+                    job.wire_func = _dumps(job.func)
+                except BaseException as exc:
+                    job.fail_rest(exc)
+            try:
+                got = job.next_task()
+            except BaseException as exc:
+                got = None
+                job.fail_rest(exc)
+            if got is None:
+                self.jobs.popleft()
+                self._maybe_forget(job)
+                continue
+            index, kind, data = got
+            try:
+                payload = _dumps(data)
+            except BaseException as exc:
+                # cannot be sent: that task fails in the caller
+                job.result._set(index, (False, exc))
+                continue
+            job.inflight += 1
+            self.live_jobs[job.id] = job
+            return _Task(next(_task_counter), job, index, kind, payload)
+        return None
+
+    def _add_work(self):
+        """Give every worker with room as many tasks as it can take."""
+        if self.state == TERMINATE:
+            return
+        for w in sorted(self.workers, key=lambda w: len(w.owned)):
+            room = self._capacity(w)
+            while room > 0:
+                task = self._next_task()
+                if task is None:
+                    break
+                self._send(w, task)
+                room -= 1
+            self._flush(w)
+        if self.state == CLOSE and not self._has_work():
+            for w in self.workers:
+                if not w.quitting and not w.dead:
+                    w.quitting = True
+                    w.outbuf += _frame(_K_QUIT)
+                    self._flush(w)
+
+    def _send(self, w, task):
+        job = task.job
+        if w.forget:
+            ids = w.forget
+            w.outbuf += _frame(_K_FORGET, 0, 0,
+                               struct.pack('<%dQ' % len(ids), *ids))
+            w.forget = []
+        if task.kind != _K_APPLY and job.id not in w.jobs:
+            w.outbuf += _frame(_K_JOBDEF, 0, job.id, job.wire_func)
+            w.jobs.add(job.id)
+        w.outbuf += _frame(task.kind, task.id, job.id, task.payload)
+        w.owned.append(task.id)
+        w.sent += 1
+        self.tasks[task.id] = task
+
+    def _flush(self, w):
+        if not w.outbuf or w.dead or w.task_fd is None:
+            return
+        try:
+            n = os.write(w.task_fd, w.outbuf)
+        except BlockingIOError:
+            return
+        except OSError:
+            w.outbuf.clear()       # the worker is gone; the sentinel tells
+            return
+        del w.outbuf[:n]
+
+    def _all_done(self):
+        if self.state == TERMINATE:
+            return True
+        if self.state == CLOSE and not self._has_work():
+            return not self.workers
+        return False
+
+    def _wait(self):
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        self.sentinels = set()
+        for w in self.workers:
+            if not w.eof:
+                poller.register(w.result_fd, select.POLLIN)
+            if w.sentinel is not None:
+                poller.register(w.sentinel, select.POLLIN)
+                self.sentinels.add(w.sentinel)
+            if w.outbuf and not w.dead:
+                poller.register(w.task_fd, select.POLLOUT)
+        while True:
+            try:
+                events = poller.poll(1000)
+            except InterruptedError:
+                continue
+            if not events:
+                self.check_exits = True     # belt and braces
+            return events
+
+    def _handle(self, events):
+        exited = False
+        for fd, mask in events:
+            if fd == self.wake_r:
+                self.woken = False
+                try:
+                    os.read(self.wake_r, 4096)
+                except OSError:
+                    pass
+                continue
+            w = self.by_fd.get(fd)
+            if w is not None:
+                self._read_results(w)
+            elif fd in self.sentinels:
+                exited = True
+        for w in self.workers:
+            if w.eof:
+                exited = True
+            if w.outbuf:
+                self._flush(w)
+        if exited:
+            self.check_exits = True
+
+    def _read_results(self, w):
+        while True:
+            try:
+                data = os.read(w.result_fd, 1 << 18)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b''
+            if not data:
+                w.eof = True
+                break
+            w.reader.feed(data)
+            if len(data) < (1 << 18):
+                break
+        while True:
+            frame = w.reader.next()
+            if frame is None:
+                break
+            self._on_frame(w, *frame)
+
+    def _on_frame(self, w, kind, task_id, job_id, payload):
+        if kind == _K_ACK:
+            w.acked = task_id
+            return
+        if kind == _K_INITFAIL:
+            self.init_failures += 1
+            self.init_error = _decode_error(payload)
+            return
+        task = self.tasks.pop(task_id, None)
+        if w.owned and w.owned[0] == task_id:
+            w.owned.popleft()
+        else:
+            try:
+                w.owned.remove(task_id)
+            except ValueError:
+                pass
+        if w.acked == task_id:
+            w.acked = None
+        self.init_failures = 0
+        if task is None:
+            return
+        if kind == _K_OK:
+            try:
+                outcome = (True, pickle.loads(payload))
+            except BaseException as exc:
+                outcome = (False, MaybeEncodingError(
+                    exc, 'a result that could not be unpickled'))
+        else:
+            outcome = (False, _decode_error(payload))
+        self._deliver(task, outcome)
+
+    def _deliver(self, task, outcome):
+        job = task.job
+        try:
+            job.result._set(task.index, outcome)
+        except BaseException:
+            traceback.print_exc()
+        self._task_finished(task)
+
+    def _task_finished(self, task):
+        task.job.inflight -= 1
+        self._maybe_forget(task.job)
+
+    def _maybe_forget(self, job):
+        """Once a job has nothing left to send or receive, workers may drop
+        its callable."""
+        if not job.done_feeding or job.inflight > 0:
+            return
+        if self.live_jobs.pop(job.id, None) is None:
+            return
+        if job.kind == _K_APPLY:
+            return
+        for w in self.workers:
+            if job.id in w.jobs:
+                w.jobs.discard(job.id)
+                w.forget.append(job.id)
+
+    def _bury_exited(self):
+        """Handle breakage: workers whose process has ended."""
+        for w in list(self.workers):
+            proc = w.process
+            try:
+                alive = proc.is_alive()
+            except Exception:
+                alive = False
+            if alive:
+                continue
+            if w.result_fd is not None and not w.eof:
+                self._read_results(w)
+            self._bury(w)
+
+    def _bury(self, w):
+        w.dead = True
+        exitcode = getattr(w.process, 'exitcode', None)
+        lost = []
+        while w.owned:
+            task = self.tasks.pop(w.owned.popleft(), None)
+            if task is None:
+                continue
+            if task.id == w.acked:
+                lost.append(task)
+            else:
+                self.retry.append(task)
+        self._close_worker_fds(w)
+        self.workers.remove(w)
+        try:
+            self.pool.remove(w.process)
+        except ValueError:
+            pass
+        if lost:
+            util.info('pool worker %s died: %s', w.pid,
+                      _exit_description(exitcode))
+        for task in lost:
+            self._deliver(task, (False, _lost_worker_error(w.pid, exitcode)))
+        if self.init_failures >= self.processes and self.init_error is not None:
+            self._fail_queued(self.init_error)
+
+    def _fail_queued(self, exc):
+        """Fail the work not yet started (the initializer keeps failing)."""
+        while self.retry:
+            task = self.retry.popleft()
+            self._deliver(task, (False, exc))
+        while self.jobs:
+            job = self.jobs.popleft()
+            if not job.done_feeding:
+                job.fail_rest(exc)
+            self._maybe_forget(job)
+
+    def _fail_everything(self, exc):
+        with self.lock:
+            self.jobs.clear()
+            self.retry.clear()
+            self.tasks.clear()
+            self.live_jobs.clear()
+            for result in list(self.cache.values()):
+                try:
+                    result._abort(exc)
+                except BaseException:
+                    traceback.print_exc()
+            self.cache.clear()
+
+    # -- ending -----------------------------------------------------------
+
+    def terminate(self):
+        """Stop everything now (also the pool's finalizer)."""
+        with self.lock:
+            self.state = TERMINATE
+        self.wake()
+        current = threading.current_thread()
+        if self.thread is not None and self.thread is not current:
+            self.thread.join(5)
+        for w in list(self.workers):
+            try:
+                if w.process.exitcode is None:
+                    w.process.terminate()
+            except Exception:
+                pass
+        for w in list(self.workers):
+            self._reap(w.process, 1.0)
+            self._close_worker_fds(w)
+        self.workers.clear()
+        self._fail_everything(ProcessError(
+            'the pool was terminated before this task completed'))
+        self._close_wake()
+
+    @staticmethod
+    def _reap(proc, grace):
+        try:
+            proc.join(grace)
+            if proc.exitcode is None and hasattr(proc, 'kill'):
+                proc.kill()
+                proc.join()
+        except Exception:
+            pass
+
+    def join(self):
+        if self.thread is not None and \
+                self.thread is not threading.current_thread():
+            self.thread.join()
+        for proc in list(self.pool):
+            try:
+                proc.join()
+            except Exception:
+                pass
+        if self.state != TERMINATE:
+            self.pool.clear()
+            self._close_wake()
+
+
+# ----------------------------------------------------------- thread pool
+
+class ThreadPool(Pool):
+    """A ``Pool`` whose workers are threads of this process.
+
+    No pickling: arguments, callables and results are passed as they are,
+    and exceptions are re-raised without a remote traceback.
+    """
+
+    _wrap_exception = False
+
+    @staticmethod
+    def Process(ctx, *args, **kwds):
+        from .dummy import DummyProcess
+        return DummyProcess(*args, **kwds)
+
+    def __init__(self, processes=None, initializer=None, initargs=()):
+        Pool.__init__(self, processes, initializer, initargs)
+
+    def _make_engine(self):
+        return _ThreadEngine(self._pool, self._cache, self._processes,
+                             self._initializer, self._initargs)
+
+
+class _ThreadEngine:
+    """Worker threads pulling tasks from a shared job queue."""
+
+    def __init__(self, pool, cache, processes, initializer, initargs):
+        self.pool = pool
+        self.cache = cache
+        self.processes = processes
+        self.initializer = initializer
+        self.initargs = initargs
+        self.state = RUN
+        self.cond = threading.Condition(threading.Lock())
+        self.jobs = collections.deque()
+        self.busy = 0
+        self.thread = None
+
+    def _spawn(self):
+        t = threading.Thread(target=self._work, daemon=True,
+                             name='ThreadPoolWorker-%d' % (len(self.pool) + 1))
+        t.pid = None
+        self.pool.append(t)
+        t.start()
+
+    def populate(self):
+        for _ in range(self.processes):
+            self._spawn()
+
+    def repopulate(self):
+        with self.cond:
+            self.pool[:] = [t for t in self.pool if t.is_alive()]
+            while len(self.pool) < self.processes and self.state == RUN:
+                self._spawn()
+
+    def start(self):
+        pass
+
+    def submit(self, job):
+        with self.cond:
+            self.jobs.append(job)
+            self.cond.notify()
+
+    def _take(self):
+        """The next (job, index, kind, data) to run, or None to exit."""
+        with self.cond:
+            while True:
+                if self.state == TERMINATE:
+                    return None
+                while self.jobs:
+                    job = self.jobs[0]
+                    try:
+                        got = job.next_task()
+                    except BaseException as exc:
+                        got = None
+                        job.done_feeding = True
+                        job.result._set(job.count, (False, exc))
+                    if got is None:
+                        self.jobs.popleft()
+                        continue
+                    return (job,) + got
+                if self.state == CLOSE:
+                    self.cond.notify_all()
+                    return None
+                self.cond.wait()
+
+    def _work(self):
+        if self.initializer is not None:
+            self.initializer(*self.initargs)
+        while True:
+            got = self._take()
+            if got is None:
+                return
+            job, index, kind, data = got
+            try:
+                if kind == _K_APPLY:
+                    func, args, kwds = data
+                    outcome = (True, func(*args, **kwds))
+                elif kind == _K_MAP:
+                    outcome = (True, list(map(job.func, data)))
+                else:
+                    outcome = (True, list(itertools.starmap(job.func, data)))
+            except Exception as exc:
+                outcome = (False, exc)
+            if self.state == TERMINATE:
+                return
+            try:
+                job.result._set(index, outcome)
+            except BaseException:
+                traceback.print_exc()
+            got = job = data = outcome = None
+
+    def close(self):
+        with self.cond:
+            if self.state == RUN:
+                self.state = CLOSE
+            self.cond.notify_all()
+
+    def terminate(self):
+        with self.cond:
+            self.state = TERMINATE
+            self.jobs.clear()
+            self.cond.notify_all()
+
+    def join(self):
+        current = threading.current_thread()
+        for t in list(self.pool):
+            if t is not current:
+                t.join()
