@@ -36,7 +36,10 @@ When dill is used.
     class of that qualified name (a forked child, a spawned child that
     re-ran the script) that class is used, so ``isinstance`` keeps working,
     as with dill's own default (``dill.settings['ignore']`` False); in a
-    fresh interpreter the transported copy is used.  As a last resort, if
+    fresh interpreter the transported copy is used.  A function or class of
+    ``__main__`` that dill cannot copy (a thread lock among its class
+    attributes or defaults, say) is sent by name only, which is what the
+    standard library does with all of them.  As a last resort, if
     the C pickler fails on the whole object with PicklingError, TypeError
     or AttributeError, the whole object is handed to dill, wrapped the same
     way.
@@ -199,12 +202,24 @@ def _main_class_payload(cls, protocol=None):
         return NotImplemented       # let dill inline it (it handles cycles)
     busy.add(id(cls))
     try:
-        blob = _dill_blob(cls, protocol)
+        blob = _by_value_or_name(cls, protocol)
     finally:
         busy.discard(id(cls))
         if not busy:
             _in_progress.pop(_thread.get_ident(), None)
-    return _load_main_class, (cls.__qualname__, blob)
+    return _load_main_object, (cls.__qualname__, blob)
+
+
+def _by_value_or_name(obj, protocol=None):
+    """dill's payload for a function or class of __main__; None when dill
+    cannot serialize it (a class attribute holding a thread lock, say) but
+    the receiver can look it up by name, as the standard library would."""
+    try:
+        return _dill_blob(obj, protocol)
+    except Exception:
+        if _named(obj):
+            return None
+        raise
 
 
 def _load_dill(blob):
@@ -212,11 +227,20 @@ def _load_dill(blob):
     return _import_dill().loads(blob)
 
 
-def _load_main_class(qualname, blob):
-    """Loader of a __main__ class: the receiver's own class of that name if
-    its __main__ has one, else the copy that travelled in ``blob``."""
-    if not _settings().get('ignore'):
-        found = _lookup(sys.modules.get('__main__'), qualname)
+def _load_main_object(qualname, blob):
+    """Loader of a function or class of __main__ (runs in the receiver).
+
+    A class is matched by name: the receiver's own class of that qualified
+    name is used when its __main__ defines one, else the copy that travelled
+    in ``blob``.  ``blob`` is None for objects sent by name only."""
+    if blob is None or not _settings().get('ignore'):
+        main = sys.modules.get('__main__')
+        found = _lookup(main, qualname)
+        if blob is None:
+            if found is None:
+                raise AttributeError("Can't get attribute %r on %r"
+                                     % (qualname, main))
+            return found
         if isinstance(found, type) and found.__qualname__ == qualname:
             return found
     return _load_dill(blob)
@@ -256,7 +280,11 @@ def _reduce_function(func):
     if func.__module__ in _MAIN_NAMES:
         if _settings().get('byref') and _named(func):
             return NotImplemented
-    elif _named(func):
+        blob = _by_value_or_name(func)
+        if blob is None:
+            return _load_main_object, (func.__qualname__, None)
+        return _load_dill, (blob,)
+    if _named(func):
         return NotImplemented
     return _load_dill, (_dill_blob(func),)
 

@@ -253,3 +253,25 @@ def test_main_class_matches_receivers_class_of_same_name(tmp_path):
         print(type(obj[0]) is Job, obj[1] is Job)
     ''', args=[path]).stdout.strip()
     assert out == 'True True'
+
+
+@pytest.mark.timeout(120)
+def test_main_objects_dill_cannot_copy_fall_back_to_by_name(tmp_path):
+    # A class attribute holding a thread lock: dill may not copy it, but a
+    # receiver that defines the class (fork, spawn re-running the script)
+    # finds it by name, as with the standard library.
+    path = str(tmp_path / 'p.pkl')
+    out = run(SENDER_HEAD + textwrap.dedent('''
+        import threading
+        class Guarded:
+            lock = threading.Lock()
+        def work(x, _lock=threading.Lock()):
+            return x + 1
+        payload = [Guarded(), work]
+        back = ForkingPickler.loads(ForkingPickler.dumps(payload))
+        print(type(back[0]) is Guarded, back[1] is work)
+    ''') + SENDER_TAIL, stdin_script=True, args=[path]).stdout.strip()
+    assert out == 'True True'
+    proc = run(RECEIVER % 'obj', args=[path], check=False)
+    assert proc.returncode != 0
+    assert "Can't get attribute 'Guarded'" in proc.stderr
