@@ -289,7 +289,13 @@ def _reduce_function(func):
     return _load_dill, (_dill_blob(func),)
 
 
+# Classes the C pickler names itself although builtins has no such attribute.
+_SPECIAL_SINGLETON_TYPES = frozenset(map(type, (None, NotImplemented, ...)))
+
+
 def _reduce_class(cls):
+    if cls in _SPECIAL_SINGLETON_TYPES:
+        return NotImplemented
     if getattr(cls, '__module__', None) in _MAIN_NAMES:
         if _settings().get('byref') and _named(cls):
             return NotImplemented
@@ -347,10 +353,10 @@ class ForkingPickler(pickle.Pickler):
     _extra_reducers = _extra_reducers
     _copyreg_dispatch_table = copyreg.dispatch_table
 
-    def __init__(self, file, protocol=None, **kwargs):
+    def __init__(self, file, protocol=None, *args, **kwargs):
         if protocol is None:
             protocol = _settings().get('protocol', pickle.DEFAULT_PROTOCOL)
-        super().__init__(file, protocol, **kwargs)
+        super().__init__(file, protocol, *args, **kwargs)
         self._file = file
         self._protocol = protocol
 

@@ -148,13 +148,14 @@ def test_lambda_using_main_globals_travels_with_recurse(tmp_path):
 @pytest.mark.timeout(120)
 def test_plain_data_and_named_objects_never_import_dill():
     out = run('''
-        import sys, collections, os.path, decimal
+        import sys, collections, os.path, decimal, typing
         from multiprocess.reduction import ForkingPickler as FP
         data = [{'a': 1, 'b': [1.5, 'x', b'y', None, True]}, (1, 2), {3},
                 frozenset('ab'), bytearray(b'z'), 10 ** 30, 1j,
                 collections.OrderedDict(a=1), decimal.Decimal('1.5'),
                 os.path.join, len, ValueError('boom'), int, collections.Counter,
-                [].append, str.upper, sys]
+                [].append, str.upper, sys, type(None), type(...),
+                type(NotImplemented), typing.Optional[str], list[int]]
         back = FP.loads(FP.dumps(data))
         assert back[:9] == data[:9], back
         assert back[9] is os.path.join and back[13] is collections.Counter
