@@ -51,14 +51,17 @@ When dill is used.
     ``ignore`` turns the by-name matching of ``__main__`` classes off.
 
 What it costs.
-    dill is imported on first need, never before: a process that only ever
-    exchanges plain data never imports it.  A dill payload is produced by a
-    pure Python pickler (roughly 10-50 us for a small lambda, more for large
-    closures) and identity is kept only inside one payload: an object
-    reached both from a lambda's closure and from the surrounding data
-    arrives as two copies.  Thread locks are refused with a TypeError in
-    the sender, also on the dill path (dill would copy them, silently
-    producing an unrelated lock in the receiver).
+    dill is imported on first need, never before (about 25 ms): a process
+    that only ever exchanges plain data never imports it.  A dill payload is
+    produced by a pure Python pickler, 0.1-0.3 ms for a small function or
+    class and more for large closures; the payload of a function or class
+    is then reused while the object is unchanged (see "reuse" below), so a
+    lambda or a __main__ class sent with every task costs that once.
+    Identity is kept only inside one payload: an object reached both from a
+    lambda's closure and from the surrounding data arrives as two copies.
+    Thread locks are refused with a TypeError in the sender, also on the
+    dill path (dill would copy them, silently producing an unrelated lock in
+    the receiver).
 
 dill 0.4 runs ``from multiprocessing.reduction import _reduce_socket`` when
 it is imported.  multiprocess never imports the standard library's
@@ -72,11 +75,13 @@ import array
 import copyreg
 import functools
 import io
+import operator
 import os
 import pickle
 import socket
 import sys
 import types
+import weakref
 import _thread
 from abc import ABCMeta
 
@@ -152,8 +157,8 @@ def _refuse(obj):
         "process (use a multiprocess Lock or RLock)" % name))
 
 
-# Per-thread set of ids of __main__ classes whose nested payload is being
-# produced, so that classes referring to each other do not nest forever.
+# Per-thread set of ids of the objects dill is serializing right now, so
+# that __main__ classes referring to each other do not nest forever.
 _in_progress = {}
 
 
@@ -168,11 +173,96 @@ def _dill_blob(obj, protocol=None):
     # it up per object.  It keeps our registered reducers, our refusals and
     # the by-name matching of __main__ classes valid inside dill payloads.
     pickler.reducer_override = _DillHooks(obj, protocol).reducer_override
+    me = _thread.get_ident()
+    busy = _in_progress.setdefault(me, set())
+    busy.add(id(obj))
     try:
         pickler.dump(obj)
     except Exception as exc:
         raise _no_retry(exc)
+    finally:
+        busy.discard(id(obj))
+        if not busy:
+            _in_progress.pop(me, None)
     return buf.getvalue()
+
+
+# ------------------------------------------ reuse of function/class payloads
+#
+# dill needs 0.1-0.3 ms for a small function or class, which a pool task or
+# a queue item of a __main__ class would pay on every message.  The payload
+# of a function or class is therefore kept (weakly keyed by the object) and
+# reused while a cheap snapshot of what dill serialized is unchanged: the
+# code, names and defaults of a function and the contents of its closure
+# cells; the namespace entries and bases of a class, compared by identity.
+# Functions whose defaults or cells hold anything but immutable scalars,
+# functions with attributes, and everything under dill's ``recurse`` setting
+# (globals travel by value then) are never reused.  Not noticed: in-place
+# changes to a mutable class attribute after the class was first sent; a
+# receiver whose __main__ defines the class uses its own anyway.
+
+_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
+_reusable = {}   # id(obj) -> (weakref to obj, settings key, snapshot, blob)
+
+
+def _forgetter(key):
+    def forget(ref):
+        kept = _reusable.get(key)
+        if kept is not None and kept[0] is ref:
+            del _reusable[key]
+    return forget
+
+
+def _snapshot(obj):
+    """A flat tuple to compare by identity, or None if not reusable."""
+    if isinstance(obj, type):
+        space = vars(obj)
+        return (obj.__name__, obj.__qualname__, obj.__bases__, len(space),
+                *space, *space.values())
+    if type(obj) is not types.FunctionType or obj.__dict__:
+        return None
+    cells = ()
+    if obj.__closure__:
+        try:
+            cells = tuple(c.cell_contents for c in obj.__closure__)
+        except ValueError:          # an empty cell
+            return None
+    kw = obj.__kwdefaults__ or {}
+    for value in (*(obj.__defaults__ or ()), *kw.values(), *cells):
+        if type(value) not in _SCALARS and value is not obj:
+            return None
+    notes = obj.__annotations__
+    return (obj.__code__, obj.__name__, obj.__qualname__, obj.__module__,
+            obj.__doc__, obj.__defaults__, len(kw), *kw, *kw.values(),
+            *cells, len(notes), *notes, *notes.values())
+
+
+def _reusable_blob(obj, protocol=None):
+    """dill's payload for a function or class, reused while unchanged."""
+    settings = _settings()
+    if protocol is None:
+        protocol = settings.get('protocol', pickle.DEFAULT_PROTOCOL)
+    if settings.get('recurse'):
+        return _dill_blob(obj, protocol)
+    try:
+        state = _snapshot(obj)
+    except Exception:
+        state = None
+    if state is None:
+        return _dill_blob(obj, protocol)
+    key = (protocol, settings.get('byref'), settings.get('fmode'))
+    kept = _reusable.get(id(obj))
+    if (kept is not None and kept[0]() is obj and kept[1] == key
+            and len(kept[2]) == len(state)
+            and all(map(operator.is_, kept[2], state))):
+        return kept[3]
+    blob = _dill_blob(obj, protocol)
+    try:
+        ref = weakref.ref(obj, _forgetter(id(obj)))
+    except TypeError:
+        return blob
+    _reusable[id(obj)] = (ref, key, state, blob)
+    return blob
 
 
 class _DillHooks:
@@ -197,17 +287,11 @@ class _DillHooks:
 
 
 def _main_class_payload(cls, protocol=None):
-    busy = _in_progress.setdefault(_thread.get_ident(), set())
-    if id(cls) in busy:
-        return NotImplemented       # let dill inline it (it handles cycles)
-    busy.add(id(cls))
-    try:
-        blob = _by_value_or_name(cls, protocol)
-    finally:
-        busy.discard(id(cls))
-        if not busy:
-            _in_progress.pop(_thread.get_ident(), None)
-    return _load_main_object, (cls.__qualname__, blob)
+    if _in_progress:
+        busy = _in_progress.get(_thread.get_ident())
+        if busy and id(cls) in busy:
+            return NotImplemented   # let dill inline it (it handles cycles)
+    return _load_main_object, (cls.__qualname__, _by_value_or_name(cls, protocol))
 
 
 def _by_value_or_name(obj, protocol=None):
@@ -215,7 +299,7 @@ def _by_value_or_name(obj, protocol=None):
     cannot serialize it (a class attribute holding a thread lock, say) but
     the receiver can look it up by name, as the standard library would."""
     try:
-        return _dill_blob(obj, protocol)
+        return _reusable_blob(obj, protocol)
     except Exception:
         if _named(obj):
             return None
@@ -277,6 +361,8 @@ def _via_dill(obj):
 
 
 def _reduce_function(func):
+    if func in _OWN_LOADERS:
+        return NotImplemented
     if func.__module__ in _MAIN_NAMES:
         if _settings().get('byref') and _named(func):
             return NotImplemented
@@ -286,7 +372,7 @@ def _reduce_function(func):
         return _load_dill, (blob,)
     if _named(func):
         return NotImplemented
-    return _load_dill, (_dill_blob(func),)
+    return _load_dill, (_reusable_blob(func),)
 
 
 # Classes the C pickler names itself although builtins has no such attribute.
@@ -302,7 +388,7 @@ def _reduce_class(cls):
         return _main_class_payload(cls)
     if _named(cls):
         return NotImplemented
-    return _load_dill, (_dill_blob(cls),)
+    return _load_dill, (_reusable_blob(cls),)
 
 
 def _rebuild_module(name):
@@ -316,6 +402,9 @@ def _reduce_module(module):
         return _rebuild_module, (name,)
     return _load_dill, (_dill_blob(module),)
 
+
+# Functions of ours that every dill payload names: skip the lookup.
+_OWN_LOADERS = frozenset((_load_dill, _load_main_object, _rebuild_module))
 
 # type -> reducer(obj) for the types the C pickler must not handle alone.
 # The reducers registered with ``register`` are merged into the same table.

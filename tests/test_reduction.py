@@ -395,3 +395,57 @@ def test_plain_data_speed(case):
           % (case, t_pypi * 1e6, speedup))
     # The target is 20x; leave room for a noisy machine in the assertion.
     assert speedup > 12, (t_pypi, t_ours)
+
+
+# ------------------------------------------- reuse of dill payloads
+
+def test_payload_reuse_notices_rebinding():
+    class Config:
+        level = 1
+
+    def make():
+        n = 1
+
+        def bump():
+            nonlocal n
+            n += 1
+
+        return (lambda: n), bump
+
+    get, bump = make()
+    first = bytes(ForkingPickler.dumps(get))
+    assert bytes(ForkingPickler.dumps(get)) == first        # reused
+    bump()
+    assert roundtrip(get)() == 2                             # cell rebound
+
+    assert roundtrip(Config).level == 1
+    Config.level = 5
+    assert roundtrip(Config).level == 5                      # attr rebound
+    Config.extra = 'x'
+    assert roundtrip(Config).extra == 'x'                    # attr added
+
+    def scaled(x, factor=2):
+        return x * factor
+    assert roundtrip(scaled)(3) == 6
+    scaled.__defaults__ = (10,)
+    assert roundtrip(scaled)(3) == 30                         # defaults
+
+
+def test_payload_reuse_skips_mutable_closures():
+    box = []
+    f = lambda: list(box)
+    assert roundtrip(f)() == []
+    box.append(1)
+    assert roundtrip(f)() == [1]
+
+
+def test_reused_payloads_are_forgotten_with_their_object():
+    import gc
+    before = len(reduction._reusable)
+    fs = [(lambda i=i: i) for i in range(20)]
+    for f in fs:
+        roundtrip(f)
+    assert len(reduction._reusable) >= before + 20
+    del fs, f
+    gc.collect()
+    assert len(reduction._reusable) <= before
