@@ -97,32 +97,112 @@ def _write_all(fd, iov, total):
             return
 
 
+def _closed_error(queue):
+    return ValueError(f"Queue {queue!r} is closed")
+
+
 class Queue(object):
+
+    # What travels to a spawned child, in this order.
+    _SHARED_FIELDS = ('_ignore_epipe', '_maxsize', '_reader', '_writer',
+                      '_rlock', '_wlock', '_sem', '_opid')
 
     def __init__(self, maxsize=0, *, ctx):
         if maxsize <= 0:
             # Can raise ImportError where sem_open is unusable (issue 3770).
             from .synchronize import SEM_VALUE_MAX as maxsize
-        self._maxsize = maxsize
-        self._reader, self._writer = connection.Pipe(duplex=False)
-        self._rlock = ctx.Lock()
-        self._opid = os.getpid()
-        self._wlock = ctx.Lock()
         self._sem = ctx.BoundedSemaphore(maxsize)
+        self._maxsize = maxsize
+        self._rlock, self._wlock = ctx.Lock(), ctx.Lock()
+        self._reader, self._writer = connection.Pipe(duplex=False)
+        self._opid = os.getpid()
         # Set by concurrent.futures-style owners that close the reading end
         # on purpose: a broken pipe then silently stops the feeder.
         self._ignore_epipe = False
         self._reset()
         register_after_fork(self, Queue._after_fork)
 
+    # -- the hot paths ------------------------------------------------------
+
+    def put(self, obj, block=True, timeout=None):
+        if self._closed:
+            raise _closed_error(self)
+        if not self._sem.acquire(block, timeout):
+            raise Full
+        if self._thread is None:
+            self._start_thread_once()
+        self._buffer.append(obj)
+        self._notify_feeder()
+
+    def get(self, block=True, timeout=None):
+        if self._closed:
+            raise _closed_error(self)
+        rlock = self._rlock
+        if not block or timeout is not None:
+            data = self._get_bounded(rlock, block, timeout)
+        else:
+            rlock.acquire()
+            try:
+                data = self._recv_bytes()
+            finally:
+                rlock.release()
+        self._sem.release()
+        # Unpickle outside the lock so other readers are not held up.
+        return _ForkingPickler.loads(data)
+
+    def _notify_feeder(self):
+        wakeup = self._wakeup
+        if wakeup.locked():
+            try:
+                wakeup.release()
+            except RuntimeError:
+                # Another putter raised the flag first; one is enough.
+                pass
+
+    def _get_bounded(self, rlock, block, timeout):
+        if block:
+            deadline = time.monotonic() + timeout
+            got_lock = rlock.acquire(True, timeout)
+        else:
+            got_lock = rlock.acquire(False)
+        if not got_lock:
+            raise Empty
+        try:
+            left = max(deadline - time.monotonic(), 0.0) if block else 0.0
+            if self._poll(left):
+                return self._recv_bytes()
+        finally:
+            rlock.release()
+        raise Empty
+
+    def put_nowait(self, obj):
+        return self.put(obj, False)
+
+    def get_nowait(self):
+        return self.get(False)
+
+    # -- inspection ---------------------------------------------------------
+
+    def qsize(self):
+        # Slots taken = items buffered, in the pipe or being written.
+        free = self._sem._semlock._get_value()
+        return self._maxsize - free
+
+    def full(self):
+        return self._sem._semlock._is_zero()
+
+    def empty(self):
+        return not self._poll()
+
+    # -- process life cycle -------------------------------------------------
+
     def __getstate__(self):
         context.assert_spawning(self)
-        return (self._ignore_epipe, self._maxsize, self._reader, self._writer,
-                self._rlock, self._wlock, self._sem, self._opid)
+        return tuple([getattr(self, name) for name in self._SHARED_FIELDS])
 
     def __setstate__(self, state):
-        (self._ignore_epipe, self._maxsize, self._reader, self._writer,
-         self._rlock, self._wlock, self._sem, self._opid) = state
+        for name, value in zip(self._SHARED_FIELDS, state):
+            setattr(self, name, value)
         self._reset()
 
     def _after_fork(self):
@@ -134,88 +214,18 @@ class Queue(object):
         # parent had buffered is the parent's to send.  Fresh locks, since
         # the parent's may have been held by a thread that does not exist
         # here (after_fork is accepted for interface compatibility).
+        self._closed = False
         self._buffer = deque()
         self._wakeup = threading.Lock()
         self._wakeup.acquire()
         self._start_lock = threading.Lock()
-        self._thread = None
-        self._jointhread = None
+        self._thread = self._jointhread = self._close = None
         self._joincancelled = False
-        self._closed = False
-        self._close = None
-        self._send_bytes = self._writer.send_bytes
-        self._recv_bytes = self._reader.recv_bytes
-        self._poll = self._reader.poll
+        writer, reader = self._writer, self._reader
+        self._send_bytes = writer.send_bytes
+        self._recv_bytes, self._poll = reader.recv_bytes, reader.poll
 
-    def _raise_closed(self):
-        raise ValueError(f"Queue {self!r} is closed")
-
-    def put(self, obj, block=True, timeout=None):
-        if self._closed:
-            self._raise_closed()
-        if not self._sem.acquire(block, timeout):
-            raise Full
-        if self._thread is None:
-            self._start_thread_once()
-        self._buffer.append(obj)
-        self._notify_feeder()
-
-    def _notify_feeder(self):
-        wakeup = self._wakeup
-        if wakeup.locked():
-            try:
-                wakeup.release()
-            except RuntimeError:
-                # Another putter raised the flag first; one is enough.
-                pass
-
-    def get(self, block=True, timeout=None):
-        if self._closed:
-            self._raise_closed()
-        rlock = self._rlock
-        if block and timeout is None:
-            rlock.acquire()
-            try:
-                data = self._recv_bytes()
-            finally:
-                rlock.release()
-        else:
-            data = self._get_bounded(rlock, block, timeout)
-        self._sem.release()
-        # Unpickle outside the lock so other readers are not held up.
-        return _ForkingPickler.loads(data)
-
-    def _get_bounded(self, rlock, block, timeout):
-        if not block:
-            if not rlock.acquire(False):
-                raise Empty
-            timeout = 0.0
-        else:
-            deadline = time.monotonic() + timeout
-            if not rlock.acquire(True, timeout):
-                raise Empty
-            timeout = max(deadline - time.monotonic(), 0.0)
-        try:
-            if not self._poll(timeout):
-                raise Empty
-            return self._recv_bytes()
-        finally:
-            rlock.release()
-
-    def qsize(self):
-        return self._maxsize - self._sem._semlock._get_value()
-
-    def empty(self):
-        return not self._poll()
-
-    def full(self):
-        return self._sem._semlock._is_zero()
-
-    def get_nowait(self):
-        return self.get(False)
-
-    def put_nowait(self, obj):
-        return self.put(obj, False)
+    # -- shutting down ------------------------------------------------------
 
     def close(self):
         self._closed = True
@@ -223,18 +233,19 @@ class Queue(object):
         if finalizer:
             finalizer()
 
-    def join_thread(self):
-        debug('Queue.join_thread()')
-        assert self._closed, "Queue {0!r} not closed".format(self)
-        if self._jointhread:
-            self._jointhread()
-
     def cancel_join_thread(self):
         debug('Queue.cancel_join_thread()')
         self._joincancelled = True
         joiner = self._jointhread
         if joiner is not None:
             joiner.cancel()
+
+    def join_thread(self):
+        debug('Queue.join_thread()')
+        assert self._closed, "Queue {0!r} not closed".format(self)
+        joiner = self._jointhread
+        if joiner:
+            joiner()
 
     def _start_thread_once(self):
         with self._start_lock:
@@ -379,17 +390,11 @@ class JoinableQueue(Queue):
         self._unfinished_tasks = ctx.Semaphore(0)
         self._cond = ctx.Condition()
 
-    def __getstate__(self):
-        return Queue.__getstate__(self) + (self._cond,
-                                           self._unfinished_tasks)
-
-    def __setstate__(self, state):
-        self._cond, self._unfinished_tasks = state[-2:]
-        Queue.__setstate__(self, state[:-2])
+    _SHARED_FIELDS = Queue._SHARED_FIELDS + ('_cond', '_unfinished_tasks')
 
     def put(self, obj, block=True, timeout=None):
         if self._closed:
-            self._raise_closed()
+            raise _closed_error(self)
         if not self._sem.acquire(block, timeout):
             raise Full
         if self._thread is None:
@@ -401,50 +406,28 @@ class JoinableQueue(Queue):
         self._notify_feeder()
 
     def task_done(self):
-        with self._cond:
-            if not self._unfinished_tasks.acquire(False):
+        cond, unfinished = self._cond, self._unfinished_tasks
+        with cond:
+            if not unfinished.acquire(False):
                 raise ValueError('task_done() called too many times')
-            if self._unfinished_tasks._semlock._is_zero():
-                self._cond.notify_all()
+            if unfinished._semlock._is_zero():
+                cond.notify_all()
 
     def join(self):
-        with self._cond:
-            if not self._unfinished_tasks._semlock._is_zero():
-                self._cond.wait()
+        cond = self._cond
+        with cond:
+            if self._unfinished_tasks._semlock._is_zero():
+                return
+            cond.wait()
 
 
 class SimpleQueue(object):
     """A pipe with a lock at each end: no buffer, no thread, no size."""
 
     def __init__(self, *, ctx):
+        self._rlock, self._wlock = ctx.Lock(), ctx.Lock()
         self._reader, self._writer = connection.Pipe(duplex=False)
-        self._rlock = ctx.Lock()
-        self._wlock = ctx.Lock()
         self._poll = self._reader.poll
-
-    def close(self):
-        self._reader.close()
-        self._writer.close()
-
-    def empty(self):
-        return not self._poll()
-
-    def __getstate__(self):
-        context.assert_spawning(self)
-        return (self._reader, self._writer, self._rlock, self._wlock)
-
-    def __setstate__(self, state):
-        self._reader, self._writer, self._rlock, self._wlock = state
-        self._poll = self._reader.poll
-
-    def get(self):
-        rlock = self._rlock
-        rlock.acquire()
-        try:
-            data = self._reader.recv_bytes()
-        finally:
-            rlock.release()
-        return _ForkingPickler.loads(data)
 
     def put(self, obj):
         # Pickle before taking the lock: other writers only wait for the
@@ -456,5 +439,30 @@ class SimpleQueue(object):
             self._writer.send_bytes(data)
         finally:
             wlock.release()
+
+    def get(self):
+        rlock = self._rlock
+        rlock.acquire()
+        try:
+            data = self._reader.recv_bytes()
+        finally:
+            rlock.release()
+        return _ForkingPickler.loads(data)
+
+    def empty(self):
+        return not self._poll()
+
+    def close(self):
+        # Idempotent: Connection.close() ignores an already closed end.
+        for end in (self._reader, self._writer):
+            end.close()
+
+    def __getstate__(self):
+        context.assert_spawning(self)
+        return self._reader, self._writer, self._rlock, self._wlock
+
+    def __setstate__(self, state):
+        self._reader, self._writer, self._rlock, self._wlock = state
+        self._poll = self._reader.poll
 
     __class_getitem__ = classmethod(types.GenericAlias)

@@ -152,17 +152,18 @@ class Semaphore(SemLock):
     def __init__(self, value=1, *, ctx):
         SemLock.__init__(self, SEMAPHORE, value, SEM_VALUE_MAX, ctx=ctx)
 
+    def __repr__(self):
+        return '<%s(value=%s)>' % (type(self).__name__, _value_text(self))
+
     def get_value(self):
         return self._semlock._get_value()
 
-    def _value_text(self):
-        try:
-            return str(self._semlock._get_value())
-        except Exception:
-            return 'unknown'
 
-    def __repr__(self):
-        return '<%s(value=%s)>' % (type(self).__name__, self._value_text())
+def _value_text(sem):
+    try:
+        return str(sem._semlock._get_value())
+    except Exception:
+        return 'unknown'
 
 
 class BoundedSemaphore(Semaphore):
@@ -172,7 +173,7 @@ class BoundedSemaphore(Semaphore):
 
     def __repr__(self):
         return '<%s(value=%s, maxvalue=%s)>' % (
-            type(self).__name__, self._value_text(), self._semlock.maxvalue)
+            type(self).__name__, _value_text(self), self._semlock.maxvalue)
 
 
 class Lock(SemLock):
@@ -320,54 +321,65 @@ class Condition(object):
         self.notify(sys.maxsize)
 
     def wait_for(self, predicate, timeout=None):
-        outcome = predicate()
-        if outcome:
-            return outcome
         deadline = None if timeout is None else time.monotonic() + timeout
-        remaining = None
-        while not outcome:
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-            self.wait(remaining)
+        while True:
             outcome = predicate()
-        return outcome
+            if outcome or deadline is None:
+                if outcome:
+                    return outcome
+                self.wait()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return outcome
+            self.wait(left)
 
 
 class Event(object):
-    """A flag shared between processes, held in a 0/1 semaphore."""
+    """A flag shared between processes.
+
+    The flag is a semaphore whose value is 0 or 1; it is only changed with
+    the condition's lock held, so reading it needs no lock at all.
+    """
 
     def __init__(self, *, ctx):
-        self._cond = ctx.Condition(ctx.Lock())
         self._flag = ctx.Semaphore(0)
-
-    def _flag_up(self):
-        # A single sem_getvalue(); the flag only changes under _cond.
-        return not self._flag._semlock._is_zero()
+        self._cond = ctx.Condition(ctx.Lock())
 
     def is_set(self):
-        return self._flag_up()
-
-    def set(self):
-        with self._cond:
-            if not self._flag_up():
-                self._flag.release()
-            self._cond.notify_all()
-
-    def clear(self):
-        with self._cond:
-            self._flag.acquire(False)
-
-    def wait(self, timeout=None):
-        with self._cond:
-            if not self._flag_up():
-                self._cond.wait(timeout)
-            return self._flag_up()
+        return not self._flag._semlock._is_zero()
 
     def __repr__(self):
-        return '<%s at %#x %s>' % (type(self).__qualname__, id(self),
-                                   'set' if self._flag_up() else 'unset')
+        state = 'set' if self.is_set() else 'unset'
+        return '<%s at %#x %s>' % (type(self).__qualname__, id(self), state)
+
+    def set(self):
+        cond = self._cond
+        cond.acquire()
+        try:
+            if self._flag._semlock._is_zero():
+                self._flag.release()
+            cond.notify_all()
+        finally:
+            cond.release()
+
+    def wait(self, timeout=None):
+        cond = self._cond
+        cond.acquire()
+        try:
+            if not self.is_set():
+                cond.wait(timeout)
+            return self.is_set()
+        finally:
+            cond.release()
+
+    def clear(self):
+        cond = self._cond
+        cond.acquire()
+        try:
+            self._flag.acquire(False)
+        finally:
+            cond.release()
 
 
 def _sem_store(sem, value):
