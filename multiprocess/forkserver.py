@@ -387,6 +387,14 @@ def write_signed(fd, n):
 
 
 _forkserver = ForkServer()
+
+
+def _fresh_lock_in_child():
+    # A thread of the parent may have held the lock at fork time.
+    _forkserver._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
 # The module-level API is the single client object's.
 (ensure_running, get_inherited_fds, connect_to_new_process,
  set_forkserver_preload) = (_forkserver.ensure_running,

@@ -505,3 +505,50 @@ def test_signed_integers_round_trip_over_a_pipe():
         os.close(r)
         if w is not None:
             os.close(w)
+
+
+_NESTED = '''
+import sys, time
+import multiprocess as mp
+from multiprocess.forkserver import _forkserver
+
+def grandchild():
+    pass
+
+def child(kind, server_pid):
+    import sys
+    import multiprocess as mp
+    from multiprocess.forkserver import _forkserver
+    p = mp.get_context('forkserver').Process(target=grandchild)
+    p.start()
+    p.join(30)
+    reused = _forkserver._forkserver_pid == server_pid
+    print(kind, p.exitcode, reused, flush=True)
+
+if __name__ == '__main__':
+    fs = mp.get_context('forkserver')
+    warm = fs.Process(target=grandchild)
+    warm.start()
+    warm.join(30)
+    server = _forkserver._forkserver_pid
+    for kind in ('fork', 'forkserver'):
+        p = mp.get_context(kind).Process(target=child, args=(kind, server))
+        p.start()
+        p.join(60)
+        print(kind, 'child exit', p.exitcode, flush=True)
+'''
+
+
+@pytest.mark.timeout(120)
+def test_children_can_start_forkserver_children(tmp_path):
+    script = tmp_path / 'nested.py'
+    script.write_text(_NESTED)
+    rc, out, err = _run([str(script)])
+    assert rc == 0, err
+    lines = out.splitlines()
+    # a forked child reuses its parent's server, inherited with the fds
+    assert 'fork 0 True' in lines, err
+    assert 'fork child exit 0' in lines, err
+    # a forkserver child starts a server of its own
+    assert 'forkserver 0 False' in lines, err
+    assert 'forkserver child exit 0' in lines, err
