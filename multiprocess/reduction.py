@@ -291,7 +291,8 @@ def _main_class_payload(cls, protocol=None):
         busy = _in_progress.get(_thread.get_ident())
         if busy and id(cls) in busy:
             return NotImplemented   # let dill inline it (it handles cycles)
-    return _load_main_object, (cls.__qualname__, _by_value_or_name(cls, protocol))
+    blob = _by_value_or_name(cls, protocol)
+    return _load_main_object, (cls.__qualname__, blob)
 
 
 def _by_value_or_name(obj, protocol=None):
@@ -481,7 +482,7 @@ class ForkingPickler(pickle.Pickler):
 
     @classmethod
     def register(cls, type, reduce):
-        """Use ``reduce(obj)`` to pickle objects whose exact type is ``type``."""
+        """Pickle objects whose exact type is ``type`` with ``reduce(obj)``."""
         cls._extra_reducers[type] = reduce
         _overrides[type] = reduce
 
@@ -490,12 +491,18 @@ class ForkingPickler(pickle.Pickler):
         """Return the pickle of obj as a bytes-like object."""
         buf = io.BytesIO()
         pickler = cls(buf, protocol)
+        # Our own dump() would only add the rewind bookkeeping; a subclass's
+        # dump() is honoured.
+        dump = cls.dump
+        if dump is ForkingPickler.dump:
+            dump = pickle.Pickler.dump
         try:
-            pickle.Pickler.dump(pickler, obj)
+            dump(pickler, obj)
         except _RETRY_WITH_DILL as exc:
             if getattr(exc, '_multiprocess_dill_failed', False):
                 raise
-            return _whole_object_fallback(obj, pickler._protocol, exc)
+            return _whole_object_fallback(
+                obj, getattr(pickler, '_protocol', protocol), exc)
         return buf.getbuffer()
 
     loads = pickle.loads
