@@ -223,22 +223,26 @@ def test_unpicklable_everywhere_raises_the_pickle_error_with_a_note():
 
 
 def test_whole_object_fallback_to_dill_loads_with_plain_pickle():
-    obj = {'keys': {1: 2, 3: 4}.keys(), 'n': 5}
+    import weakref
+    # Nobody registers a reducer for weak references: the C pickler fails
+    # on them, dill copes, and the result is still a plain pickle.
+    obj = {'ref': weakref.ref(Holder), 'n': 5}
     with pytest.raises(TypeError):
         pickle.dumps(obj)
     raw = bytes(ForkingPickler.dumps(obj))
     back = pickle.loads(raw)
-    assert list(back['keys']) == [1, 3] and back['n'] == 5
+    assert back['ref']() is Holder and back['n'] == 5
 
 
 def test_instance_dump_falls_back_without_leaving_partial_output():
     big = list(range(50000))           # large enough to flush a frame early
     buf = io.BytesIO()
     buf.write(b'HEAD')
-    ForkingPickler(buf).dump([big, {1: 2}.keys()])
+    import weakref
+    ForkingPickler(buf).dump([big, weakref.ref(Holder)])
     buf.seek(4)
     back = pickle.load(buf)
-    assert back[0] == big and list(back[1]) == [1]
+    assert back[0] == big and back[1]() is Holder
 
 
 def test_properties_code_and_modules_are_handled():
