@@ -603,9 +603,23 @@ def DupFd(fd):
 
 # ----------------------------------------- reducers registered by default
 
+def _bind(func, owner):
+    return types.MethodType(func, owner)
+
+
 def _reduce_method(meth):
-    # A bound method is its object plus the attribute to look up again.
-    return getattr, (meth.__self__, meth.__func__.__name__)
+    # A bound method is its object plus the attribute to look up again --
+    # unless that lookup would not give it back (a function stored under
+    # another name, a lambda attribute): then the pair is rebound.
+    owner, func = meth.__self__, meth.__func__
+    name = getattr(func, '__name__', None)
+    try:
+        found = getattr(owner, name) == meth
+    except Exception:
+        found = False
+    if found:
+        return getattr, (owner, name)
+    return _bind, (func, owner)
 
 
 def _reduce_method_descriptor(meth):
@@ -636,6 +650,9 @@ _DEFAULT_REDUCERS = (
     (functools.partial, _reduce_partial),
     (socket.socket, _reduce_socket),
 )
+
+
+_OWN_LOADERS |= {_bind, _rebuild_partial, _rebuild_socket}
 
 
 def _register_defaults():

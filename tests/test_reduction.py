@@ -453,3 +453,16 @@ def test_reused_payloads_are_forgotten_with_their_object():
     del fs, f
     gc.collect()
     assert len(reduction._reusable) <= before
+
+
+def test_bound_method_under_another_name_is_rebound():
+    class Tool:
+        def __init__(self, n):
+            self.n = n
+    Tool.scale = lambda self, x: self.n * x      # __name__ is '<lambda>'
+
+    def hidden(self):
+        return -self.n
+    m = hidden.__get__(Tool(3))                   # not an attribute at all
+    assert roundtrip(Tool(6).scale)(7) == 42
+    assert roundtrip(m)() == -3
