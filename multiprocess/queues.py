@@ -32,6 +32,7 @@ queue)::
 __all__ = ['Queue', 'SimpleQueue', 'JoinableQueue']
 
 import errno
+import io
 import os
 import struct
 import sys
@@ -49,7 +50,8 @@ from .util import debug, info, Finalize, register_after_fork, is_exiting
 
 # Frame headers, as connection.send_bytes writes them: a signed 32-bit
 # big-endian length, or -1 followed by an unsigned 64-bit length.
-_small_header = struct.Struct('!i').pack
+_put_small_header = struct.Struct('!i').pack_into
+_HEADER_GAP = bytes(4)
 _large_header = struct.Struct('!iQ').pack
 _LARGE_FRAME = 0x7fffffff
 
@@ -59,20 +61,29 @@ _BATCH_ITEMS = 256
 _BATCH_BYTES = 1 << 16
 
 
-def _frame_iovecs(payloads):
-    iov = []
-    add = iov.append
-    total = 0
-    for data in payloads:
-        size = len(data)
+def _finish_frames(view, frames):
+    """Fill in the frame headers of a feeder batch.
+
+    ``view`` holds the batch: every payload preceded by a 4-byte gap;
+    ``frames`` lists (gap offset, payload size).  Returns the buffers to
+    write, in order, and their total size.  Normally that is ``view`` alone;
+    a payload over 2 GiB needs a 12-byte header, which is written from a
+    separate buffer instead of the gap.
+    """
+    segments = []
+    run_from = 0
+    extra = 0
+    for offset, size in frames:
         if size <= _LARGE_FRAME:
-            add(_small_header(size))
-            total += size + 4
-        else:
-            add(_large_header(-1, size))
-            total += size + 12
-        add(data)
-    return iov, total
+            _put_small_header(view, offset, size)
+            continue
+        if offset > run_from:
+            segments.append(view[run_from:offset])
+        segments.append(_large_header(-1, size))
+        run_from = offset + 4
+        extra += 8
+    segments.append(view[run_from:] if run_from else view)
+    return segments, len(view) + extra
 
 
 def _write_all(fd, iov, total):
@@ -301,7 +312,6 @@ class Queue(object):
         debug('starting thread to feed data to pipe')
         take = buffer.popleft
         sleep = wakeup.acquire
-        dumps = _ForkingPickler.dumps
         lock, unlock = writelock.acquire, writelock.release
         sentinel = _sentinel
 
@@ -320,43 +330,56 @@ class Queue(object):
             onerror(exc, obj)
             return False
 
-        objs = []
-        payloads = []
         while True:
             sleep()
             finished = False
             while buffer and not finished:
-                size = 0
-                while buffer and len(payloads) < _BATCH_ITEMS \
-                        and size < _BATCH_BYTES:
+                # One pickler and one buffer per batch: each item is dumped
+                # behind a 4-byte gap that later receives its frame header.
+                sink = io.BytesIO()
+                pickler = _ForkingPickler(sink)
+                objs = []
+                frames = []
+                end = 0
+                while buffer and end < _BATCH_BYTES \
+                        and len(objs) < _BATCH_ITEMS:
                     obj = take()
                     if obj is sentinel:
                         finished = True
                         break
+                    sink.write(_HEADER_GAP)
                     try:
-                        data = dumps(obj)
+                        pickler.dump(obj)
                     except Exception as exc:
+                        # Drop whatever the failed dump wrote; its memo is
+                        # suspect too.
+                        sink.seek(end)
+                        sink.truncate()
+                        pickler = _ForkingPickler(sink)
                         if failed(exc, obj):
                             return
                         continue
+                    pickler.clear_memo()
+                    start, end = end, sink.tell()
+                    frames.append((start, end - start - 4))
                     objs.append(obj)
-                    payloads.append(data)
-                    size += len(data)
-                if payloads:
-                    iov, total = _frame_iovecs(payloads)
+                obj = None
+                if not objs:
+                    continue
+                segments = None
+                try:
+                    segments, total = _finish_frames(sink.getbuffer(), frames)
+                    fd = writer.fileno()
+                    lock()
                     try:
-                        fd = writer.fileno()
-                        lock()
-                        try:
-                            _write_all(fd, iov, total)
-                        finally:
-                            unlock()
-                    except Exception as exc:
-                        for obj in objs:
-                            if failed(exc, obj):
-                                return
-                    del objs[:], payloads[:], iov
-                obj = data = None
+                        _write_all(fd, segments, total)
+                    finally:
+                        unlock()
+                except Exception as exc:
+                    for obj in objs:
+                        if failed(exc, obj):
+                            return
+                segments = objs = None
             if finished:
                 debug('feeder thread got sentinel -- exiting')
                 reader_close()
