@@ -466,3 +466,84 @@ def test_bound_method_under_another_name_is_rebound():
     m = hidden.__get__(Tool(3))                   # not an attribute at all
     assert roundtrip(Tool(6).scale)(7) == 42
     assert roundtrip(m)() == -3
+
+
+# ------------------------------------- across real processes (all methods)
+
+METHODS = ['fork', 'spawn', 'forkserver']
+
+
+def _write_through_received_fd(conn, data):
+    fd = reduction.recv_handle(conn)
+    os.write(fd, data)
+    os.close(fd)
+
+
+def _send_byte_without_fd(conn):
+    os.write(conn.fileno(), b'\0')
+
+
+def _use_received_objects(conn):
+    sock = conn.recv()
+    sock.sendall(b'via socket')
+    sock.close()
+    inner = conn.recv()
+    inner.send(('via connection', (lambda: 'lambda ok')()))
+    inner.close()
+    fn = conn.recv()
+    conn.send(fn(2))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', METHODS)
+def test_fd_transfer_to_a_child(method, tmp_path):
+    import multiprocess as mp
+    ctx = mp.get_context(method)
+    conn, child_conn = ctx.Pipe(duplex=True)
+    p = ctx.Process(target=_write_through_received_fd,
+                    args=(child_conn, b'written by child'))
+    p.start()
+    path = tmp_path / 'out'
+    with open(path, 'wb') as f:
+        reduction.send_handle(conn, f.fileno(), p.pid)
+    p.join(60)
+    assert p.exitcode == 0
+    assert path.read_bytes() == b'written by child'
+
+
+@pytest.mark.timeout(120)
+def test_recv_handle_without_fd_raises_runtimeerror():
+    import multiprocess as mp
+    ctx = mp.get_context('fork')
+    conn, child_conn = ctx.Pipe(duplex=True)
+    p = ctx.Process(target=_send_byte_without_fd, args=(child_conn,))
+    p.start()
+    try:
+        with pytest.raises(RuntimeError):
+            reduction.recv_handle(conn)
+    finally:
+        p.join(60)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', METHODS)
+def test_sockets_connections_and_lambdas_sent_to_a_running_child(method):
+    import multiprocess as mp
+    ctx = mp.get_context(method)
+    conn, child_conn = ctx.Pipe()
+    p = ctx.Process(target=_use_received_objects, args=(child_conn,))
+    p.start()
+    try:
+        a, b = socket.socketpair()
+        with a, b:
+            conn.send(b)                       # through resource_sharer
+            assert a.recv(10) == b'via socket'
+        mine, theirs = ctx.Pipe()
+        conn.send(theirs)
+        assert mine.recv() == ('via connection', 'lambda ok')
+        k = 40
+        conn.send(lambda x: x + k)
+        assert conn.poll(60) and conn.recv() == 42
+    finally:
+        p.join(60)
+    assert p.exitcode == 0
