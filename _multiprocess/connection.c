@@ -550,10 +550,21 @@ write_nogil(int fd, struct iovec **iov, int *cnt)
 {
     io_status st = {0, 0};
     while (*cnt > 0) {
+        size_t left = 0;
+        for (int i = 0; i < *cnt; i++) {
+            left += (*iov)[i].iov_len;
+        }
         ssize_t n = writev(fd, *iov, *cnt);
         if (n >= 0) {
             st.done += (size_t)n;
             iov_consume(iov, cnt, (size_t)n);
+            /* A blocking fd writes short only when a signal arrived after
+             * some bytes went out (no EINTR then): report it as EINTR so
+             * the handler runs now, not when the peer drains the rest. */
+            if ((size_t)n < left && *cnt > 0 && left <= MP_IO_MAX) {
+                st.err = EINTR;
+                break;
+            }
             continue;
         }
         if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
