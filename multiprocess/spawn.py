@@ -148,9 +148,9 @@ def serialize_for_child(process_obj, spawning_popen):
 
 
 def _unpickle(blob):
-    # The child-side loader.  Prefer the reduction module's own loader (it
-    # knows dill's conventions); reduction is imported anyway by the
-    # package.
+    # ForkingPickler.loads is a plain unpickler: dill is imported only when
+    # the payload itself refers to it (a lambda, a __main__ function ...),
+    # so a child with a named target starts without dill.
     from . import context
     return context.reduction.ForkingPickler.loads(blob)
 

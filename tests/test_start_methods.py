@@ -552,3 +552,30 @@ def test_children_can_start_forkserver_children(tmp_path):
     # a forkserver child starts a server of its own
     assert 'forkserver 0 False' in lines, err
     assert 'forkserver child exit 0' in lines, err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+def test_main_run_with_dash_m_is_rerun_by_module_name(method, tmp_path):
+    (tmp_path / 'runnable_mod.py').write_text(_MAIN_AS_MP_MAIN)
+    rc, out, err = _run(['-m', 'runnable_mod', method], cwd=str(tmp_path))
+    assert rc == 0, err
+    assert 'child sees __mp_main__ imported True' in out, err
+    assert 'exit 0' in out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+def test_functions_typed_into_an_interactive_session_reach_children(method):
+    session = textwrap.dedent('''
+        import multiprocess as mp
+        def triple(v):
+            print('tripled', v * 3, flush=True)
+
+        p = mp.get_context(%r).Process(target=triple, args=(14,))
+        p.start(); p.join(30); print('exit', p.exitcode, flush=True)
+    ''' % method)
+    rc, out, err = _run(['-i', '-q'], input=session)
+    assert rc == 0, err
+    assert 'tripled 42' in out, err
+    assert 'exit 0' in out, err
