@@ -121,8 +121,11 @@ def log_to_stderr(level=None):
 
 # Linux (and Android) let a unix socket live in an abstract namespace: its
 # address starts with a NUL byte and it has no file to clean up.
-abstract_sockets_supported = (sys.platform == 'linux'
-                              or hasattr(sys, 'getandroidapilevel'))
+def _platform_supports_abstract_sockets():
+    return sys.platform == 'linux' or hasattr(sys, 'getandroidapilevel')
+
+
+abstract_sockets_supported = _platform_supports_abstract_sockets()
 
 
 def is_abstract_socket_namespace(address):
