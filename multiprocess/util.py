@@ -39,6 +39,26 @@ __all__ = [
 ]
 
 
+# ------------------------------------------------ abstract unix sockets
+
+# Linux (and Android) let a unix socket live in an abstract namespace: its
+# address starts with a NUL byte and it has no file to clean up.
+def _platform_supports_abstract_sockets():
+    return sys.platform == 'linux' or hasattr(sys, 'getandroidapilevel')
+
+
+abstract_sockets_supported = _platform_supports_abstract_sockets()
+
+
+def is_abstract_socket_namespace(address):
+    """Whether a unix socket address names the abstract namespace."""
+    if not address:
+        return False
+    if isinstance(address, (bytes, str)):
+        return address[:1] in (b'\0', '\0')
+    raise TypeError(f'address type of {address!r} unrecognized')
+
+
 # ---------------------------------------------------------------- logging
 
 # Two extra levels: SUBDEBUG below DEBUG, SUBWARNING between INFO and
@@ -105,36 +125,16 @@ def _name_the_process(record):
 
 def log_to_stderr(level=None):
     """Add a stderr handler to the package logger and return the logger."""
-    global _log_to_stderr
     import logging
+    global _log_to_stderr
+    _log_to_stderr = True       # spawned children will do the same
     logger = get_logger()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter(DEFAULT_LOGGING_FORMAT))
     logger.addHandler(handler)
     if level:
         logger.setLevel(level)
-    _log_to_stderr = True
     return logger
-
-
-# ------------------------------------------------ abstract unix sockets
-
-# Linux (and Android) let a unix socket live in an abstract namespace: its
-# address starts with a NUL byte and it has no file to clean up.
-def _platform_supports_abstract_sockets():
-    return sys.platform == 'linux' or hasattr(sys, 'getandroidapilevel')
-
-
-abstract_sockets_supported = _platform_supports_abstract_sockets()
-
-
-def is_abstract_socket_namespace(address):
-    """Whether a unix socket address names the abstract namespace."""
-    if not address:
-        return False
-    if isinstance(address, (bytes, str)):
-        return address[:1] in (b'\0', '\0')
-    raise TypeError(f'address type of {address!r} unrecognized')
 
 
 # ------------------------------------------------------------ temp dir
