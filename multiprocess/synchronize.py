@@ -60,14 +60,28 @@ def _reset_after_fork(obj):
     obj._semlock._after_fork()
 
 
+class _Delegate(property):
+    """A special method forwarded to an attribute's method of the same name.
+
+    ``with obj:`` looks ``__enter__`` up on the type and honours descriptors:
+    the (C) property getter, an ``operator.attrgetter``, hands back the C
+    object's own bound method, so no Python frame runs.  Code that fetches
+    the method from the class and calls it with the instance, as
+    ``contextlib.ExitStack`` does, gets this object, hence ``__call__``.
+    """
+
+    def __init__(self, path):
+        property.__init__(self, operator.attrgetter(path))
+
+    def __call__(self, instance, *args):
+        return self.fget(instance)(*args)
+
+
 class SemLock(object):
     """Common base: owns one C semaphore and its name's lifetime."""
 
-    # ``with lock:`` looks ``__enter__`` up on the type and honours
-    # descriptors; a property whose getter is a C attrgetter hands back the
-    # C object's own bound method without running a Python frame.
-    __enter__ = property(operator.attrgetter('_semlock.__enter__'))
-    __exit__ = property(operator.attrgetter('_semlock.__exit__'))
+    __enter__ = _Delegate('_semlock.__enter__')
+    __exit__ = _Delegate('_semlock.__exit__')
 
     def __init__(self, kind, value, maxvalue, *, ctx):
         if ctx is None:
@@ -260,8 +274,8 @@ class Condition(object):
         self._make_methods()
 
     # Resolves to the lock's own (C) enter/exit, as for SemLock above.
-    __enter__ = property(operator.attrgetter('_lock.__enter__'))
-    __exit__ = property(operator.attrgetter('_lock.__exit__'))
+    __enter__ = _Delegate('_lock.__enter__')
+    __exit__ = _Delegate('_lock.__exit__')
 
     def __repr__(self):
         try:

@@ -439,3 +439,17 @@ def test_make_name_is_random_and_prefixed():
     names = {synchronize.SemLock._make_name() for _ in range(50)}
     assert len(names) == 50
     assert all(n.startswith('/mp-') for n in names)
+
+
+@pytest.mark.timeout(30)
+def test_locks_work_with_exit_stack():
+    # ExitStack fetches __enter__/__exit__ from the type and calls them.
+    import contextlib
+    lock, cond = mp.Lock(), mp.Condition()
+    with contextlib.ExitStack() as stack:
+        assert stack.enter_context(lock) is True
+        assert stack.enter_context(cond) is True
+        assert 'MainProcess' in repr(lock)
+    assert repr(lock) == '<Lock(owner=None)>'
+    assert cond.acquire(False)
+    cond.release()
