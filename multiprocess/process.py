@@ -97,7 +97,6 @@ class BaseProcess(object):
     def __init__(self, group=None, target=None, name=None, args=(),
                  kwargs={}, *, daemon=None):
         assert group is None, 'group argument must be None for now'
-        _dangling.add(self)
         creator = _current_process
         self._parent_pid, self._parent_name = os.getpid(), creator.name
         self._config = dict(creator._config)
@@ -106,6 +105,7 @@ class BaseProcess(object):
             dict(kwargs)
         self._name = name or '%s-%s' % (type(self).__name__,
                                         ':'.join(map(str, self._identity)))
+        _dangling.add(self)
         if daemon is not None:
             self.daemon = daemon
 

@@ -392,3 +392,35 @@ def test_helpers_are_silent_without_logger(monkeypatch):
     util.debug("x")
     util.info("x")
     util.sub_warning("x")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("method, name", [("spawn", "SpawnProcess"),
+                                          ("forkserver", "ForkServerProcess")])
+def test_children_log_under_their_own_name(method, name, tmp_path):
+    # spawned children inherit "log to stderr" and the level, and their
+    # records carry our process names, not the standard library's
+    script = tmp_path / "logs.py"
+    script.write_text(textwrap.dedent(f"""
+        import logging
+        import multiprocess as mp
+        from multiprocess import util
+        if __name__ == '__main__':
+            mp.log_to_stderr(logging.INFO)
+            p = mp.get_context({method!r}).Process(target=util.info,
+                                                   args=('hello',))
+            p.start(); p.join()
+        """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True,
+                       text=True, timeout=80)
+    assert f"[INFO/{name}-1] hello" in r.stderr, r.stderr
+    assert f"[INFO/{name}-1] process exiting with exitcode 0" in r.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", [str, os.fsencode, __import__("pathlib").Path])
+def test_spawnv_passfds_accepts_str_bytes_and_paths(kind):
+    pid = util.spawnv_passfds(kind(sys.executable),
+                              [sys.executable, "-c", "pass"], [])
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
