@@ -20,8 +20,8 @@ import contextlib
 import itertools
 import os
 import sys
-import threading        # imported before we register with atexit, so its
-                        # own exit hook is registered first and runs last
+import threading        # set up before our atexit hook exists: the hook
+                        # joins children, and threading must still work
 import weakref
 from subprocess import _args_from_interpreter_flags   # noqa: F401 (re-export)
 
