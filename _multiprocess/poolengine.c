@@ -1,11 +1,684 @@
 /*
- * poolengine.c -- placeholder; the owner of this mechanism replaces it.
+ * poolengine.c -- the I/O core of multiprocess.pool's engine.
+ *
+ * A PoolEngine multiplexes the pipes of one process pool.  Each worker is a
+ * "slot" with three descriptors: the task pipe (we write), the result pipe
+ * (we read) and the process sentinel (readable once the process ended).
+ * Frames (the private format of multiprocess/pool.py: little-endian u64
+ * payload size, u8 kind, u64 task id, u64 job id, then the payload) are
+ * queued per slot and written without blocking; wait() releases the GIL,
+ * polls every descriptor plus a wake-up pipe, moves bytes in both
+ * directions, and returns what the Python side must act on.
+ *
+ * The engine also keeps task ownership: every task frame sent to a slot is
+ * remembered in that slot's FIFO until its result comes back, and the
+ * worker's acknowledgement frame (sent when it starts a task) is consumed
+ * here, so when a worker dies Python can ask which task it was running
+ * (owned()) without ever seeing the acks.
+ *
+ * Python API (all methods are for the single engine thread of a pool):
+ *   PoolEngine(wake_fd)
+ *   add(slot, task_fd, result_fd, sentinel)   sentinel may be -1
+ *   remove(slot)                              the fds stay open (Python's)
+ *   send(slot, kind, task, job, payload)      queue a frame; kinds 1-3 are
+ *                                             tasks and become owned
+ *   flush()                                   write what can be written now
+ *   wait(timeout)  -> list of (slot, kind, task, payload) for result frames
+ *                     and (slot, -1, 0, None) when a slot's process ended or
+ *                     its result pipe closed; [] on timeout or wake-up
+ *   owned(slot)    -> (list of task ids in send order, acked task id or 0)
+ *   load(slot)     -> number of owned tasks
  */
 #include "multiprocess.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PE_HEADER 25
+#define PE_K_APPLY 1
+#define PE_K_STARMAP 3
+#define PE_K_ACK 10
+#define PE_READ_CHUNK (256 * 1024)
+
+typedef struct {
+    char *data;
+    size_t len;     /* bytes held */
+    size_t pos;     /* bytes already consumed (written out / parsed) */
+    size_t cap;
+} pe_buf;
+
+typedef struct {
+    int used;
+    long id;
+    int task_fd, result_fd, sentinel;
+    int eof;
+    pe_buf out, in;
+    uint64_t *own;          /* ring buffer of owned task ids */
+    size_t own_head, own_len, own_cap;
+    uint64_t acked;
+} pe_slot;
+
+typedef struct {
+    PyObject_HEAD
+    int wake_fd;
+    int busy;
+    pe_slot *slots;
+    size_t nslots;
+    struct pollfd *pfds;
+    size_t pfd_cap;
+} PoolEngineObject;
+
+/* ---------------------------------------------------------------- buffers */
+
+static int
+buf_reserve(pe_buf *b, size_t extra)
+{
+    if (b->pos > 0 && (b->pos == b->len || b->pos > b->cap / 2)) {
+        memmove(b->data, b->data + b->pos, b->len - b->pos);
+        b->len -= b->pos;
+        b->pos = 0;
+    }
+    if (b->len + extra <= b->cap) {
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) {
+        cap *= 2;
+    }
+    char *p = PyMem_RawRealloc(b->data, cap);
+    if (p == NULL) {
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void
+buf_free(pe_buf *b)
+{
+    PyMem_RawFree(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+static void
+put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------ ownership */
+
+static int
+own_push(pe_slot *s, uint64_t id)
+{
+    if (s->own_len == s->own_cap) {
+        size_t cap = s->own_cap ? s->own_cap * 2 : 16;
+        uint64_t *p = PyMem_RawMalloc(cap * sizeof(uint64_t));
+        if (p == NULL) {
+            return -1;
+        }
+        for (size_t i = 0; i < s->own_len; i++) {
+            p[i] = s->own[(s->own_head + i) % s->own_cap];
+        }
+        PyMem_RawFree(s->own);
+        s->own = p;
+        s->own_cap = cap;
+        s->own_head = 0;
+    }
+    s->own[(s->own_head + s->own_len) % s->own_cap] = id;
+    s->own_len++;
+    return 0;
+}
+
+/* Drop `id` from the FIFO: normally the head, since workers run in order. */
+static void
+own_remove(pe_slot *s, uint64_t id)
+{
+    if (s->own_len == 0) {
+        return;
+    }
+    if (s->own[s->own_head] == id) {
+        s->own_head = (s->own_head + 1) % s->own_cap;
+        s->own_len--;
+        return;
+    }
+    for (size_t i = 1; i < s->own_len; i++) {
+        if (s->own[(s->own_head + i) % s->own_cap] == id) {
+            for (size_t j = i; j + 1 < s->own_len; j++) {
+                s->own[(s->own_head + j) % s->own_cap] =
+                    s->own[(s->own_head + j + 1) % s->own_cap];
+            }
+            s->own_len--;
+            return;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- slots */
+
+static pe_slot *
+find_slot(PoolEngineObject *self, long id)
+{
+    for (size_t i = 0; i < self->nslots; i++) {
+        if (self->slots[i].used && self->slots[i].id == id) {
+            return &self->slots[i];
+        }
+    }
+    PyErr_Format(PyExc_KeyError, "no pool worker slot %ld", id);
+    return NULL;
+}
+
+static void
+slot_clear(pe_slot *s)
+{
+    buf_free(&s->out);
+    buf_free(&s->in);
+    PyMem_RawFree(s->own);
+    memset(s, 0, sizeof(*s));
+}
+
+static int
+check_idle(PoolEngineObject *self)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "PoolEngine used from two threads at once");
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ the type */
+
+static int
+PoolEngine_init(PoolEngineObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"wake_fd", NULL};
+    int wake_fd;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:PoolEngine", kwlist,
+                                     &wake_fd)) {
+        return -1;
+    }
+    self->wake_fd = wake_fd;
+    return 0;
+}
+
+static int
+PoolEngine_traverse(PoolEngineObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void
+PoolEngine_dealloc(PoolEngineObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    for (size_t i = 0; i < self->nslots; i++) {
+        slot_clear(&self->slots[i]);
+    }
+    PyMem_RawFree(self->slots);
+    PyMem_RawFree(self->pfds);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+PoolEngine_add(PoolEngineObject *self, PyObject *args)
+{
+    long id;
+    int task_fd, result_fd, sentinel;
+    if (!PyArg_ParseTuple(args, "liii:add", &id, &task_fd, &result_fd,
+                          &sentinel)) {
+        return NULL;
+    }
+    if (check_idle(self) < 0) {
+        return NULL;
+    }
+    pe_slot *s = NULL;
+    for (size_t i = 0; i < self->nslots; i++) {
+        if (!self->slots[i].used) {
+            s = &self->slots[i];
+            break;
+        }
+    }
+    if (s == NULL) {
+        size_t n = self->nslots ? self->nslots * 2 : 8;
+        pe_slot *p = PyMem_RawRealloc(self->slots, n * sizeof(pe_slot));
+        if (p == NULL) {
+            return PyErr_NoMemory();
+        }
+        memset(p + self->nslots, 0, (n - self->nslots) * sizeof(pe_slot));
+        s = p + self->nslots;
+        self->slots = p;
+        self->nslots = n;
+    }
+    s->used = 1;
+    s->id = id;
+    s->task_fd = task_fd;
+    s->result_fd = result_fd;
+    s->sentinel = sentinel;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (check_idle(self) < 0) {
+        return NULL;
+    }
+    pe_slot *s = find_slot(self, id);
+    if (s == NULL) {
+        return NULL;
+    }
+    slot_clear(s);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PoolEngine_send(PoolEngineObject *self, PyObject *args)
+{
+    long id;
+    int kind;
+    unsigned long long task, job;
+    Py_buffer payload;
+    if (!PyArg_ParseTuple(args, "liKKy*:send", &id, &kind, &task, &job,
+                          &payload)) {
+        return NULL;
+    }
+    PyObject *res = NULL;
+    if (check_idle(self) < 0) {
+        goto done;
+    }
+    pe_slot *s = find_slot(self, id);
+    if (s == NULL) {
+        goto done;
+    }
+    size_t n = (size_t)payload.len;
+    if (buf_reserve(&s->out, PE_HEADER + n) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned char *p = (unsigned char *)s->out.data + s->out.len;
+    put_u64(p, (uint64_t)n);
+    p[8] = (unsigned char)kind;
+    put_u64(p + 9, (uint64_t)task);
+    put_u64(p + 17, (uint64_t)job);
+    memcpy(p + PE_HEADER, payload.buf, n);
+    if (kind >= PE_K_APPLY && kind <= PE_K_STARMAP) {
+        if (own_push(s, (uint64_t)task) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    s->out.len += PE_HEADER + n;
+    res = Py_None;
+    Py_INCREF(res);
+done:
+    PyBuffer_Release(&payload);
+    return res;
+}
+
+/* Write as much of the slot's queued output as the pipe takes; called
+ * with or without the GIL (touches only C memory).  A dead reader drops
+ * the output: the sentinel will report the worker. */
+static void
+slot_write(pe_slot *s)
+{
+    while (s->out.pos < s->out.len) {
+        ssize_t n = write(s->task_fd, s->out.data + s->out.pos,
+                          s->out.len - s->out.pos);
+        if (n > 0) {
+            s->out.pos += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        }
+        s->out.pos = s->out.len;     /* EPIPE and friends */
+    }
+    s->out.pos = s->out.len = 0;
+}
+
+/* Read what the result pipe holds; 0 on success, errno value otherwise. */
+static int
+slot_read(pe_slot *s)
+{
+    for (;;) {
+        if (buf_reserve(&s->in, PE_READ_CHUNK) < 0) {
+            return ENOMEM;
+        }
+        ssize_t n = read(s->result_fd, s->in.data + s->in.len,
+                         s->in.cap - s->in.len);
+        if (n > 0) {
+            s->in.len += (size_t)n;
+            if ((size_t)n < PE_READ_CHUNK) {
+                return 0;
+            }
+            continue;
+        }
+        if (n == 0) {
+            s->eof = 1;
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        s->eof = 1;
+        return 0;
+    }
+}
+
+static PyObject *
+PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_idle(self) < 0) {
+        return NULL;
+    }
+    for (size_t i = 0; i < self->nslots; i++) {
+        pe_slot *s = &self->slots[i];
+        if (s->used && s->out.len > s->out.pos) {
+            slot_write(s);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Parse the complete frames of a slot into `events`.  Acks update the
+ * slot; results leave the ownership FIFO. */
+static int
+slot_parse(pe_slot *s, PyObject *events)
+{
+    for (;;) {
+        size_t avail = s->in.len - s->in.pos;
+        if (avail < PE_HEADER) {
+            return 0;
+        }
+        const unsigned char *p = (const unsigned char *)s->in.data + s->in.pos;
+        uint64_t size = get_u64(p);
+        if (size > avail - PE_HEADER) {
+            return 0;
+        }
+        int kind = p[8];
+        uint64_t task = get_u64(p + 9);
+        s->in.pos += PE_HEADER + (size_t)size;
+        if (kind == PE_K_ACK) {
+            s->acked = task;
+            continue;
+        }
+        if (task != 0) {
+            own_remove(s, task);
+            if (s->acked == task) {
+                s->acked = 0;
+            }
+        }
+        PyObject *ev = Py_BuildValue("(liKy#)", s->id, kind,
+                                     (unsigned long long)task,
+                                     (const char *)p + PE_HEADER,
+                                     (Py_ssize_t)size);
+        if (ev == NULL) {
+            return -1;
+        }
+        int rc = PyList_Append(events, ev);
+        Py_DECREF(ev);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+}
+
+static double
+now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static PyObject *
+PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
+{
+    double timeout = -1.0;
+    if (arg != Py_None) {
+        timeout = PyFloat_AsDouble(arg);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (timeout < 0) {
+            timeout = 0;
+        }
+    }
+    if (check_idle(self) < 0) {
+        return NULL;
+    }
+    size_t need = 1 + 3 * self->nslots;
+    if (need > self->pfd_cap) {
+        struct pollfd *p = PyMem_RawRealloc(self->pfds,
+                                            need * sizeof(struct pollfd));
+        if (p == NULL) {
+            return PyErr_NoMemory();
+        }
+        self->pfds = p;
+        self->pfd_cap = need;
+    }
+    /* Layout: [wake] then, per used slot, result / sentinel / task. */
+    struct pollfd *pf = self->pfds;
+    size_t n = 0;
+    pf[n].fd = self->wake_fd;
+    pf[n].events = POLLIN;
+    n++;
+    for (size_t i = 0; i < self->nslots; i++) {
+        pe_slot *s = &self->slots[i];
+        if (!s->used) {
+            continue;
+        }
+        pf[n].fd = s->eof ? -1 : s->result_fd;
+        pf[n].events = POLLIN;
+        pf[n + 1].fd = s->sentinel;
+        pf[n + 1].events = POLLIN;
+        pf[n + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
+        pf[n + 2].events = POLLOUT;
+        n += 3;
+    }
+    double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
+    int ready, err = 0;
+    self->busy = 1;
+    for (;;) {
+        int ms = -1;
+        if (timeout >= 0) {
+            double left = deadline - now_monotonic();
+            ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(pf, (nfds_t)n, ms);
+        err = errno;
+        if (ready > 0) {
+            /* Move bytes while we are still without the GIL. */
+            char drain[256];
+            if (pf[0].revents) {
+                while (read(self->wake_fd, drain, sizeof(drain)) > 0) {
+                }
+            }
+            size_t k = 1;
+            for (size_t i = 0; i < self->nslots; i++) {
+                pe_slot *s = &self->slots[i];
+                if (!s->used) {
+                    continue;
+                }
+                if (pf[k].fd >= 0 && pf[k].revents) {
+                    if (slot_read(s) == ENOMEM) {
+                        err = ENOMEM;
+                    }
+                }
+                if (pf[k + 2].fd >= 0 && pf[k + 2].revents) {
+                    slot_write(s);
+                }
+                k += 3;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (ready >= 0 || err != EINTR) {
+            break;
+        }
+        self->busy = 0;
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        self->busy = 1;
+    }
+    self->busy = 0;
+    if (ready < 0) {
+        return mp_raise_errno(err);
+    }
+    if (err == ENOMEM) {
+        return PyErr_NoMemory();
+    }
+    PyObject *events = PyList_New(0);
+    if (events == NULL) {
+        return NULL;
+    }
+    if (ready == 0) {
+        return events;
+    }
+    size_t k = 1;
+    for (size_t i = 0; i < self->nslots; i++) {
+        pe_slot *s = &self->slots[i];
+        if (!s->used) {
+            continue;
+        }
+        if (slot_parse(s, events) < 0) {
+            Py_DECREF(events);
+            return NULL;
+        }
+        int ended = (pf[k + 1].fd >= 0 && pf[k + 1].revents) || s->eof;
+        if (ended) {
+            /* the pipe's last bytes were read above; report once per turn */
+            PyObject *ev = Py_BuildValue("(liKO)", s->id, -1, 0ULL, Py_None);
+            if (ev == NULL || PyList_Append(events, ev) < 0) {
+                Py_XDECREF(ev);
+                Py_DECREF(events);
+                return NULL;
+            }
+            Py_DECREF(ev);
+        }
+        k += 3;
+    }
+    return events;
+}
+
+static PyObject *
+PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    pe_slot *s = find_slot(self, id);
+    if (s == NULL) {
+        return NULL;
+    }
+    PyObject *ids = PyList_New((Py_ssize_t)s->own_len);
+    if (ids == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < s->own_len; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(
+            s->own[(s->own_head + i) % s->own_cap]);
+        if (v == NULL) {
+            Py_DECREF(ids);
+            return NULL;
+        }
+        PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
+    }
+    return Py_BuildValue("(NK)", ids, (unsigned long long)s->acked);
+}
+
+static PyObject *
+PoolEngine_load(PoolEngineObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    pe_slot *s = find_slot(self, id);
+    if (s == NULL) {
+        return NULL;
+    }
+    return PyLong_FromSize_t(s->own_len);
+}
+
+static PyMethodDef PoolEngine_methods[] = {
+    {"add", (PyCFunction)PoolEngine_add, METH_VARARGS,
+     "add(slot, task_fd, result_fd, sentinel): manage a worker's pipes."},
+    {"remove", (PyCFunction)PoolEngine_remove, METH_O,
+     "remove(slot): forget a worker (its fds are not closed)."},
+    {"send", (PyCFunction)PoolEngine_send, METH_VARARGS,
+     "send(slot, kind, task, job, payload): queue one frame."},
+    {"flush", (PyCFunction)PoolEngine_flush, METH_NOARGS,
+     "flush(): write queued frames as far as the pipes take them."},
+    {"wait", (PyCFunction)PoolEngine_wait, METH_O,
+     "wait(timeout): poll, move bytes, return result and exit events."},
+    {"owned", (PyCFunction)PoolEngine_owned, METH_O,
+     "owned(slot) -> (task ids in send order, acknowledged task id or 0)."},
+    {"load", (PyCFunction)PoolEngine_load, METH_O,
+     "load(slot) -> number of tasks the worker owns."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot PoolEngine_slots[] = {
+    {Py_tp_doc, "The pipes and task ownership of one process pool."},
+    {Py_tp_init, PoolEngine_init},
+    {Py_tp_dealloc, PoolEngine_dealloc},
+    {Py_tp_traverse, PoolEngine_traverse},
+    {Py_tp_methods, PoolEngine_methods},
+    {0, NULL},
+};
+
+static PyType_Spec PoolEngine_spec = {
+    .name = "_multiprocess.PoolEngine",
+    .basicsize = sizeof(PoolEngineObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = PoolEngine_slots,
+};
 
 int
 mp_poolengine_exec(PyObject *module)
 {
-    (void)module;
-    return 0;
+    mp_state *st = mp_get_state(module);
+    PyObject *tp = PyType_FromModuleAndSpec(module, &PoolEngine_spec, NULL);
+    if (tp == NULL) {
+        return -1;
+    }
+    st->poolengine_type = (PyTypeObject *)tp;
+    return PyModule_AddObjectRef(module, "PoolEngine", tp);
 }

@@ -826,7 +826,7 @@ class Pool(object):
 
     def __del__(self, _warn=warnings.warn, RUN=RUN):
         if getattr(self, '_state', None) == RUN:
-            _warn(f"unclosed running multiprocessing pool {self!r}",
+            _warn(f"unclosed running {__package__} pool {self!r}",
                   ResourceWarning, source=self)
 
     def _check_running(self):
@@ -954,26 +954,154 @@ def _default_context():
 class _Worker:
     """The engine's record of one worker process."""
 
-    __slots__ = ('process', 'pid', 'task_fd', 'result_fd', 'sentinel',
-                 'reader', 'outbuf', 'owned', 'acked', 'jobs', 'forget',
-                 'sent', 'eof', 'dead', 'quitting')
+    __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
+                 'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting')
 
-    def __init__(self, process, task_fd, result_fd):
+    def __init__(self, slot, process, task_fd, result_fd):
+        self.slot = slot
         self.process = process
         self.pid = getattr(process, 'pid', None)
         self.task_fd = task_fd          # parent's write end, non-blocking
         self.result_fd = result_fd      # parent's read end, non-blocking
-        self.sentinel = getattr(process, 'sentinel', None)
-        self.reader = _FrameReader()
-        self.outbuf = bytearray()
-        self.owned = collections.deque()   # task ids, in the order sent
-        self.acked = None                  # the task it said it started
+        sentinel = getattr(process, 'sentinel', None)
+        self.sentinel = sentinel if isinstance(sentinel, int) else -1
         self.jobs = set()                  # jobs whose callable it holds
         self.forget = []                   # finished jobs it should drop
         self.sent = 0
-        self.eof = False
         self.dead = False
         self.quitting = False
+
+
+class _PyCore:
+    """Pure Python stand-in for ``_multiprocess.PoolEngine`` (poolengine.c):
+    the same methods, the same frames, the same ownership rules."""
+
+    class _Slot:
+        __slots__ = ('task_fd', 'result_fd', 'sentinel', 'reader', 'out',
+                     'owned', 'acked', 'eof')
+
+    def __init__(self, wake_fd):
+        self.wake_fd = wake_fd
+        self.slots = {}
+
+    def add(self, slot, task_fd, result_fd, sentinel):
+        s = self._Slot()
+        s.task_fd, s.result_fd, s.sentinel = task_fd, result_fd, sentinel
+        s.reader = _FrameReader()
+        s.out = bytearray()
+        s.owned = collections.deque()
+        s.acked = 0
+        s.eof = False
+        self.slots[slot] = s
+
+    def remove(self, slot):
+        del self.slots[slot]
+
+    def send(self, slot, kind, task, job, payload):
+        s = self.slots[slot]
+        s.out += _frame(kind, task, job, payload)
+        if _K_APPLY <= kind <= _K_STARMAP:
+            s.owned.append(task)
+
+    def _write(self, s):
+        try:
+            n = os.write(s.task_fd, s.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = len(s.out)            # reader gone: the sentinel will tell
+        del s.out[:n]
+
+    def flush(self):
+        for s in self.slots.values():
+            if s.out:
+                self._write(s)
+
+    def wait(self, timeout):
+        poller = select.poll()
+        poller.register(self.wake_fd, select.POLLIN)
+        where = {}
+        for key, s in self.slots.items():
+            if not s.eof:
+                poller.register(s.result_fd, select.POLLIN)
+                where[s.result_fd] = (key, 'r')
+            if s.sentinel >= 0:
+                poller.register(s.sentinel, select.POLLIN)
+                where[s.sentinel] = (key, 's')
+            if s.out:
+                poller.register(s.task_fd, select.POLLOUT)
+                where[s.task_fd] = (key, 'w')
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        fired = poller.poll(ms)
+        events = []
+        ended = set()
+        for fd, _ in fired:
+            if fd == self.wake_fd:
+                try:
+                    while os.read(fd, 4096):
+                        pass
+                except OSError:
+                    pass
+                continue
+            key, what = where[fd]
+            s = self.slots[key]
+            if what == 'r':
+                self._read(s)
+            elif what == 'w':
+                self._write(s)
+            else:
+                ended.add(key)
+        if not fired:
+            return events
+        for key, s in self.slots.items():
+            while True:
+                frame = s.reader.next()
+                if frame is None:
+                    break
+                kind, task, _, payload = frame
+                if kind == _K_ACK:
+                    s.acked = task
+                    continue
+                if task:
+                    try:
+                        s.owned.remove(task)
+                    except ValueError:
+                        pass
+                    if s.acked == task:
+                        s.acked = 0
+                events.append((key, kind, task, payload))
+            if s.eof or key in ended:
+                events.append((key, -1, 0, None))
+        return events
+
+    def _read(self, s):
+        while True:
+            try:
+                data = os.read(s.result_fd, 1 << 18)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b''
+            if not data:
+                s.eof = True
+                return
+            s.reader.feed(data)
+            if len(data) < (1 << 18):
+                return
+
+    def owned(self, slot):
+        s = self.slots[slot]
+        return list(s.owned), s.acked
+
+    def load(self, slot):
+        return len(self.slots[slot].owned)
+
+
+def _make_core(wake_fd):
+    if _native is not None and hasattr(_native, 'PoolEngine') and \
+            not os.environ.get('MULTIPROCESS_PURE_POOL'):
+        return _native.PoolEngine(wake_fd)
+    return _PyCore(wake_fd)
 
 
 class _Task:
@@ -1016,10 +1144,14 @@ class _Engine:
         self.tasks = {}                     # task id -> _Task, in flight
         self.live_jobs = {}                 # job id -> _Job, tasks in flight
         self.workers = []
-        self.by_fd = {}
+        self.by_slot = {}
+        self.slot_ids = itertools.count(1)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
+        self.core = _make_core(self.wake_r)
+        self.rate_start = time.monotonic()
+        self.rate_count = 0
         self.woken = False
         self.thread = None
         self.init_failures = 0
@@ -1068,9 +1200,10 @@ class _Engine:
                 conn.close()
         os.set_blocking(task_w, False)
         os.set_blocking(result_r, False)
-        w = _Worker(proc, task_w, result_r)
+        w = _Worker(next(self.slot_ids), proc, task_w, result_r)
+        self.core.add(w.slot, task_w, result_r, w.sentinel)
         self.workers.append(w)
-        self.by_fd[result_r] = w
+        self.by_slot[w.slot] = w
         self.pool.append(proc)
         return w
 
@@ -1105,7 +1238,6 @@ class _Engine:
                     os.close(fd)
                 except OSError:
                     pass
-        self.by_fd.pop(w.result_fd, None)
         w.task_fd = w.result_fd = None
 
     def _close_wake(self):
@@ -1183,15 +1315,6 @@ class _Engine:
     def _has_work(self):
         return bool(self.jobs or self.retry or self.tasks)
 
-    def _capacity(self, w):
-        if w.dead or w.quitting or w.eof:
-            return 0
-        depth = self.FAST_DEPTH if self.fast else self.DEPTH
-        room = depth - len(w.owned)
-        if self.maxtasks is not None:
-            room = min(room, self.maxtasks - w.sent)
-        return room
-
     def _next_task(self):
         """The next task to send, or None: first the ones to retry."""
         if self.retry:
@@ -1234,48 +1357,53 @@ class _Engine:
         """Give every worker with room as many tasks as it can take."""
         if self.state == TERMINATE:
             return
-        for w in sorted(self.workers, key=lambda w: len(w.owned)):
-            room = self._capacity(w)
+        core = self.core
+        depth = self._depth()
+        for w in sorted(self.workers, key=lambda w: core.load(w.slot)):
+            if w.dead or w.quitting:
+                continue
+            room = depth - core.load(w.slot)
+            if self.maxtasks is not None:
+                room = min(room, self.maxtasks - w.sent)
             while room > 0:
                 task = self._next_task()
                 if task is None:
                     break
                 self._send(w, task)
                 room -= 1
-            self._flush(w)
         if self.state == CLOSE and not self._has_work():
             for w in self.workers:
                 if not w.quitting and not w.dead:
                     w.quitting = True
-                    w.outbuf += _frame(_K_QUIT)
-                    self._flush(w)
+                    core.send(w.slot, _K_QUIT, 0, 0, b'')
+        core.flush()
+
+    def _depth(self):
+        """Tasks in flight per worker.  Two (one running, one waiting in
+        the pipe) keeps slow tasks balanced; when tasks take well under a
+        millisecond, more in flight lets each wake-up carry a batch."""
+        now = time.monotonic()
+        span = now - self.rate_start
+        if span > 0.05:
+            per_worker = self.rate_count / (span * max(1, len(self.workers)))
+            self.fast = per_worker > 1000.0
+            self.rate_start, self.rate_count = now, 0
+        return self.FAST_DEPTH if self.fast else self.DEPTH
 
     def _send(self, w, task):
         job = task.job
+        core = self.core
         if w.forget:
             ids = w.forget
-            w.outbuf += _frame(_K_FORGET, 0, 0,
-                               struct.pack('<%dQ' % len(ids), *ids))
+            core.send(w.slot, _K_FORGET, 0, 0,
+                      struct.pack('<%dQ' % len(ids), *ids))
             w.forget = []
         if task.kind != _K_APPLY and job.id not in w.jobs:
-            w.outbuf += _frame(_K_JOBDEF, 0, job.id, job.wire_func)
+            core.send(w.slot, _K_JOBDEF, 0, job.id, job.wire_func)
             w.jobs.add(job.id)
-        w.outbuf += _frame(task.kind, task.id, job.id, task.payload)
-        w.owned.append(task.id)
+        core.send(w.slot, task.kind, task.id, job.id, task.payload)
         w.sent += 1
         self.tasks[task.id] = task
-
-    def _flush(self, w):
-        if not w.outbuf or w.dead or w.task_fd is None:
-            return
-        try:
-            n = os.write(w.task_fd, w.outbuf)
-        except BlockingIOError:
-            return
-        except OSError:
-            w.outbuf.clear()       # the worker is gone; the sentinel tells
-            return
-        del w.outbuf[:n]
 
     def _all_done(self):
         if self.state == TERMINATE:
@@ -1285,99 +1413,41 @@ class _Engine:
         return False
 
     def _wait(self):
-        poller = select.poll()
-        poller.register(self.wake_r, select.POLLIN)
-        self.sentinels = set()
-        for w in self.workers:
-            if not w.eof:
-                poller.register(w.result_fd, select.POLLIN)
-            if w.sentinel is not None:
-                poller.register(w.sentinel, select.POLLIN)
-                self.sentinels.add(w.sentinel)
-            if w.outbuf and not w.dead:
-                poller.register(w.task_fd, select.POLLOUT)
         while True:
             try:
-                events = poller.poll(1000)
+                events = self.core.wait(1.0)
             except InterruptedError:
                 continue
+            self.woken = False
             if not events:
                 self.check_exits = True     # belt and braces
             return events
 
     def _handle(self, events):
-        exited = False
-        for fd, mask in events:
-            if fd == self.wake_r:
-                self.woken = False
-                try:
-                    os.read(self.wake_r, 4096)
-                except OSError:
-                    pass
+        by_slot = self.by_slot
+        for slot, kind, task_id, payload in events:
+            if kind == -1:
+                self.check_exits = True
                 continue
-            w = self.by_fd.get(fd)
-            if w is not None:
-                self._read_results(w)
-            elif fd in self.sentinels:
-                exited = True
-        for w in self.workers:
-            if w.eof:
-                exited = True
-            if w.outbuf:
-                self._flush(w)
-        if exited:
-            self.check_exits = True
-
-    def _read_results(self, w):
-        while True:
-            try:
-                data = os.read(w.result_fd, 1 << 18)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b''
-            if not data:
-                w.eof = True
-                break
-            w.reader.feed(data)
-            if len(data) < (1 << 18):
-                break
-        while True:
-            frame = w.reader.next()
-            if frame is None:
-                break
-            self._on_frame(w, *frame)
-
-    def _on_frame(self, w, kind, task_id, job_id, payload):
-        if kind == _K_ACK:
-            w.acked = task_id
-            return
-        if kind == _K_INITFAIL:
-            self.init_failures += 1
-            self.init_error = _decode_error(payload)
-            return
-        task = self.tasks.pop(task_id, None)
-        if w.owned and w.owned[0] == task_id:
-            w.owned.popleft()
-        else:
-            try:
-                w.owned.remove(task_id)
-            except ValueError:
-                pass
-        if w.acked == task_id:
-            w.acked = None
-        self.init_failures = 0
-        if task is None:
-            return
-        if kind == _K_OK:
-            try:
-                outcome = (True, pickle.loads(payload))
-            except BaseException as exc:
-                outcome = (False, MaybeEncodingError(
-                    exc, 'a result that could not be unpickled'))
-        else:
-            outcome = (False, _decode_error(payload))
-        self._deliver(task, outcome)
+            if kind == _K_INITFAIL:
+                self.init_failures += 1
+                self.init_error = _decode_error(payload)
+                continue
+            self.rate_count += 1
+            task = self.tasks.pop(task_id, None)
+            if task is None:
+                continue
+            self.init_failures = 0
+            if kind == _K_OK:
+                try:
+                    outcome = (True, pickle.loads(payload))
+                except BaseException as exc:
+                    outcome = (False, MaybeEncodingError(
+                        exc, 'a result that could not be unpickled'))
+            else:
+                outcome = (False, _decode_error(payload))
+            self._deliver(task, outcome)
+        del by_slot
 
     def _deliver(self, task, outcome):
         job = task.job
@@ -1408,29 +1478,33 @@ class _Engine:
     def _bury_exited(self):
         """Handle breakage: workers whose process has ended."""
         for w in list(self.workers):
-            proc = w.process
             try:
-                alive = proc.is_alive()
+                alive = w.process.is_alive()
             except Exception:
                 alive = False
-            if alive:
-                continue
-            if w.result_fd is not None and not w.eof:
-                self._read_results(w)
-            self._bury(w)
+            if not alive:
+                self._bury(w)
 
     def _bury(self, w):
+        """A worker ended: fail the task it had started, send the others
+        elsewhere, forget it."""
+        # results it wrote just before ending are still in the pipe
+        if w.sentinel >= 0:
+            self._handle(self.core.wait(0))
         w.dead = True
         exitcode = getattr(w.process, 'exitcode', None)
+        owned, acked = self.core.owned(w.slot)
         lost = []
-        while w.owned:
-            task = self.tasks.pop(w.owned.popleft(), None)
+        for task_id in owned:
+            task = self.tasks.pop(task_id, None)
             if task is None:
                 continue
-            if task.id == w.acked:
+            if task_id == acked:
                 lost.append(task)
             else:
                 self.retry.append(task)
+        self.core.remove(w.slot)
+        self.by_slot.pop(w.slot, None)
         self._close_worker_fds(w)
         self.workers.remove(w)
         try:
@@ -1599,6 +1673,7 @@ class _ThreadEngine:
                         self.jobs.popleft()
                         continue
                     return (job,) + got
+                job = got = None      # don't keep the last job alive
                 if self.state == CLOSE:
                     self.cond.notify_all()
                     return None
