@@ -46,6 +46,8 @@ class _Events:
 def short_id(test):
     """Test id without the generated module's name (it differs per method)."""
     tid = test.id()
+    if type(test).__name__ == "_FailedTest":  # the module did not import
+        return f"import ({tid.split('.')[-1]})"
     if tid.startswith(("setUpClass (", "tearDownClass (", "setUpModule (",
                        "tearDownModule (")):
         kind, _, rest = tid.partition(" (")
