@@ -63,6 +63,27 @@ def _consume_tasks(q, done):
         q.task_done()
 
 
+def _produce_range(q, start, count):
+    for i in range(start, start + count):
+        q.put(i)
+
+
+def _drain_until_none(q, out):
+    got = []
+    while True:
+        item = q.get(timeout=60)
+        if item is None:
+            break
+        got.append(item)
+    out.put(got)
+
+
+def _take_slowly(q, count, delay):
+    for _ in range(count):
+        time.sleep(delay)
+        q.get(timeout=30)
+
+
 def _simple_echo(inq, outq):
     outq.put(inq.get())
 
@@ -135,6 +156,39 @@ def test_lambda_crosses_the_queue():
     q = mp.Queue()
     q.put(lambda x: x + 1)
     assert q.get(timeout=30)(41) == 42
+
+
+@pytest.mark.timeout(180)
+def test_many_producers_and_consumers_lose_and_duplicate_nothing():
+    q, out = mp.Queue(), mp.Queue()
+    producers = [mp.Process(target=_produce_range, args=(q, k * 3000, 3000))
+                 for k in range(2)]
+    consumers = [mp.Process(target=_drain_until_none, args=(q, out))
+                 for _ in range(2)]
+    for p in producers + consumers:
+        p.start()
+    for p in producers:
+        p.join(60)
+    for _ in consumers:
+        q.put(None)
+    got = out.get(timeout=60) + out.get(timeout=60)
+    for p in consumers:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sorted(got) == list(range(6000))
+
+
+@pytest.mark.timeout(60)
+def test_put_on_full_queue_blocks_until_a_consumer_takes_one():
+    q = mp.Queue(maxsize=1)
+    q.put('first')
+    p = mp.Process(target=_take_slowly, args=(q, 1, 0.3))
+    p.start()
+    start = time.monotonic()
+    q.put('second', timeout=30)
+    assert time.monotonic() - start >= 0.2
+    p.join(30)
+    assert q.get(timeout=10) == 'second'
 
 
 # -- Full / Empty ------------------------------------------------------------
