@@ -240,10 +240,9 @@ class BaseProcess(object):
     def sentinel(self):
         """A file descriptor that becomes ready when the child ends."""
         self._check_closed()
-        sentinel = getattr(self, '_sentinel', None)
-        if sentinel is None:
+        if not hasattr(self, '_sentinel'):
             raise ValueError("process not started")
-        return sentinel
+        return self._sentinel
 
     # -- description ---------------------------------------------------
 
