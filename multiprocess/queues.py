@@ -55,8 +55,8 @@ _HEADER_GAP = bytes(4)
 _large_header = struct.Struct('!iQ').pack
 _LARGE_FRAME = 0x7fffffff
 
-# Batch caps for one write by the feeder.  IOV_MAX is 1024 on Linux and
-# each item takes two iovecs.
+# Caps on one feeder batch, so that a long burst is written in slices the
+# pipe can take and the first items of the burst are not held back long.
 _BATCH_ITEMS = 256
 _BATCH_BYTES = 1 << 16
 
@@ -272,7 +272,6 @@ class Queue(object):
                   self._on_queue_feeder_error, self._sem),
             name='QueueFeederThread', daemon=True)
         feeder.start()
-        self._thread = feeder
         if not self._joincancelled:
             # Runs after the close finalizer below (lower priority), so the
             # sentinel is queued before we wait for the feeder to drain.
@@ -283,6 +282,9 @@ class Queue(object):
         self._close = Finalize(
             self, Queue._finalize_close, [self._buffer, self._wakeup],
             exitpriority=10)
+        # Published last: other threads' put() skip the start lock once
+        # they see it, and close() must then find the finalizer in place.
+        self._thread = feeder
 
     @staticmethod
     def _finalize_join(thread_ref):
