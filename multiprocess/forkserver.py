@@ -206,9 +206,9 @@ def _preload(modules, main_path):
         me._inheriting = True
         try:
             spawn.import_main_path(main_path)
-        except Exception:
+        except (Exception, SystemExit):
             # Children re-run the script themselves and report the error
-            # where the user sees it.
+            # where the user sees it; the server must survive it.
             pass
         finally:
             del me._inheriting
@@ -330,11 +330,27 @@ class _Server(object):
             for fd in unused:
                 os.close(fd)
             exitcode = _serve_one(data_r, inherited)
+        except SystemExit as exc:
+            # Raised while preparing (a main script calling sys.exit() at
+            # import): report it the way the interpreter would.
+            exitcode = _exit_status(exc.code)
         except Exception:
             sys.excepthook(*sys.exc_info())
-            sys.stderr.flush()
         finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
             os._exit(exitcode)
+
+
+def _exit_status(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
 
 
 def _serve_one(data_r, inherited):

@@ -579,3 +579,37 @@ def test_functions_typed_into_an_interactive_session_reach_children(method):
     assert rc == 0, err
     assert 'tripled 42' in out, err
     assert 'exit 0' in out, err
+
+
+_EXITS_AT_IMPORT = '''
+import sys
+import multiprocess as mp
+
+def work():
+    print('worked', flush=True)
+
+if __name__ != '__main__':
+    sys.exit('refusing to be imported')   # unguarded exit at import
+
+if __name__ == '__main__':
+    p = mp.get_context('forkserver').Process(target=work)
+    p.start()
+    p.join(30)
+    print('exit', p.exitcode, flush=True)
+    q = mp.get_context('fork').Process(target=work)
+    q.start()
+    q.join(30)
+    print('fork exit', q.exitcode, flush=True)
+'''
+
+
+@pytest.mark.timeout(60)
+def test_forkserver_survives_a_main_script_that_exits_when_imported(tmp_path):
+    script = tmp_path / 'exits.py'
+    script.write_text(_EXITS_AT_IMPORT)
+    rc, out, err = _run([str(script)])
+    assert rc == 0, err
+    # the child re-ran the script itself and exited with its message
+    assert 'exit 1' in out.splitlines(), err
+    assert 'refusing to be imported' in err
+    assert 'fork exit 0' in out.splitlines()
