@@ -92,6 +92,9 @@ HAVE_SEND_HANDLE = all((hasattr(socket, 'CMSG_LEN'),
                         hasattr(socket, 'SCM_RIGHTS'),
                         hasattr(socket.socket, 'sendmsg')))
 
+# Receipt of passed fds is never acknowledged on Linux (macOS needed it).
+ACKNOWLEDGE = False
+
 # Module names whose functions and classes are not reachable by name in
 # another process: the running script, and its re-run copy in a spawned child.
 _MAIN_NAMES = frozenset(('__main__', '__mp_main__'))

@@ -276,3 +276,21 @@ def test_main_objects_dill_cannot_copy_fall_back_to_by_name(tmp_path):
     proc = run(RECEIVER % 'obj', args=[path], check=False)
     assert proc.returncode != 0
     assert "Can't get attribute 'Guarded'" in proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_objects_from_an_interactive_session_travel(tmp_path):
+    path = str(tmp_path / 'p.pkl')
+    session = '\n'.join([
+        'from multiprocess.reduction import ForkingPickler',
+        'class Box: size = 6',
+        '',
+        'scale = lambda b, n: b.size * n',
+        "open(%r, 'wb').write(ForkingPickler.dumps((scale, Box())))" % path,
+        '',
+    ])
+    proc = subprocess.run([PYTHON, '-i', '-q'], input=session, text=True,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = run(RECEIVER % 'obj[0](obj[1], 7)', args=[path]).stdout.strip()
+    assert out == '42'
