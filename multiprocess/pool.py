@@ -246,26 +246,31 @@ def _write_all(fd, data):
 
 
 def _error_payload(exc, tb_text):
-    """Pickle an exception for the parent, degrading rather than failing."""
+    """Pickle an exception for the parent so that something always arrives.
+
+    The exception is pickled on its own and nested as bytes next to its
+    traceback text and its repr: if it cannot be pickled here, or cannot be
+    rebuilt over there, the text still makes it.
+    """
+    described = '%s: %s' % (type(exc).__qualname__, exc)
     try:
-        return _dumps((exc, tb_text, None))
+        blob = _dumps(exc)
     except BaseException as why:
-        text = '%s: %s' % (type(exc).__name__, exc)
-        return _dumps((MaybeEncodingError(why, text), tb_text, text))
+        blob = _dumps(MaybeEncodingError(why, described))
+    return pickle.dumps((blob, tb_text, described), protocol=5)
 
 
 def _decode_error(payload):
     """The exception a _K_ERR payload stands for, with its remote traceback."""
+    blob, tb_text, described = pickle.loads(payload)
     try:
-        exc, tb_text, _ = pickle.loads(payload)
+        exc = pickle.loads(blob)
     except BaseException as why:
         # Typically an exception class whose __init__ does not accept its
-        # own args; the traceback text still tells what happened.
-        return _with_remote_tb(
-            MaybeEncodingError(why, 'an exception raised in a worker '
-                               '(see the remote traceback)'), '')
+        # own args; the text still tells what happened.
+        exc = MaybeEncodingError(why, described)
     if not isinstance(exc, BaseException):
-        exc = MaybeEncodingError('not an exception', exc)
+        exc = MaybeEncodingError('not an exception', described)
     if tb_text:
         _with_remote_tb(exc, tb_text)
     return exc
@@ -352,8 +357,8 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             try:
                 out = _frame(_K_OK, task, 0, _dumps(value))
             except BaseException as why:
-                err = MaybeEncodingError(why, value)
-                out = _frame(_K_ERR, task, 0, _dumps((err, None, None)))
+                out = _frame(_K_ERR, task, 0, _error_payload(
+                    MaybeEncodingError(why, value), None))
         except BaseException as exc:
             tb_text = _format_tb(exc) if wrap_exception else None
             out = _frame(_K_ERR, task, 0, _error_payload(exc, tb_text))
@@ -574,6 +579,14 @@ class IMapIterator(object):
         self._chunks = {}                    # chunk index -> (ok, value)
         self._index = 0                      # next chunk index to hand out
         self._length = None                  # number of chunks, once known
+        # Look-ahead bound: the engine stops pulling from the caller's
+        # iterable while `_sent - _yielded` items are out (_stalled), and
+        # the consumer wakes it up again once it caught up by half.
+        self._sent = 0
+        self._yielded = 0
+        self._limit = None
+        self._stalled = False
+        self._wake = None
         self._cache[self._job] = self
 
     def __iter__(self):
@@ -584,6 +597,11 @@ class IMapIterator(object):
             while True:
                 if self._items:
                     ok, value = self._items.popleft()
+                    self._yielded += 1
+                    if self._stalled and (self._sent - self._yielded
+                                          <= self._limit // 2):
+                        self._stalled = False
+                        self._wake()
                     if ok:
                         return value
                     raise value
@@ -692,9 +710,11 @@ class _Job:
     """
 
     __slots__ = ('id', 'result', 'kind', 'func', 'source', 'count',
-                 'done_feeding', 'wire_func', 'sets_length', 'inflight')
+                 'done_feeding', 'wire_func', 'sets_length', 'inflight',
+                 'chunksize')
 
-    def __init__(self, result, kind, func, source, sets_length):
+    def __init__(self, result, kind, func, source, sets_length, chunksize=1):
+        self.chunksize = chunksize
         self.id = result._job
         self.result = result
         self.kind = kind
@@ -902,7 +922,8 @@ class Pool(object):
                 "Chunksize must be 1+, not {0:n}".format(chunksize))
         result = cls(self)
         self._engine.submit(_Job(result, _K_MAP, func,
-                                 _chunks(iterable, chunksize), True))
+                                 _chunks(iterable, chunksize), True,
+                                 chunksize))
         return result
 
     @staticmethod
@@ -1125,6 +1146,8 @@ class _Engine:
     # tasks in flight per worker: one running, the rest queued in its pipe
     DEPTH = 2
     FAST_DEPTH = 16
+    # imap look-ahead, in chunks per worker
+    LOOKAHEAD = 64
 
     def __init__(self, ctx, pool, cache, processes, initializer, initargs,
                  maxtasks, wrap_exception, process_factory):
@@ -1316,11 +1339,18 @@ class _Engine:
         return bool(self.jobs or self.retry or self.tasks)
 
     def _next_task(self):
-        """The next task to send, or None: first the ones to retry."""
+        """The next task to send, or None: first the ones to retry, then
+        the jobs in submission order, passing over an imap whose consumer
+        is too far behind."""
         if self.retry:
             return self.retry.popleft()
-        while self.jobs:
-            job = self.jobs[0]
+        jobs = self.jobs
+        i = 0
+        while i < len(jobs):
+            job = jobs[i]
+            if job.sets_length and self._held_back(job):
+                i += 1
+                continue
             if job.kind != _K_APPLY and not job.sets_length and \
                     job.id not in self.cache:
                 # a map that already failed: the rest would be wasted
@@ -1338,7 +1368,7 @@ class _Engine:
                 got = None
                 job.fail_rest(exc)
             if got is None:
-                self.jobs.popleft()
+                del jobs[i]
                 self._maybe_forget(job)
                 continue
             index, kind, data = got
@@ -1348,10 +1378,26 @@ class _Engine:
                 # cannot be sent: that task fails in the caller
                 job.result._set(index, (False, exc))
                 continue
+            if job.sets_length:
+                job.result._sent += len(data)
             job.inflight += 1
             self.live_jobs[job.id] = job
             return _Task(next(_task_counter), job, index, kind, payload)
         return None
+
+    def _held_back(self, job):
+        res = job.result
+        if res._limit is None:
+            res._limit = self.LOOKAHEAD * self.processes * job.chunksize
+            res._wake = self.wake
+        if res._sent - res._yielded < res._limit:
+            return False
+        res._stalled = True
+        # re-check: the consumer may have caught up meanwhile
+        if res._sent - res._yielded < res._limit:
+            res._stalled = False
+            return False
+        return True
 
     def _add_work(self):
         """Give every worker with room as many tasks as it can take."""
