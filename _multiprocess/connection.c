@@ -111,6 +111,22 @@ time_left(const struct timespec *deadline)
 }
 
 /*
+ * Whether another Python thread could be waiting for the GIL.  Probing an
+ * fd for ready bytes costs a syscall (~0.5 us); releasing the GIL when no
+ * other thread exists costs a few atomic operations.  So only a threaded
+ * process pays for the probe, and there it saves a GIL handoff that can
+ * cost a whole switch interval.  Read with the GIL held, the thread list
+ * only grows concurrently (a new head), so the walk is safe.
+ */
+static int
+other_threads_exist(void)
+{
+    PyThreadState *head = PyInterpreterState_ThreadHead(
+        PyInterpreterState_Get());
+    return head != NULL && PyThreadState_Next(head) != NULL;
+}
+
+/*
  * ppoll over `pfds` until something is ready or the time is up.  forever:
  * no deadline; otherwise `seconds` (0 = just look, with the GIL held).
  * Returns the number of ready entries, or -1 with an exception set.
@@ -122,7 +138,11 @@ poll_fds(struct pollfd *pfds, nfds_t n, int forever, double seconds)
     int rc, err;
 
     /* Look first with the GIL held: if something is already readable we
-     * never give the GIL away. */
+     * never give the GIL away.  Pointless when nobody else wants the GIL
+     * and we are going to wait anyway. */
+    if ((forever || seconds > 0.0) && !other_threads_exist()) {
+        goto wait;
+    }
     for (;;) {
         rc = ppoll(pfds, n, &zero, NULL);
         if (rc >= 0) {
@@ -141,6 +161,7 @@ poll_fds(struct pollfd *pfds, nfds_t n, int forever, double seconds)
         return rc;
     }
 
+wait:
     if (!forever) {
         deadline_after(&deadline, seconds);
     }
@@ -246,11 +267,16 @@ reader_read(frame_reader *r, char *buf, uint64_t want, int limited)
         if (n == 0) {
             return -FR_EOF;
         }
-        /* A non-blocking fd: wait here rather than fail (only reached
-         * without the GIL, since with it we read only what is ready). */
-        if ((errno == EAGAIN || errno == EWOULDBLOCK) && !limited &&
-            await_fd(r->fd, POLLIN) == 0) {
-            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (limited) {
+                /* the bytes we counted on are gone: go and wait */
+                r->ready = 0;
+                return -FR_NO_MORE_READY;
+            }
+            /* a non-blocking fd: wait here rather than fail */
+            if (await_fd(r->fd, POLLIN) == 0) {
+                continue;
+            }
         }
         r->err = errno;
         return -FR_ERROR;
@@ -316,22 +342,6 @@ reader_step(frame_reader *r, int limited)
         r->got += (uint64_t)n;
     }
     return FR_DONE;
-}
-
-/*
- * Whether another Python thread could be waiting for the GIL.  Probing an
- * fd for ready bytes costs a syscall (~0.5 us); releasing the GIL when no
- * other thread exists costs a few atomic operations.  So only a threaded
- * process pays for the probe, and there it saves a GIL handoff that can
- * cost a whole switch interval.  Read with the GIL held, the thread list
- * only grows concurrently (a new head), so the walk is safe.
- */
-static int
-other_threads_exist(void)
-{
-    PyThreadState *head = PyInterpreterState_ThreadHead(
-        PyInterpreterState_Get());
-    return head != NULL && PyThreadState_Next(head) != NULL;
 }
 
 /*

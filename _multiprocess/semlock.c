@@ -218,6 +218,9 @@ semlock_rebuild(PyObject *cls, PyObject *args)
                           &maxvalue, &name_obj)) {
         return NULL;
     }
+    if (check_kind(kind) < 0) {
+        return NULL;
+    }
     if (name_obj != Py_None && !PyUnicode_Check(name_obj)) {
         PyErr_Format(PyExc_TypeError,
                      "_rebuild() name must be str or None, not %.100s",

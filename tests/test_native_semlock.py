@@ -302,6 +302,8 @@ def test_rebuild_of_unlinked_name_fails():
 
 
 def test_rebuild_argument_errors():
+    with pytest.raises(ValueError, match="unrecognized kind"):
+        SemLock._rebuild(0, 7, 1, None)
     with pytest.raises(TypeError):
         SemLock._rebuild(0, 1, 1)
     with pytest.raises(TypeError):
