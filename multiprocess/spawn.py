@@ -258,7 +258,43 @@ def get_preparation_data(name):
         script = _main_script_path(main_module)
         if script is not None:
             data['init_main_from_path'] = script
+        else:
+            imported = _modules_bound_in(main_module)
+            if imported:
+                data['main_module_imports'] = imported
     return data
+
+
+def _modules_bound_in(main_module):
+    """{global name: module name} for the modules a file-less main imported.
+
+    A function of ``python -c``, stdin or an interactive session reaches a
+    fresh child by value (dill), but its global names are looked up in the
+    child's own ``__main__``, which never ran the parent's ``import``
+    statements.  Replaying just those imports makes the usual
+    ``import math`` ... ``lambda x: math.sqrt(x)`` work there too.
+    """
+    bound = {}
+    for name, value in list(vars(main_module).items()):
+        if name.startswith('__') or type(value).__name__ != 'module':
+            continue
+        modname = getattr(value, '__name__', None)
+        if (isinstance(modname, str) and modname != '__main__' and
+                sys.modules.get(modname) is value):
+            bound[name] = modname
+    return bound
+
+
+def _replay_main_imports(bound):
+    import importlib
+    main_module = sys.modules['__main__']
+    for name, modname in bound.items():
+        if hasattr(main_module, name):
+            continue
+        try:
+            setattr(main_module, name, importlib.import_module(modname))
+        except Exception:
+            pass        # missing here: the name stays unbound, as before
 
 
 def _set_sys(attr):
@@ -304,6 +340,8 @@ def prepare(data):
         _fixup_main_from_name(by_name)
     elif data.get('init_main_from_path') is not None:
         _fixup_main_from_path(data['init_main_from_path'])
+    elif data.get('main_module_imports'):
+        _replay_main_imports(data['main_module_imports'])
 
 
 # ---------------------------------------------------------------------------

@@ -613,3 +613,42 @@ def test_forkserver_survives_a_main_script_that_exits_when_imported(tmp_path):
     assert 'exit 1' in out.splitlines(), err
     assert 'refusing to be imported' in err
     assert 'fork exit 0' in out.splitlines()
+
+
+_USES_MAIN_IMPORTS = '''
+import math
+import os.path as osp
+import multiprocess as mp
+
+def measure(x):
+    print('measured', math.sqrt(x), osp.basename('/a/b'), flush=True)
+
+for method in ('spawn', 'forkserver'):
+    p = mp.get_context(method).Process(target=measure, args=(16,))
+    p.start()
+    p.join(30)
+    print(method, 'exit', p.exitcode, flush=True)
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('how', ['stdin', 'dash-c'])
+def test_functions_of_a_fileless_main_see_its_imports(how):
+    if how == 'stdin':
+        rc, out, err = _run(['-'], input=_USES_MAIN_IMPORTS)
+    else:
+        rc, out, err = _run(['-c', _USES_MAIN_IMPORTS])
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines.count('measured 4.0 b') == 2, err
+    assert 'spawn exit 0' in lines and 'forkserver exit 0' in lines
+
+
+def test_preparation_data_lists_the_imports_of_a_fileless_main():
+    rc, out, err = _run(['-c', textwrap.dedent('''
+        import math, json as j
+        from multiprocess import spawn
+        print(sorted(spawn.get_preparation_data('x')['main_module_imports'].items()))
+    ''')])
+    assert rc == 0, err
+    assert "('j', 'json')" in out and "('math', 'math')" in out
