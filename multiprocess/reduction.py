@@ -432,6 +432,22 @@ del _kind
 _overrides = dict(_DILL_KINDS)   # what reducer_override consults
 _extra_reducers = {}             # only what was registered
 
+# Marks, in _overrides, a type known to need nothing from us.
+_PLAIN = object()
+
+
+def _first_sight(obj):
+    kind = type(obj)
+    if isinstance(obj, type):       # a class with a custom metaclass
+        verdict = _reduce_class
+    else:
+        verdict = _PLAIN
+    # Only remember module-level types: they live as long as their module,
+    # whereas classes made on the fly must not be kept alive by this table.
+    if _named(kind):
+        _overrides.setdefault(kind, verdict)   # a register() may have won
+    return NotImplemented if verdict is _PLAIN else verdict(obj)
+
 
 # ------------------------------------------------------------- the pickler
 
@@ -454,12 +470,14 @@ class ForkingPickler(pickle.Pickler):
         self._protocol = protocol
 
     def reducer_override(self, obj, _get=_overrides.get):
+        # Called by the C pickler for every object that is not plain data:
+        # keep the common path (nothing to do) to one lookup and one test.
         reduce = _get(type(obj))
+        if reduce is _PLAIN:
+            return NotImplemented
         if reduce is not None:
             return reduce(obj)
-        if isinstance(obj, type):      # a class with a custom metaclass
-            return _reduce_class(obj)
-        return NotImplemented
+        return _first_sight(obj)
 
     def dump(self, obj):
         """Write the pickle of obj to the file given at construction.
