@@ -547,3 +547,42 @@ def test_sockets_connections_and_lambdas_sent_to_a_running_child(method):
     finally:
         p.join(60)
     assert p.exitcode == 0
+
+
+class Plainish:
+    def __init__(self, v):
+        self.v = v
+
+
+def _rebuild_plainish(v):
+    return Plainish(v * 10)
+
+
+def test_register_wins_after_the_type_was_seen():
+    assert roundtrip(Plainish(1)).v == 1          # remembered as plain
+    reduction.register(Plainish, lambda o: (_rebuild_plainish, (o.v,)))
+    try:
+        assert roundtrip(Plainish(2)).v == 20
+    finally:
+        ForkingPickler._extra_reducers.pop(Plainish, None)
+        reduction._overrides.pop(Plainish, None)
+    assert roundtrip(Plainish(3)).v == 3
+
+
+def test_classes_with_a_custom_metaclass():
+    import abc
+    import collections.abc
+
+    class LocalABC(abc.ABC):
+        @abc.abstractmethod
+        def f(self):
+            ...
+
+    class Impl(LocalABC):
+        def f(self):
+            return 'impl'
+
+    assert roundtrip(collections.abc.Sized) is collections.abc.Sized
+    assert b'dill' not in bytes(ForkingPickler.dumps(collections.abc.Sized))
+    assert roundtrip(Impl)().f() == 'impl'
+    assert roundtrip(Impl()).f() == 'impl'
