@@ -501,12 +501,14 @@ def test_fd_transfer_to_a_child(method, tmp_path):
     ctx = mp.get_context(method)
     conn, child_conn = ctx.Pipe(duplex=True)
     p = ctx.Process(target=_write_through_received_fd,
-                    args=(child_conn, b'written by child'))
+                    args=(child_conn, b'written by child'), daemon=True)
     p.start()
     path = tmp_path / 'out'
     with open(path, 'wb') as f:
         reduction.send_handle(conn, f.fileno(), p.pid)
     p.join(60)
+    if p.is_alive():
+        p.kill()
     assert p.exitcode == 0
     assert path.read_bytes() == b'written by child'
 
@@ -516,13 +518,16 @@ def test_recv_handle_without_fd_raises_runtimeerror():
     import multiprocess as mp
     ctx = mp.get_context('fork')
     conn, child_conn = ctx.Pipe(duplex=True)
-    p = ctx.Process(target=_send_byte_without_fd, args=(child_conn,))
+    p = ctx.Process(target=_send_byte_without_fd, args=(child_conn,),
+                    daemon=True)
     p.start()
     try:
         with pytest.raises(RuntimeError):
             reduction.recv_handle(conn)
     finally:
         p.join(60)
+        if p.is_alive():
+            p.kill()
 
 
 @pytest.mark.timeout(120)
@@ -531,21 +536,26 @@ def test_sockets_connections_and_lambdas_sent_to_a_running_child(method):
     import multiprocess as mp
     ctx = mp.get_context(method)
     conn, child_conn = ctx.Pipe()
-    p = ctx.Process(target=_use_received_objects, args=(child_conn,))
+    p = ctx.Process(target=_use_received_objects, args=(child_conn,),
+                    daemon=True)
     p.start()
     try:
         a, b = socket.socketpair()
+        a.settimeout(60)
         with a, b:
             conn.send(b)                       # through resource_sharer
             assert a.recv(10) == b'via socket'
         mine, theirs = ctx.Pipe()
         conn.send(theirs)
+        assert mine.poll(60)
         assert mine.recv() == ('via connection', 'lambda ok')
         k = 40
         conn.send(lambda x: x + k)
         assert conn.poll(60) and conn.recv() == 42
     finally:
         p.join(60)
+        if p.is_alive():
+            p.kill()
     assert p.exitcode == 0
 
 
