@@ -347,7 +347,7 @@ def _lookup(owner, qualname):
     return owner
 
 
-def _named(obj):
+def _named(obj, may_import=True):
     """True when pickle's by-reference lookup gives back obj itself."""
     modname = getattr(obj, '__module__', None)
     qualname = getattr(obj, '__qualname__', None)
@@ -355,6 +355,8 @@ def _named(obj):
         return False
     module = sys.modules.get(modname)
     if module is None:
+        if not may_import:
+            return False
         try:
             __import__(modname)
         except Exception:
@@ -449,7 +451,7 @@ def _first_sight(obj):
         verdict = _PLAIN
     # Only remember module-level types: they live as long as their module,
     # whereas classes made on the fly must not be kept alive by this table.
-    if _named(kind):
+    if _named(kind, may_import=False):
         _overrides.setdefault(kind, verdict)   # a register() may have won
     return NotImplemented if verdict is _PLAIN else verdict(obj)
 
