@@ -11,13 +11,18 @@
  * processes may take turns reading one pipe under a lock, and a byte read
  * past the current frame would be lost to them.
  *
- * GIL policy.  A round trip costs a few syscalls; giving the GIL away and
- * taking it back can cost a whole switch interval when other threads are
- * busy.  So bytes that FIONREAD says are already waiting are read with the
- * GIL held (such a read cannot block as long as readers of one fd take
- * turns, which the framing requires anyway), and the GIL is released only
- * to wait.  Results are allocated once, at their final size, and read into
- * directly.
+ * GIL policy.  In a process with other Python threads, giving the GIL
+ * away and taking it back can cost a whole switch interval, so there bytes
+ * that FIONREAD says are already waiting are read with the GIL held (such
+ * a read cannot block as long as readers of one fd take turns, which the
+ * framing requires anyway) and the GIL is released only to wait.  In a
+ * single-threaded process releasing the GIL is nearly free and the probe
+ * would be a wasted syscall, so it is skipped.  A frame is read with at
+ * most one GIL release in the common case (header and a small payload
+ * together); results are allocated once, at their final size.
+ *
+ * Per small message: writev on one side; read(header) and read(payload)
+ * on the other -- the least a stateless reader can do.
  *
  * Python-visible API: see docs/architecture.md, "connection.c".
  */
@@ -283,28 +288,31 @@ reader_read(frame_reader *r, char *buf, uint64_t want, int limited)
     }
 }
 
+/* Called when hdr_need bytes are in: sets r->size, or asks for the 8-byte
+ * length of a long frame by raising hdr_need.  -1 on a corrupt length. */
 static int
 decode_header(frame_reader *r)
 {
     const unsigned char *h = r->hdr;
     if (r->hdr_need == 4) {
-        int32_t len = (int32_t)(((uint32_t)h[0] << 24) | ((uint32_t)h[1] << 16) |
+        int32_t len = (int32_t)(((uint32_t)h[0] << 24) |
+                                ((uint32_t)h[1] << 16) |
                                 ((uint32_t)h[2] << 8) | h[3]);
-        if (len >= 0) {
-            r->size = (uint64_t)len;
-            return FR_DONE;
+        if (len == -1) {
+            r->hdr_need = 12;
+            return 0;
         }
-        if (len != -1) {
-            return FR_CORRUPT;
+        if (len < 0) {
+            return -1;
         }
-        r->hdr_need = 12;       /* long frame: 8 more bytes of length */
-        return FR_NO_MORE_READY;
+        r->size = (uint64_t)len;
+        return 0;
     }
     r->size = 0;
     for (int i = 4; i < 12; i++) {
         r->size = (r->size << 8) | h[i];
     }
-    return FR_DONE;
+    return 0;
 }
 
 /*
@@ -324,11 +332,8 @@ reader_step(frame_reader *r, int limited)
             return (int)-n;
         }
         r->hdr_got += (size_t)n;
-        if (r->hdr_got == r->hdr_need) {
-            int rc = decode_header(r);
-            if (rc == FR_CORRUPT) {
-                return rc;
-            }
+        if (r->hdr_got == r->hdr_need && decode_header(r) < 0) {
+            return FR_CORRUPT;
         }
     }
     if (r->dest == NULL || r->size > r->dest_cap) {
