@@ -87,10 +87,13 @@ parse_timeout(PyObject *obj, double *seconds)
     return 0;
 }
 
-static void
+/* 0, or -1 with errno (the clock calls cannot really fail, but say so). */
+static int
 deadline_after(struct timespec *deadline, double seconds)
 {
-    (void)clock_gettime(CLOCK_MONOTONIC, deadline);
+    if (clock_gettime(CLOCK_MONOTONIC, deadline) < 0) {
+        return -1;
+    }
     double whole = floor(seconds);
     deadline->tv_sec += (time_t)whole;
     deadline->tv_nsec += (long)ceil((seconds - whole) * 1e9);
@@ -98,21 +101,25 @@ deadline_after(struct timespec *deadline, double seconds)
         deadline->tv_sec += 1;
         deadline->tv_nsec -= 1000000000L;
     }
+    return 0;
 }
 
-/* Time left until `deadline`, never negative. */
-static struct timespec
-time_left(const struct timespec *deadline)
+/* Time left until `deadline`, never negative.  0, or -1 with errno. */
+static int
+time_left(const struct timespec *deadline, struct timespec *left)
 {
-    struct timespec now, left = {0, 0};
-    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0) {
+        return -1;
+    }
     long long ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL +
                    (deadline->tv_nsec - now.tv_nsec);
-    if (ns > 0) {
-        left.tv_sec = (time_t)(ns / 1000000000LL);
-        left.tv_nsec = (long)(ns % 1000000000LL);
+    if (ns < 0) {
+        ns = 0;
     }
-    return left;
+    left->tv_sec = (time_t)(ns / 1000000000LL);
+    left->tv_nsec = (long)(ns % 1000000000LL);
+    return 0;
 }
 
 /*
@@ -167,12 +174,14 @@ poll_fds(struct pollfd *pfds, nfds_t n, int forever, double seconds)
     }
 
 wait:
-    if (!forever) {
-        deadline_after(&deadline, seconds);
+    if (!forever && deadline_after(&deadline, seconds) < 0) {
+        mp_raise_errno(errno);
+        return -1;
     }
     for (;;) {
-        if (!forever) {
-            left = time_left(&deadline);
+        if (!forever && time_left(&deadline, &left) < 0) {
+            mp_raise_errno(errno);
+            return -1;
         }
         Py_BEGIN_ALLOW_THREADS
         rc = ppoll(pfds, n, forever ? NULL : &left, NULL);
