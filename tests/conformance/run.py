@@ -515,6 +515,9 @@ def main(argv=None):
                     help="rewrite known_gaps.txt from this run (full run recommended)")
     ap.add_argument("--update-baseline", action="store_true",
                     help="write stdlib_baseline.json (needs --target multiprocessing)")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="report on (and --check / --update-known-gaps from) the "
+                         "outcomes of an earlier run saved with --json, without running")
     ap.add_argument("-v", action="store_true", help="print failure details")
     ns = ap.parse_args(argv)
     if ns.update_baseline and ns.target != "multiprocessing":
@@ -522,7 +525,11 @@ def main(argv=None):
 
     gaps = load_known_gaps()
     ns.skip_ids = known_hangs(gaps) if ns.skip_known_hangs else {}
-    data = run_all(ns)
+    if ns.from_json:
+        with open(ns.from_json) as f:
+            data = json.load(f)
+    else:
+        data = run_all(ns)
     print_report(data, per_class=not ns.no_per_class)
     if ns.v:
         for method, results in data["methods"].items():
