@@ -25,7 +25,8 @@
  *   flush()                                   write what can be written now
  *   wait(timeout)  -> list of (slot, kind, task, payload) for result frames
  *                     and (slot, -1, 0, None) when a slot's process ended or
- *                     its result pipe closed; [] on timeout or wake-up
+ *                     its result pipe closed; [] on a wake-up, None on
+ *                     timeout.  Acks alone do not end the wait.
  *   owned(slot)    -> (list of task ids in send order, acked task id or 0)
  *   load(slot)     -> number of owned tasks
  */
@@ -511,6 +512,8 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
     }
     double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
     int ready, err = 0;
+    PyObject *events = NULL;
+again:
     self->busy = 1;
     for (;;) {
         int ms = -1;
@@ -562,12 +565,12 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
     if (err == ENOMEM) {
         return PyErr_NoMemory();
     }
-    PyObject *events = PyList_New(0);
+    if (ready == 0) {
+        Py_RETURN_NONE;             /* timed out */
+    }
+    events = PyList_New(0);
     if (events == NULL) {
         return NULL;
-    }
-    if (ready == 0) {
-        return events;
     }
     size_t k = 1;
     for (size_t i = 0; i < self->nslots; i++) {
@@ -591,6 +594,24 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
             Py_DECREF(ev);
         }
         k += 3;
+    }
+    if (PyList_GET_SIZE(events) == 0 && !pf[0].revents) {
+        /* only acknowledgements or partial frames: nothing for Python */
+        for (size_t j = 0; j < n; j++) {
+            pf[j].revents = 0;
+        }
+        k = 1;
+        for (size_t i = 0; i < self->nslots; i++) {
+            pe_slot *s = &self->slots[i];
+            if (!s->used) {
+                continue;
+            }
+            pf[k].fd = s->eof ? -1 : s->result_fd;
+            pf[k + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
+            k += 3;
+        }
+        Py_CLEAR(events);
+        goto again;
     }
     return events;
 }

@@ -40,6 +40,7 @@ and complete the results themselves.
 
 import collections
 import itertools
+import mmap
 import os
 import pickle
 import select
@@ -293,8 +294,11 @@ def _read_some(fd):
             return b''
 
 
+_ACK = struct.Struct('<Q')
+
+
 def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
-                wrap_exception):
+                wrap_exception, ack_map=None):
     """The task loop of one pool worker process."""
     if initializer is not None:
         try:
@@ -335,11 +339,16 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             continue
         if kind == _K_QUIT:
             break
-        # The acknowledgement must reach the parent before the task runs:
-        # if the task kills this process, the parent knows which one it was.
-        pending += _frame(_K_ACK, task)
-        _write_all(result_fd, pending)
-        pending.clear()
+        # The acknowledgement must be visible to the parent before the task
+        # runs: if the task kills this process, the parent knows which one
+        # it was.  A shared word when we have one (no system call), else a
+        # frame on the result pipe.
+        if ack_map is not None:
+            _ACK.pack_into(ack_map, 0, task)
+        else:
+            pending += _frame(_K_ACK, task)
+            _write_all(result_fd, pending)
+            pending.clear()
         try:
             if kind == _K_APPLY:
                 func, args, kwds = pickle.loads(payload)
@@ -372,7 +381,7 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
 
 
 def _pool_worker_entry(task_conn, result_conn, initializer, initargs,
-                       maxtasks, wrap_exception, inherited_fds):
+                       maxtasks, wrap_exception, inherited_fds, ack_end=None):
     """Target of every worker process."""
     for fd in inherited_fds:
         # Under fork the child inherits the parent's ends of the other
@@ -382,13 +391,12 @@ def _pool_worker_entry(task_conn, result_conn, initializer, initargs,
         except OSError:
             pass
     task_fd, result_fd = task_conn.fd, result_conn.fd
-    if (_native is not None and hasattr(_native, 'pool_worker_loop')
-            and initializer is None):
-        code = _native.pool_worker_loop(task_fd, result_fd, maxtasks,
-                                        wrap_exception, sys.modules[__name__])
-    else:
-        code = _run_worker(task_fd, result_fd, initializer, initargs,
-                           maxtasks, wrap_exception)
+    ack_map = None
+    if ack_end is not None:
+        ack_map = mmap.mmap(ack_end.fd, _ACK.size)
+        ack_end.close()
+    code = _run_worker(task_fd, result_fd, initializer, initargs,
+                       maxtasks, wrap_exception, ack_map)
     if code:
         sys.exit(code)
 
@@ -976,10 +984,12 @@ class _Worker:
     """The engine's record of one worker process."""
 
     __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
-                 'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting')
+                 'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting',
+                 'ack_map')
 
-    def __init__(self, slot, process, task_fd, result_fd):
+    def __init__(self, slot, process, task_fd, result_fd, ack_map):
         self.slot = slot
+        self.ack_map = ack_map          # the task id it said it started
         self.process = process
         self.pid = getattr(process, 'pid', None)
         self.task_fd = task_fd          # parent's write end, non-blocking
@@ -991,6 +1001,21 @@ class _Worker:
         self.sent = 0
         self.dead = False
         self.quitting = False
+
+
+def _ack_word():
+    """A shared 8-byte word where a worker writes the id of the task it
+    starts: (the end to hand to the worker, the parent's mapping)."""
+    try:
+        fd = os.memfd_create('multiprocess-pool-ack', os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None, None
+    try:
+        os.ftruncate(fd, _ACK.size)
+        return _PipeEnd(fd), mmap.mmap(fd, _ACK.size)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _PyCore:
@@ -1054,6 +1079,8 @@ class _PyCore:
                 where[s.task_fd] = (key, 'w')
         ms = None if timeout is None else max(0, int(timeout * 1000))
         fired = poller.poll(ms)
+        if not fired:
+            return None
         events = []
         ended = set()
         for fd, _ in fired:
@@ -1072,8 +1099,6 @@ class _PyCore:
                 self._write(s)
             else:
                 ended.add(key)
-        if not fired:
-            return events
         for key, s in self.slots.items():
             while True:
                 frame = s.reader.next()
@@ -1205,12 +1230,13 @@ class _Engine:
         if inherited:
             inherited += [task_w, result_r]
         child_ends = (_PipeEnd(task_r), _PipeEnd(result_w))
+        ack_end, ack_map = _ack_word()
         try:
             proc = self.process_factory(
                 self.ctx, target=_pool_worker_entry,
                 args=child_ends + (self.initializer, self.initargs,
                                    self.maxtasks, self.wrap_exception,
-                                   inherited))
+                                   inherited, ack_end))
             proc.name = proc.name.replace('Process', 'PoolWorker')
             proc.daemon = True
             proc.start()
@@ -1219,11 +1245,12 @@ class _Engine:
                 os.close(fd)
             raise
         finally:
-            for conn in child_ends:
-                conn.close()
+            for conn in child_ends + (ack_end,):
+                if conn is not None:
+                    conn.close()
         os.set_blocking(task_w, False)
         os.set_blocking(result_r, False)
-        w = _Worker(next(self.slot_ids), proc, task_w, result_r)
+        w = _Worker(next(self.slot_ids), proc, task_w, result_r, ack_map)
         self.core.add(w.slot, task_w, result_r, w.sentinel)
         self.workers.append(w)
         self.by_slot[w.slot] = w
@@ -1262,6 +1289,9 @@ class _Engine:
                 except OSError:
                     pass
         w.task_fd = w.result_fd = None
+        if w.ack_map is not None:
+            w.ack_map.close()
+            w.ack_map = None
 
     def _close_wake(self):
         for fd in (self.wake_r, self.wake_w):
@@ -1314,16 +1344,20 @@ class _Engine:
         """One turn of the loop; False when the engine is done."""
         if self.state == TERMINATE:
             return False
-        with self.lock:
-            if self.check_exits:
-                self.check_exits = False
-                self._bury_exited()
-            self._keep_strength()
-            self._add_work()
-        if self._all_done():
-            return False
-        events = self._wait()
-        self._handle(events)
+        # Maintenance only when something calls for it: after a result has
+        # been delivered the caller waiting for it needs the GIL, so the
+        # way back into wait() (which releases it) must be short.
+        if (self.jobs or self.retry or self.check_exits or
+                self.state != RUN or len(self.workers) < self.processes):
+            with self.lock:
+                if self.check_exits:
+                    self.check_exits = False
+                    self._bury_exited()
+                self._keep_strength()
+                self._add_work()
+            if self._all_done():
+                return False
+        self._handle(self._wait())
         return True
 
     def _keep_strength(self):
@@ -1465,8 +1499,9 @@ class _Engine:
             except InterruptedError:
                 continue
             self.woken = False
-            if not events:
+            if events is None:
                 self.check_exits = True     # belt and braces
+                return ()
             return events
 
     def _handle(self, events):
@@ -1536,10 +1571,12 @@ class _Engine:
         elsewhere, forget it."""
         # results it wrote just before ending are still in the pipe
         if w.sentinel >= 0:
-            self._handle(self.core.wait(0))
+            self._handle(self.core.wait(0) or ())
         w.dead = True
         exitcode = getattr(w.process, 'exitcode', None)
         owned, acked = self.core.owned(w.slot)
+        if w.ack_map is not None:
+            acked = _ACK.unpack_from(w.ack_map)[0]
         lost = []
         for task_id in owned:
             task = self.tasks.pop(task_id, None)
