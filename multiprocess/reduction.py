@@ -315,9 +315,21 @@ def _by_value_or_name(obj, protocol=None):
         raise
 
 
+# Classes rebuilt from dill payloads, by payload: a receiver getting the
+# same class in message after message rebuilds it once, so that instances
+# from different messages share one class (as they would by reference).
+_class_copies = {}
+
+
 def _load_dill(blob):
     """Loader of a nested dill payload (runs in the receiving process)."""
-    return _import_dill().loads(blob)
+    known = _class_copies.get(blob)
+    if known is not None:
+        return known
+    obj = _import_dill().loads(blob)
+    if isinstance(obj, type):
+        _class_copies[blob] = obj
+    return obj
 
 
 def _load_main_object(qualname, blob):

@@ -294,3 +294,26 @@ def test_objects_from_an_interactive_session_travel(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = run(RECEIVER % 'obj[0](obj[1], 7)', args=[path]).stdout.strip()
     assert out == '42'
+
+
+@pytest.mark.timeout(120)
+def test_class_copies_are_shared_across_messages(tmp_path):
+    # Two separate messages carrying instances of one __main__ class: the
+    # receiver, which does not define it, rebuilds the class once.
+    first, second = str(tmp_path / 'a.pkl'), str(tmp_path / 'b.pkl')
+    run('''
+        import sys
+        from multiprocess.reduction import ForkingPickler
+        class Event:
+            def __init__(self, n):
+                self.n = n
+        for path, n in zip(sys.argv[1:], (1, 2)):
+            with open(path, 'wb') as f:
+                f.write(ForkingPickler.dumps(Event(n)))
+    ''', stdin_script=True, args=[first, second])
+    out = run('''
+        import pickle, sys
+        a, b = (pickle.loads(open(p, 'rb').read()) for p in sys.argv[1:])
+        print(type(a) is type(b), a.n + b.n, type(a).__name__)
+    ''', args=[first, second]).stdout.strip()
+    assert out == 'True 3 Event'
