@@ -16,7 +16,12 @@
  * here, so when a worker dies Python can ask which task it was running
  * (owned()) without ever seeing the acks.
  *
- * Python API (all methods are for the single engine thread of a pool):
+ * Threads: wait() is for the pool's engine thread alone; the other methods
+ * may also be called by caller threads (apply_async sends its task itself
+ * when a worker is idle).  A mutex guards the slots; wait() drops it while
+ * it sleeps in poll().
+ *
+ * Python API:
  *   PoolEngine(wake_fd)
  *   add(slot, task_fd, result_fd, sentinel)   sentinel may be -1
  *   remove(slot)                              the fds stay open (Python's)
@@ -31,6 +36,7 @@
  *   load(slot)     -> number of owned tasks
  */
 #include "multiprocess.h"
+#include "pythread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,10 +73,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     int wake_fd;
-    int busy;
+    int busy;                   /* a thread is inside wait() */
+    PyThread_type_lock mutex;   /* guards slots */
     pe_slot *slots;
     size_t nslots;
     struct pollfd *pfds;
+    long *pfd_ids;              /* slot id of each group of three pfds */
     size_t pfd_cap;
 } PoolEngineObject;
 
@@ -196,15 +204,38 @@ slot_clear(pe_slot *s)
     memset(s, 0, sizeof(*s));
 }
 
-static int
-check_idle(PoolEngineObject *self)
+static pe_slot *
+lookup_slot(PoolEngineObject *self, long id)
 {
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "PoolEngine used from two threads at once");
+    for (size_t i = 0; i < self->nslots; i++) {
+        if (self->slots[i].used && self->slots[i].id == id) {
+            return &self->slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Take the slots mutex; called with the GIL held, so it must not block
+ * while holding it (the engine thread may need the GIL to let go). */
+static int
+lock_engine(PoolEngineObject *self)
+{
+    if (self->mutex == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PoolEngine not initialized");
         return -1;
     }
+    if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->mutex, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
     return 0;
+}
+
+static void
+unlock_engine(PoolEngineObject *self)
+{
+    PyThread_release_lock(self->mutex);
 }
 
 /* ------------------------------------------------------------ the type */
@@ -219,6 +250,13 @@ PoolEngine_init(PoolEngineObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     self->wake_fd = wake_fd;
+    if (self->mutex == NULL) {
+        self->mutex = PyThread_allocate_lock();
+        if (self->mutex == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -239,6 +277,10 @@ PoolEngine_dealloc(PoolEngineObject *self)
     }
     PyMem_RawFree(self->slots);
     PyMem_RawFree(self->pfds);
+    PyMem_RawFree(self->pfd_ids);
+    if (self->mutex != NULL) {
+        PyThread_free_lock(self->mutex);
+    }
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -252,7 +294,7 @@ PoolEngine_add(PoolEngineObject *self, PyObject *args)
                           &sentinel)) {
         return NULL;
     }
-    if (check_idle(self) < 0) {
+    if (lock_engine(self) < 0) {
         return NULL;
     }
     pe_slot *s = NULL;
@@ -266,6 +308,7 @@ PoolEngine_add(PoolEngineObject *self, PyObject *args)
         size_t n = self->nslots ? self->nslots * 2 : 8;
         pe_slot *p = PyMem_RawRealloc(self->slots, n * sizeof(pe_slot));
         if (p == NULL) {
+            unlock_engine(self);
             return PyErr_NoMemory();
         }
         memset(p + self->nslots, 0, (n - self->nslots) * sizeof(pe_slot));
@@ -278,6 +321,7 @@ PoolEngine_add(PoolEngineObject *self, PyObject *args)
     s->task_fd = task_fd;
     s->result_fd = result_fd;
     s->sentinel = sentinel;
+    unlock_engine(self);
     Py_RETURN_NONE;
 }
 
@@ -288,14 +332,17 @@ PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
     if (id == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (check_idle(self) < 0) {
+    if (lock_engine(self) < 0) {
         return NULL;
     }
     pe_slot *s = find_slot(self, id);
+    if (s != NULL) {
+        slot_clear(s);
+    }
+    unlock_engine(self);
     if (s == NULL) {
         return NULL;
     }
-    slot_clear(s);
     Py_RETURN_NONE;
 }
 
@@ -311,8 +358,9 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
         return NULL;
     }
     PyObject *res = NULL;
-    if (check_idle(self) < 0) {
-        goto done;
+    if (lock_engine(self) < 0) {
+        PyBuffer_Release(&payload);
+        return NULL;
     }
     pe_slot *s = find_slot(self, id);
     if (s == NULL) {
@@ -339,6 +387,7 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
     res = Py_None;
     Py_INCREF(res);
 done:
+    unlock_engine(self);
     PyBuffer_Release(&payload);
     return res;
 }
@@ -402,7 +451,7 @@ slot_read(pe_slot *s)
 static PyObject *
 PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (check_idle(self) < 0) {
+    if (lock_engine(self) < 0) {
         return NULL;
     }
     for (size_t i = 0; i < self->nslots; i++) {
@@ -411,6 +460,7 @@ PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
             slot_write(s);
         }
     }
+    unlock_engine(self);
     Py_RETURN_NONE;
 }
 
@@ -465,6 +515,79 @@ now_monotonic(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Fill the poll set: [wake] then, per used slot, result / sentinel / task.
+ * Called with the mutex held.  Returns the number of pollfds, or -1. */
+static Py_ssize_t
+build_pollset(PoolEngineObject *self)
+{
+    size_t need = 1 + 3 * self->nslots;
+    if (need > self->pfd_cap) {
+        struct pollfd *p = PyMem_RawRealloc(self->pfds,
+                                            need * sizeof(struct pollfd));
+        if (p == NULL) {
+            return -1;
+        }
+        self->pfds = p;
+        long *q = PyMem_RawRealloc(self->pfd_ids, need * sizeof(long));
+        if (q == NULL) {
+            return -1;
+        }
+        self->pfd_ids = q;
+        self->pfd_cap = need;
+    }
+    struct pollfd *pf = self->pfds;
+    size_t n = 0;
+    pf[n].fd = self->wake_fd;
+    pf[n].events = POLLIN;
+    pf[n].revents = 0;
+    n++;
+    for (size_t i = 0; i < self->nslots; i++) {
+        pe_slot *s = &self->slots[i];
+        if (!s->used) {
+            continue;
+        }
+        self->pfd_ids[n] = s->id;
+        pf[n].fd = s->eof ? -1 : s->result_fd;
+        pf[n].events = POLLIN;
+        pf[n + 1].fd = s->sentinel;
+        pf[n + 1].events = POLLIN;
+        pf[n + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
+        pf[n + 2].events = POLLOUT;
+        pf[n].revents = pf[n + 1].revents = pf[n + 2].revents = 0;
+        n += 3;
+    }
+    return (Py_ssize_t)n;
+}
+
+/* After poll(): move bytes.  Mutex held, GIL not needed.  A slot removed
+ * or replaced while we slept is recognised by its id and fds. */
+static int
+move_bytes(PoolEngineObject *self, size_t n)
+{
+    struct pollfd *pf = self->pfds;
+    int err = 0;
+    if (pf[0].revents) {
+        char drain[256];
+        while (read(self->wake_fd, drain, sizeof(drain)) > 0) {
+        }
+    }
+    for (size_t k = 1; k < n; k += 3) {
+        pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
+        if (s == NULL) {
+            continue;
+        }
+        if (pf[k].fd >= 0 && pf[k].fd == s->result_fd && pf[k].revents) {
+            if (slot_read(s) == ENOMEM) {
+                err = ENOMEM;
+            }
+        }
+        if (pf[k + 2].fd >= 0 && pf[k + 2].revents) {
+            slot_write(s);
+        }
+    }
+    return err;
+}
+
 static PyObject *
 PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
 {
@@ -478,142 +601,114 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
             timeout = 0;
         }
     }
-    if (check_idle(self) < 0) {
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "PoolEngine.wait() called from two threads at once");
         return NULL;
     }
-    size_t need = 1 + 3 * self->nslots;
-    if (need > self->pfd_cap) {
-        struct pollfd *p = PyMem_RawRealloc(self->pfds,
-                                            need * sizeof(struct pollfd));
-        if (p == NULL) {
-            return PyErr_NoMemory();
-        }
-        self->pfds = p;
-        self->pfd_cap = need;
-    }
-    /* Layout: [wake] then, per used slot, result / sentinel / task. */
-    struct pollfd *pf = self->pfds;
-    size_t n = 0;
-    pf[n].fd = self->wake_fd;
-    pf[n].events = POLLIN;
-    n++;
-    for (size_t i = 0; i < self->nslots; i++) {
-        pe_slot *s = &self->slots[i];
-        if (!s->used) {
-            continue;
-        }
-        pf[n].fd = s->eof ? -1 : s->result_fd;
-        pf[n].events = POLLIN;
-        pf[n + 1].fd = s->sentinel;
-        pf[n + 1].events = POLLIN;
-        pf[n + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
-        pf[n + 2].events = POLLOUT;
-        n += 3;
+    if (lock_engine(self) < 0) {
+        return NULL;
     }
     double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
-    int ready, err = 0;
     PyObject *events = NULL;
-again:
+    int ready, err;
+    Py_ssize_t n;
     self->busy = 1;
+again:
+    n = build_pollset(self);
+    unlock_engine(self);           /* callers may send while we sleep */
+    if (n < 0) {
+        self->busy = 0;
+        return PyErr_NoMemory();
+    }
     for (;;) {
         int ms = -1;
         if (timeout >= 0) {
             double left = deadline - now_monotonic();
             ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
         }
+        err = 0;
         Py_BEGIN_ALLOW_THREADS
-        ready = poll(pf, (nfds_t)n, ms);
-        err = errno;
+        ready = poll(self->pfds, (nfds_t)n, ms);
+        if (ready < 0) {
+            err = errno;
+        }
+        PyThread_acquire_lock(self->mutex, WAIT_LOCK);
         if (ready > 0) {
-            /* Move bytes while we are still without the GIL. */
-            char drain[256];
-            if (pf[0].revents) {
-                while (read(self->wake_fd, drain, sizeof(drain)) > 0) {
-                }
-            }
-            size_t k = 1;
-            for (size_t i = 0; i < self->nslots; i++) {
-                pe_slot *s = &self->slots[i];
-                if (!s->used) {
-                    continue;
-                }
-                if (pf[k].fd >= 0 && pf[k].revents) {
-                    if (slot_read(s) == ENOMEM) {
-                        err = ENOMEM;
-                    }
-                }
-                if (pf[k + 2].fd >= 0 && pf[k + 2].revents) {
-                    slot_write(s);
-                }
-                k += 3;
-            }
+            err = move_bytes(self, (size_t)n);
         }
         Py_END_ALLOW_THREADS
         if (ready >= 0 || err != EINTR) {
             break;
         }
-        self->busy = 0;
+        unlock_engine(self);
         if (PyErr_CheckSignals() < 0) {
+            self->busy = 0;
             return NULL;
         }
-        self->busy = 1;
+        if (lock_engine(self) < 0) {
+            self->busy = 0;
+            return NULL;
+        }
+        n = build_pollset(self);
+        unlock_engine(self);
+        if (n < 0) {
+            self->busy = 0;
+            return PyErr_NoMemory();
+        }
     }
-    self->busy = 0;
-    if (ready < 0) {
-        return mp_raise_errno(err);
-    }
-    if (err == ENOMEM) {
-        return PyErr_NoMemory();
+    /* mutex held from here */
+    if (ready < 0 || err == ENOMEM) {
+        unlock_engine(self);
+        self->busy = 0;
+        return err == ENOMEM ? PyErr_NoMemory() : mp_raise_errno(err);
     }
     if (ready == 0) {
+        unlock_engine(self);
+        self->busy = 0;
         Py_RETURN_NONE;             /* timed out */
     }
     events = PyList_New(0);
     if (events == NULL) {
-        return NULL;
+        goto fail;
     }
-    size_t k = 1;
-    for (size_t i = 0; i < self->nslots; i++) {
-        pe_slot *s = &self->slots[i];
-        if (!s->used) {
+    struct pollfd *pf = self->pfds;
+    for (Py_ssize_t k = 1; k < n; k += 3) {
+        pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
+        if (s == NULL) {
             continue;
         }
         if (slot_parse(s, events) < 0) {
-            Py_DECREF(events);
-            return NULL;
+            goto fail;
         }
-        int ended = (pf[k + 1].fd >= 0 && pf[k + 1].revents) || s->eof;
+        int ended = (pf[k + 1].fd >= 0 && pf[k + 1].fd == s->sentinel
+                     && pf[k + 1].revents) || s->eof;
         if (ended) {
-            /* the pipe's last bytes were read above; report once per turn */
+            /* the pipe's last bytes were read above */
             PyObject *ev = Py_BuildValue("(liKO)", s->id, -1, 0ULL, Py_None);
-            if (ev == NULL || PyList_Append(events, ev) < 0) {
-                Py_XDECREF(ev);
-                Py_DECREF(events);
-                return NULL;
+            if (ev == NULL) {
+                goto fail;
             }
+            int rc = PyList_Append(events, ev);
             Py_DECREF(ev);
+            if (rc < 0) {
+                goto fail;
+            }
         }
-        k += 3;
     }
     if (PyList_GET_SIZE(events) == 0 && !pf[0].revents) {
         /* only acknowledgements or partial frames: nothing for Python */
-        for (size_t j = 0; j < n; j++) {
-            pf[j].revents = 0;
-        }
-        k = 1;
-        for (size_t i = 0; i < self->nslots; i++) {
-            pe_slot *s = &self->slots[i];
-            if (!s->used) {
-                continue;
-            }
-            pf[k].fd = s->eof ? -1 : s->result_fd;
-            pf[k + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
-            k += 3;
-        }
         Py_CLEAR(events);
         goto again;
     }
+    unlock_engine(self);
+    self->busy = 0;
     return events;
+fail:
+    unlock_engine(self);
+    self->busy = 0;
+    Py_XDECREF(events);
+    return NULL;
 }
 
 static PyObject *
@@ -623,24 +718,30 @@ PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
     if (id == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    pe_slot *s = find_slot(self, id);
-    if (s == NULL) {
+    if (lock_engine(self) < 0) {
         return NULL;
     }
-    PyObject *ids = PyList_New((Py_ssize_t)s->own_len);
+    PyObject *ids = NULL;
+    unsigned long long acked = 0;
+    pe_slot *s = find_slot(self, id);
+    if (s != NULL) {
+        ids = PyList_New((Py_ssize_t)s->own_len);
+        for (size_t i = 0; ids != NULL && i < s->own_len; i++) {
+            PyObject *v = PyLong_FromUnsignedLongLong(
+                s->own[(s->own_head + i) % s->own_cap]);
+            if (v == NULL) {
+                Py_CLEAR(ids);
+                break;
+            }
+            PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
+        }
+        acked = s->acked;
+    }
+    unlock_engine(self);
     if (ids == NULL) {
         return NULL;
     }
-    for (size_t i = 0; i < s->own_len; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(
-            s->own[(s->own_head + i) % s->own_cap]);
-        if (v == NULL) {
-            Py_DECREF(ids);
-            return NULL;
-        }
-        PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
-    }
-    return Py_BuildValue("(NK)", ids, (unsigned long long)s->acked);
+    return Py_BuildValue("(NK)", ids, acked);
 }
 
 static PyObject *
@@ -650,11 +751,16 @@ PoolEngine_load(PoolEngineObject *self, PyObject *arg)
     if (id == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    if (lock_engine(self) < 0) {
+        return NULL;
+    }
     pe_slot *s = find_slot(self, id);
+    size_t load = s != NULL ? s->own_len : 0;
+    unlock_engine(self);
     if (s == NULL) {
         return NULL;
     }
-    return PyLong_FromSize_t(s->own_len);
+    return PyLong_FromSize_t(load);
 }
 
 static PyMethodDef PoolEngine_methods[] = {

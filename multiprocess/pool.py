@@ -1198,6 +1198,7 @@ class _Engine:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.core = _make_core(self.wake_r)
+        self.direct = not isinstance(self.core, _PyCore)
         self.rate_start = time.monotonic()
         self.rate_count = 0
         self.woken = False
@@ -1311,7 +1312,28 @@ class _Engine:
     def submit(self, job):
         with self.lock:
             self.jobs.append(job)
+            if (self.direct and job.kind == _K_APPLY and len(self.jobs) == 1
+                    and not self.retry and self.state == RUN):
+                # An idle worker: the caller sends the task itself, sparing
+                # the hand-over to the engine thread (apply latency).
+                w = self._idle_worker()
+                if w is not None:
+                    task = self._next_task()
+                    if task is not None:
+                        if len(task.payload) < 32768:
+                            self._send(w, task)
+                            self.core.flush()
+                            return
+                        self.retry.appendleft(task)
         self.wake()
+
+    def _idle_worker(self):
+        for w in self.workers:
+            if (not w.dead and not w.quitting
+                    and self.core.load(w.slot) == 0 and
+                    (self.maxtasks is None or w.sent < self.maxtasks)):
+                return w
+        return None
 
     def wake(self):
         if not self.woken:
@@ -1481,9 +1503,11 @@ class _Engine:
         if task.kind != _K_APPLY and job.id not in w.jobs:
             core.send(w.slot, _K_JOBDEF, 0, job.id, job.wire_func)
             w.jobs.add(job.id)
-        core.send(w.slot, task.kind, task.id, job.id, task.payload)
-        w.sent += 1
+        # registered before the frame can leave: the result may come back
+        # to the engine thread before this call returns
         self.tasks[task.id] = task
+        w.sent += 1
+        core.send(w.slot, task.kind, task.id, job.id, task.payload)
 
     def _all_done(self):
         if self.state == TERMINATE:
@@ -1505,7 +1529,11 @@ class _Engine:
             return events
 
     def _handle(self, events):
-        by_slot = self.by_slot
+        if events:
+            with self.lock:
+                self._handle_events(events)
+
+    def _handle_events(self, events):
         for slot, kind, task_id, payload in events:
             if kind == -1:
                 self.check_exits = True
@@ -1528,7 +1556,6 @@ class _Engine:
             else:
                 outcome = (False, _decode_error(payload))
             self._deliver(task, outcome)
-        del by_slot
 
     def _deliver(self, task, outcome):
         job = task.job
