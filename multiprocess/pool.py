@@ -571,6 +571,14 @@ class MapResult(ApplyResult):
             self._retire()
 
 
+class _Failure:
+    """Marks, among an iterator's ready items, a chunk that failed."""
+    __slots__ = ('exc',)
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
 class IMapIterator(object):
     """Results of ``imap``, in order, as they arrive.
 
@@ -604,15 +612,15 @@ class IMapIterator(object):
         with self._cond:
             while True:
                 if self._items:
-                    ok, value = self._items.popleft()
+                    value = self._items.popleft()
                     self._yielded += 1
                     if self._stalled and (self._sent - self._yielded
                                           <= self._limit // 2):
                         self._stalled = False
                         self._wake()
-                    if ok:
-                        return value
-                    raise value
+                    if type(value) is _Failure:
+                        raise value.exc
+                    return value
                 if self._length is not None and self._index >= self._length:
                     self._pool = None
                     raise StopIteration from None
@@ -635,9 +643,9 @@ class IMapIterator(object):
         self._index += 1
         ok, value = outcome
         if ok:
-            self._items.extend((True, v) for v in value)
+            self._items.extend(value)
         else:
-            self._items.append((False, value))
+            self._items.append(_Failure(value))
         return True
 
     def _set(self, i, obj):
@@ -681,9 +689,9 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             ok, value = obj
             if ok:
-                self._items.extend((True, v) for v in value)
+                self._items.extend(value)
             else:
-                self._items.append((False, value))
+                self._items.append(_Failure(value))
             self._index += 1
             self._cond.notify()
             self._check_done()
@@ -695,7 +703,7 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             if self._length is not None and self._index >= self._length:
                 return
-            self._items.append((False, exc))
+            self._items.append(_Failure(exc))
             self._index += 1
             self._length = self._index
             self._cond.notify_all()
