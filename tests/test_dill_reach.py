@@ -317,3 +317,23 @@ def test_class_copies_are_shared_across_messages(tmp_path):
         print(type(a) is type(b), a.n + b.n, type(a).__name__)
     ''', args=[first, second]).stdout.strip()
     assert out == 'True 3 Event'
+
+
+@pytest.mark.timeout(120)
+def test_first_dill_use_from_several_threads_at_once():
+    out = run('''
+        import sys, threading
+        sys.modules['multiprocessing'] = None
+        from multiprocess.reduction import ForkingPickler as FP
+        results, start = [], threading.Barrier(4)
+        def work(i):
+            start.wait()
+            results.append(FP.loads(FP.dumps(lambda: i * 2))())
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(sorted(results), 'multiprocessing.reduction' in sys.modules)
+    ''').stdout.strip()
+    assert out == '[0, 2, 4, 6] False'
