@@ -128,8 +128,11 @@ def _settings():
 def _import_dill():
     """Import dill on first need, without importing stdlib multiprocessing."""
     dill = sys.modules.get('dill')
-    if dill is not None and hasattr(dill, 'loads'):
+    spec = getattr(dill, '__spec__', None)
+    if dill is not None and not getattr(spec, '_initializing', False):
         return dill
+    # Not imported yet, or being imported by another thread (the import
+    # statement below then waits for it to finish).
     key = 'multiprocessing.reduction'
     me = sys.modules[__name__]
     before = sys.modules.get(key, _NOTHING)
