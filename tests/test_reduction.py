@@ -605,3 +605,26 @@ def test_classes_with_a_custom_metaclass():
     assert b'dill' not in bytes(ForkingPickler.dumps(collections.abc.Sized))
     assert roundtrip(Impl)().f() == 'impl'
     assert roundtrip(Impl()).f() == 'impl'
+
+
+def _report_dill_loaded(conn, payload):
+    conn.send(('dill' in sys.modules, payload))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+def test_child_fed_plain_data_never_imports_dill(method):
+    import multiprocess as mp
+    ctx = mp.get_context(method)
+    reader, writer = ctx.Pipe(duplex=False)
+    payload = {'rows': [(i, str(i)) for i in range(10)], 'ok': True}
+    p = ctx.Process(target=_report_dill_loaded, args=(writer, payload),
+                    daemon=True)
+    p.start()
+    try:
+        assert reader.poll(60)
+        assert reader.recv() == (False, payload)
+    finally:
+        p.join(60)
+        if p.is_alive():
+            p.kill()
