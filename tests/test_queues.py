@@ -11,7 +11,7 @@ import pytest
 import multiprocess as mp
 from multiprocess import queues
 
-METHODS = ['fork', 'spawn']
+METHODS = ['fork', 'spawn', 'forkserver']
 
 
 class Unpicklable(object):

@@ -11,7 +11,7 @@ import pytest
 import multiprocess as mp
 from multiprocess import synchronize
 
-METHODS = ['fork', 'spawn']
+METHODS = ['fork', 'spawn', 'forkserver']
 
 
 def _sem_files():
