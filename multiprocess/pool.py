@@ -63,13 +63,11 @@ except ImportError:          # the pure Python engine below still works
 
 __all__ = ['Pool', 'ThreadPool']
 
-# The pool's state, kept as the strings the standard library uses.
-INIT = 'INIT'
-RUN = 'RUN'
-CLOSE = 'CLOSE'
-TERMINATE = 'TERMINATE'
+# Pool._state takes these values; pathos compares against the strings.
+RUN, CLOSE, TERMINATE = 'RUN', 'CLOSE', 'TERMINATE'
+INIT = 'INIT'       # only while __init__ runs
 
-job_counter = itertools.count()
+job_counter = itertools.count()     # ids of result objects (and jobs)
 
 
 # ----------------------------------------------------------------- helpers
@@ -91,35 +89,44 @@ class RemoteTraceback(Exception):
     """Carries the formatted traceback of an exception raised in a worker.
 
     Set as the ``__cause__`` of the exception re-raised in the caller, so
-    the worker's traceback is printed along with the caller's.
+    the worker's traceback is printed along with the caller's; the text is
+    in ``tb``.
     """
 
-    def __init__(self, tb):
-        super().__init__(tb)
-        self.tb = tb
+    tb = property(lambda self: self.args[0])
 
     def __str__(self):
-        return self.tb
+        return self.args[0]
+
+
+def _format_tb(exc):
+    return ''.join(traceback.format_exception(type(exc), exc,
+                                              exc.__traceback__))
+
+
+def _with_remote_tb(exc, tb_text):
+    """Give ``exc`` the worker's traceback text as its cause; returns it."""
+    if not tb_text.startswith('\n"""'):
+        tb_text = '\n"""\n%s"""' % tb_text
+    exc.__cause__ = RemoteTraceback(tb_text)
+    return exc
+
+
+# stdlib-compatible name: rebuild ``exc`` with ``tb`` (text) as its cause
+rebuild_exc = _with_remote_tb
 
 
 class ExceptionWithTraceback:
-    """An exception plus its traceback text, rebuilt in the receiver as the
-    exception with a ``RemoteTraceback`` cause."""
+    """Pickles as ``exc`` with the traceback ``tb`` (a traceback object or
+    text) attached on arrival -- for code driving ``worker()`` directly."""
 
     def __init__(self, exc, tb):
-        if not isinstance(tb, str):
-            tb = ''.join(traceback.format_exception(type(exc), exc, tb))
-        self.exc = exc
-        self.tb = '\n"""\n%s"""' % tb
+        text = tb if isinstance(tb, str) else ''.join(
+            traceback.format_exception(type(exc), exc, tb))
+        self._parts = (exc, text)
 
     def __reduce__(self):
-        return rebuild_exc, (self.exc, self.tb)
-
-
-def rebuild_exc(exc, tb):
-    """Attach ``tb`` (text) to ``exc`` as a ``RemoteTraceback`` cause."""
-    exc.__cause__ = RemoteTraceback(tb)
-    return exc
+        return _with_remote_tb, self._parts
 
 
 class MaybeEncodingError(Exception):
@@ -131,29 +138,14 @@ class MaybeEncodingError(Exception):
     """
 
     def __init__(self, exc, value):
-        self.exc = exc if isinstance(exc, str) else repr(exc)
-        self.value = value if isinstance(value, str) else repr(value)
-        super().__init__(self.exc, self.value)
+        super().__init__(*(x if isinstance(x, str) else repr(x)
+                           for x in (exc, value)))
 
-    def __reduce__(self):
-        return type(self), (self.exc, self.value)
+    exc = property(lambda self: self.args[0])
+    value = property(lambda self: self.args[1])
 
     def __str__(self):
-        return "Error sending result: '%s'. Reason: '%s'" % (self.value,
-                                                             self.exc)
-
-    def __repr__(self):
-        return '<%s: %s>' % (type(self).__name__, self)
-
-
-def _format_tb(exc):
-    return ''.join(traceback.format_exception(type(exc), exc,
-                                              exc.__traceback__))
-
-
-def _with_remote_tb(exc, tb_text):
-    exc.__cause__ = RemoteTraceback('\n"""\n%s"""' % tb_text)
-    return exc
+        return f"Error sending result: '{self.value}'. Reason: '{self.exc}'"
 
 
 def _exit_description(exitcode):
@@ -433,36 +425,41 @@ def worker(inqueue, outqueue, initializer=None, initargs=(), maxtasks=None,
     pools use the framed protocol above; this is kept for code that drives
     workers itself.
     """
-    if maxtasks is not None and not (isinstance(maxtasks, int)
-                                     and maxtasks >= 1):
-        raise AssertionError('Maxtasks {!r} is not valid'.format(maxtasks))
-    put, get = outqueue.put, inqueue.get
-    if hasattr(inqueue, '_writer'):
-        inqueue._writer.close()
-        outqueue._reader.close()
+    if maxtasks is not None and (type(maxtasks) is not int or maxtasks < 1):
+        raise AssertionError(f'Maxtasks {maxtasks!r} is not valid')
+    # the parent's ends of SimpleQueues are of no use here
+    for unused in (getattr(inqueue, '_writer', None),
+                   getattr(outqueue, '_reader', None)):
+        if unused is not None:
+            unused.close()
     if initializer is not None:
         initializer(*initargs)
-    count = 0
-    while maxtasks is None or count < maxtasks:
-        try:
-            task = get()
-        except (EOFError, OSError):
-            break
-        if task is None:
-            break
-        job, i, func, args, kwds = task
+    for job, i, func, args, kwds in itertools.islice(_queued_tasks(inqueue),
+                                                     maxtasks):
         try:
             outcome = (True, func(*args, **kwds))
         except Exception as exc:
-            if wrap_exception and func is not _helper_reraises_exception:
-                exc = ExceptionWithTraceback(exc, exc.__traceback__)
-            outcome = (False, exc)
+            wrap = wrap_exception and func is not _helper_reraises_exception
+            outcome = (False, ExceptionWithTraceback(exc, exc.__traceback__)
+                       if wrap else exc)
         try:
-            put((job, i, outcome))
+            outqueue.put((job, i, outcome))
         except Exception as why:
-            put((job, i, (False, MaybeEncodingError(why, outcome[1]))))
-        task = job = func = args = kwds = outcome = None
-        count += 1
+            failed = MaybeEncodingError(why, outcome[1])
+            outqueue.put((job, i, (False, failed)))
+        func = args = kwds = outcome = None
+
+
+def _queued_tasks(inqueue):
+    """Tasks from a stdlib-protocol queue until None, EOF or a closed pipe."""
+    while True:
+        try:
+            task = inqueue.get()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        yield task
 
 
 def _helper_reraises_exception(ex):
@@ -477,32 +474,34 @@ class ApplyResult(object):
     def __init__(self, pool, callback, error_callback):
         self._pool = pool           # keeps the pool alive until we're done
         self._event = threading.Event()
+        self._callback, self._error_callback = callback, error_callback
+        self._success = self._value = None
         self._job = next(job_counter)
         self._cache = pool._cache
-        self._callback = callback
-        self._error_callback = error_callback
-        self._success = None
-        self._value = None
         self._cache[self._job] = self
 
     def ready(self):
+        """Whether the call has completed, successfully or not."""
         return self._event.is_set()
 
     def successful(self):
-        if not self.ready():
-            raise ValueError("{0!r} not ready".format(self))
-        return self._success
+        """Whether it completed without raising (ValueError until ready)."""
+        if self._event.is_set():
+            return self._success
+        raise ValueError(f"{self!r} not ready")
 
     def wait(self, timeout=None):
+        """Block until ready, or for at most ``timeout`` seconds."""
         self._event.wait(timeout)
 
     def get(self, timeout=None):
-        self.wait(timeout)
-        if not self.ready():
+        """The value, or raise the call's exception; ``TimeoutError`` if
+        it is not ready within ``timeout`` seconds."""
+        if not self._event.wait(timeout):
             raise TimeoutError
-        if self._success:
-            return self._value
-        raise self._value
+        if not self._success:
+            raise self._value
+        return self._value
 
     def _set(self, i, obj):
         self._success, self._value = obj
@@ -541,15 +540,13 @@ class MapResult(ApplyResult):
 
     def __init__(self, pool, chunksize, length, callback, error_callback):
         super().__init__(pool, callback, error_callback)
-        self._success = True
-        self._value = [None] * length
+        # filled slice by slice as chunks arrive; chunks still to come
+        self._success, self._value = True, [None] * length
         self._chunksize = chunksize
-        if chunksize <= 0:
-            self._number_left = 0
+        self._number_left = -(-length // chunksize) if chunksize > 0 else 0
+        if not self._number_left:      # nothing to wait for (empty input)
             self._event.set()
             self._retire()
-        else:
-            self._number_left = length // chunksize + bool(length % chunksize)
 
     def _set(self, i, success_result):
         if self._event.is_set():
@@ -797,39 +794,28 @@ class Pool(object):
     with ``WorkerLostError``; the pool replaces it and carries on.
     """
 
+    # worker tracebacks travel back as text (ThreadPool: False)
     _wrap_exception = True
-
-    @staticmethod
-    def Process(ctx, *args, **kwds):
-        return ctx.Process(*args, **kwds)
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None):
-        self._pool = []
-        self._state = INIT
-        self._ctx = context or _default_context()
-        self._cache = {}
-        if processes is None:
-            processes = os.cpu_count() or 1
-        if processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasksperchild is not None and (
-                not isinstance(maxtasksperchild, int)
-                or isinstance(maxtasksperchild, bool)
-                or maxtasksperchild <= 0):
-            raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError('initializer must be a callable')
-        self._processes = processes
-        self._initializer = initializer
-        self._initargs = initargs
+        # __del__ looks at these even when the checks below raise
+        self._state, self._pool, self._cache = INIT, [], {}
+        _check_pool_args(processes, initializer, maxtasksperchild)
+        self._processes = processes or os.cpu_count() or 1
+        self._initializer, self._initargs = initializer, initargs
         self._maxtasksperchild = maxtasksperchild
+        self._ctx = context or _default_context()
         self._engine = self._make_engine()
         self._engine.populate()          # raises after cleaning up on failure
         self._engine.start()
         self._state = RUN
         self._terminate = util.Finalize(self, self._engine.terminate,
                                         exitpriority=15)
+
+    # how workers are made; tests and subclasses replace it
+    Process = staticmethod(lambda ctx, *args, **kwds:
+                           ctx.Process(*args, **kwds))
 
     def _make_engine(self):
         return _Engine(self._ctx, self._pool, self._cache, self._processes,
@@ -979,6 +965,16 @@ class Pool(object):
 
     def __exit__(self, exc_type, exc_val, exc_tb):
         self.terminate()
+
+
+def _check_pool_args(processes, initializer, maxtasks):
+    if processes is not None and processes < 1:
+        raise ValueError("Number of processes must be at least 1")
+    valid = maxtasks is None or (type(maxtasks) is int and maxtasks > 0)
+    if not valid:
+        raise ValueError("maxtasksperchild must be a positive int or None")
+    if initializer is not None and not callable(initializer):
+        raise TypeError('initializer must be a callable')
 
 
 def _default_context():
@@ -1184,13 +1180,10 @@ class _Engine:
 
     def __init__(self, ctx, pool, cache, processes, initializer, initargs,
                  maxtasks, wrap_exception, process_factory):
-        self.ctx = ctx
-        self.pool = pool                # Pool._pool: the Process objects
-        self.cache = cache
-        self.processes = processes
-        self.initializer = initializer
-        self.initargs = initargs
-        self.maxtasks = maxtasks
+        # pool is Pool._pool (the Process objects), cache Pool._cache
+        self.ctx, self.pool, self.cache = ctx, pool, cache
+        self.processes, self.maxtasks = processes, maxtasks
+        self.initializer, self.initargs = initializer, initargs
         self.wrap_exception = wrap_exception
         self.process_factory = process_factory
         self.state = RUN
@@ -1720,28 +1713,29 @@ class ThreadPool(Pool):
 
     _wrap_exception = False
 
-    @staticmethod
-    def Process(ctx, *args, **kwds):
-        from .dummy import DummyProcess
-        return DummyProcess(*args, **kwds)
-
     def __init__(self, processes=None, initializer=None, initargs=()):
-        Pool.__init__(self, processes, initializer, initargs)
+        super().__init__(processes, initializer, initargs)
 
     def _make_engine(self):
         return _ThreadEngine(self._pool, self._cache, self._processes,
                              self._initializer, self._initargs)
+
+    # the engine starts plain threads; kept for code that builds workers
+    Process = staticmethod(lambda ctx, *args, **kwds:
+                           _dummy_process(*args, **kwds))
+
+
+def _dummy_process(*args, **kwds):
+    from .dummy import DummyProcess
+    return DummyProcess(*args, **kwds)
 
 
 class _ThreadEngine:
     """Worker threads pulling tasks from a shared job queue."""
 
     def __init__(self, pool, cache, processes, initializer, initargs):
-        self.pool = pool
-        self.cache = cache
-        self.processes = processes
-        self.initializer = initializer
-        self.initargs = initargs
+        self.pool, self.cache, self.processes = pool, cache, processes
+        self.initializer, self.initargs = initializer, initargs
         self.state = RUN
         self.cond = threading.Condition(threading.Lock())
         self.jobs = collections.deque()

@@ -26,6 +26,8 @@ __all__ = [
 
 Queue = queue.Queue
 JoinableQueue = queue.Queue     # queue.Queue already has task_done/join
+# what a manager would proxy is shared directly between threads
+dict, list = dict, list
 
 current_process = threading.current_thread
 
@@ -100,15 +102,6 @@ class Namespace(object):
         return '%s(%s)' % (type(self).__name__, ', '.join(shown))
 
 
-dict = dict
-list = list
-
-
-def Array(typecode, sequence, lock=True):
-    """An ``array.array``: threads share memory already."""
-    return array.array(typecode, sequence)
-
-
 class Value(object):
     """A boxed value with a ``value`` attribute (no lock needed)."""
 
@@ -126,6 +119,11 @@ class Value(object):
     def __repr__(self):
         return '<%s(%r, %r)>' % (type(self).__name__, self._typecode,
                                  self._value)
+
+
+def Array(typecode, sequence, lock=True):
+    """An ``array.array``: threads share memory already."""
+    return array.array(typecode, sequence)
 
 
 def Manager():
