@@ -511,7 +511,9 @@ static double
 now_monotonic(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0.0;     /* cannot happen with CLOCK_MONOTONIC on Linux */
+    }
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
