@@ -74,10 +74,10 @@ def test_acquire_with_timeout_on_held_lock_returns_false_after_about_timeout():
     start = time.monotonic()
     assert lock.acquire(timeout=0.3) is False
     elapsed = time.monotonic() - start
-    assert 0.25 <= elapsed < 2.0
+    assert 0.25 <= elapsed < 5.0
     start = time.monotonic()
     assert lock.acquire(False) is False
-    assert time.monotonic() - start < 0.2
+    assert time.monotonic() - start < 1.0
     lock.release()
 
 
