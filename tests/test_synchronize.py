@@ -453,3 +453,25 @@ def test_locks_work_with_exit_stack():
     assert repr(lock) == '<Lock(owner=None)>'
     assert cond.acquire(False)
     cond.release()
+
+
+@pytest.mark.timeout(60)
+def test_resource_tracker_unlinks_semaphore_of_killed_creator():
+    import signal
+    import subprocess
+    import sys
+    script = (
+        "import os, signal, sys\n"
+        "import multiprocess as mp\n"
+        "lock = mp.get_context('spawn').Lock()\n"
+        "print(lock._semlock.name, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True, text=True, timeout=50)
+    assert proc.returncode == -signal.SIGKILL
+    name = proc.stdout.strip()
+    assert name.startswith('/mp-')
+    deadline = time.monotonic() + 30
+    while 'sem.' + name[1:] in _sem_files():
+        assert time.monotonic() < deadline, 'tracker did not unlink ' + name
+        time.sleep(0.05)
