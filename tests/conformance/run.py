@@ -448,13 +448,27 @@ _ISSUE_BY_CLASS = [
 ]
 
 
-def issue_for(tid):
+# what a failure's text says it waited for (placeholder modules, skip reasons)
+_ISSUE_BY_DETAIL = [
+    ("#3 shared state", r"sharedctypes|\.heap\b|shared_memory|SharedMemory"),
+    ("#5 managers/listeners", r"\.managers\b"),
+    ("#4 pool/dummy", r"\.pool\b|\.dummy\b"),
+]
+
+
+def issue_for(tid, detail=""):
     cls = test_class(tid)
     if cls.startswith("WithThreads"):
         return "#4 pool/dummy"
     if cls.startswith("WithManager"):
         return "#5 managers/listeners"
-    for label, pattern in _ISSUE_BY_CLASS:
+    for label, pattern in _ISSUE_BY_CLASS[:3]:
+        if re.search(pattern, tid):
+            return label
+    for label, pattern in _ISSUE_BY_DETAIL:
+        if re.search(pattern, detail or ""):
+            return label
+    for label, pattern in _ISSUE_BY_CLASS[3:]:
         if re.search(pattern, tid):
             return label
     return "#6 the rest"
@@ -463,8 +477,8 @@ def issue_for(tid):
 def write_known_gaps(data, baseline, path=KNOWN_GAPS):
     old = load_known_gaps(path)
     lines = []
-    for method, tid, outcome, _ in regressions(data, baseline):
-        label = old.get((method, tid), "").split("[")[0].strip() or issue_for(tid)
+    for method, tid, outcome, detail in regressions(data, baseline):
+        label = old.get((method, tid), "").split("[")[0].strip() or issue_for(tid, detail)
         tag = f"  [{outcome}]" if outcome in ("hang", "crash") else ""
         lines.append(f"{method}/{tid}  {label}{tag}")
     with open(path, "w") as f:
