@@ -18,6 +18,9 @@ from multiprocess import connection
 from multiprocess.connection import Connection, Pipe, wait
 from multiprocess.exceptions import BufferTooShort
 
+# Every test here may block on a pipe or socket: none may hang the run.
+pytestmark = pytest.mark.timeout(60)
+
 
 @pytest.fixture
 def duplex():
@@ -92,6 +95,82 @@ def test_lambda_and_closure_cross_the_pipe(duplex):
     k = 7
     a.send(lambda x: x * k)
     assert b.recv()(6) == 42
+
+
+@pytest.mark.timeout(30)
+def test_sent_objects_are_not_kept_alive(duplex):
+    import weakref
+    a, b = duplex
+
+    class Payload:
+        pass
+    thing = Payload()
+    thing.data = b'x' * 10000       # fits in the socket buffer
+    ref = weakref.ref(thing)
+    a.send(thing)
+    del thing
+    assert ref() is None            # the reused pickler's memo let it go
+    assert len(b.recv().data) == 10000
+
+
+class _SendsWhilePickled:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __reduce__(self):
+        self.conn.send('nested')     # re-entrant send() during pickling
+        return (str, ('outer',))
+
+
+@pytest.mark.timeout(30)
+def test_send_during_pickling_of_another_send():
+    a, b = Pipe()
+    c, d = Pipe()
+    try:
+        a.send([_SendsWhilePickled(c), 1])
+        assert d.recv() == 'nested'
+        assert b.recv() == ['outer', 1]
+    finally:
+        for conn in (a, b, c, d):
+            conn.close()
+
+
+@pytest.mark.timeout(60)
+def test_threads_sending_at_once_keep_messages_whole():
+    pipes = [Pipe() for _ in range(4)]
+
+    def talk(conn, tag):
+        for i in range(2000):
+            conn.send((tag, i, 'x' * (i % 50)))
+
+    threads = [threading.Thread(target=talk, args=(w, n))
+               for n, (r, w) in enumerate(pipes)]
+    for t in threads:
+        t.start()
+    for n, (r, w) in enumerate(pipes):
+        for i in range(2000):
+            assert r.recv() == (n, i, 'x' * (i % 50))
+    for t in threads:
+        t.join()
+    for r, w in pipes:
+        r.close()
+        w.close()
+
+
+@pytest.mark.timeout(30)
+def test_dill_protocol_setting_is_honoured(duplex):
+    import dill
+    a, b = duplex
+    old = dill.settings.get('protocol')
+    try:
+        dill.settings['protocol'] = 2
+        a.send({'k': 1})
+        assert b.recv_bytes()[:2] == b'\x80\x02'
+        dill.settings['protocol'] = 5
+        a.send({'k': 1})
+        assert b.recv_bytes()[:2] == b'\x80\x05'
+    finally:
+        dill.settings['protocol'] = old
 
 
 # -- send_bytes / recv_bytes arguments ---------------------------------------

@@ -16,6 +16,9 @@ from multiprocess import connection
 from multiprocess.connection import Client, Listener
 from multiprocess.exceptions import AuthenticationError
 
+# Every test here may block on a pipe or socket: none may hang the run.
+pytestmark = pytest.mark.timeout(60)
+
 KEY = b'the right key'
 
 

@@ -11,6 +11,9 @@ from multiprocess import resource_sharer
 from multiprocess.connection import Client
 from multiprocess.exceptions import AuthenticationError
 
+# Every test here may block on a pipe or socket: none may hang the run.
+pytestmark = pytest.mark.timeout(60)
+
 
 def open_fds():
     return set(int(n) for n in os.listdir('/proc/self/fd'))
