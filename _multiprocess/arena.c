@@ -1,11 +1,1290 @@
 /*
- * arena.c -- placeholder; the owner of this mechanism replaces it.
+ * arena.c -- shared memory arenas, the block allocator behind shared ctypes,
+ * and the native synchronized wrappers of multiprocess.sharedctypes.
+ *
+ * Arena(size, fd=-1)
+ *     One MAP_SHARED mapping of a memfd (or, without memfd, of an unlinked
+ *     file in /dev/shm).  Because it is backed by a descriptor, a spawned or
+ *     forkserver child receives the descriptor (heap.py pickles it with
+ *     reduction.DupFd) and maps the very same pages.  Given an fd, the arena
+ *     adopts it (closes it on deallocation) and only maps it: such a
+ *     "foreign" arena never allocates.
+ *     alloc(size) -> Block or None   carve `size` bytes (best fit, 16-byte
+ *         aligned, zero-filled); None when no free span is large enough.
+ *     spans() -> (used, free)        lists of (start, stop), by address.
+ *     size, fd, pid, nblocks, in_use, n_allocs, n_frees; buffer protocol.
+ *
+ * Block(arena, start, size)
+ *     A block of an arena, exporting exactly its bytes through the buffer
+ *     protocol (so ctypes' from_buffer() can sit on it).  Blocks made by
+ *     alloc() own their span: when the last reference to the block goes
+ *     away, the span goes back to the arena's free list, coalesced with its
+ *     neighbours, right there in the deallocator.  No finalizer, no lock:
+ *     the bookkeeping is a few C statements run under the GIL that never
+ *     call back into Python, so a garbage collection triggered anywhere
+ *     (even in the middle of heap.py's malloc) can free blocks safely.
+ *     Blocks built by the constructor (a child rebuilding a pickled block)
+ *     own nothing.
+ *
+ * The allocator state is private to each process, as the stdlib's is: a
+ * process only allocates from arenas it created itself (alloc() refuses in
+ * any other pid), so a forked child and its parent never hand out the same
+ * bytes.  Policy (when to create, grow or drop arenas) is heap.py's.
+ *
+ * SyncBase / SyncValue / SyncArray
+ *     The C core of sharedctypes' Synchronized, SynchronizedArray ...:
+ *     `value` and element get/set take the lock (its acquire and release
+ *     methods, looked up once), read or write the ctypes buffer directly
+ *     for the plain numeric and char types, and release.  See the second
+ *     half of this file.
  */
 #include "multiprocess.h"
+
+#include <structmember.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Every block starts on this boundary and spans a multiple of it: enough
+ * for any ctypes type, including long double. */
+#define ARENA_ALIGN 16
+
+typedef struct {
+    Py_ssize_t start, stop;
+} span_t;
+
+/* A growable array of spans kept sorted by start. */
+typedef struct {
+    span_t *items;
+    Py_ssize_t len, cap;
+} spanlist_t;
+
+typedef struct {
+    PyObject_HEAD
+    char *base;
+    Py_ssize_t size;
+    int fd;
+    pid_t pid;                  /* creator; only it allocates */
+    int foreign;                /* mapped from a received fd */
+    spanlist_t used, free;
+    Py_ssize_t dirty_end;       /* bytes from here on were never handed out */
+    Py_ssize_t in_use;          /* bytes in used spans */
+    unsigned long long n_allocs, n_frees;
+    Py_ssize_t exports;
+} ArenaObject;
+
+typedef struct {
+    PyObject_HEAD
+    ArenaObject *arena;
+    Py_ssize_t start, length, stop;     /* stop: end of the aligned span */
+    pid_t owner;                        /* 0 when the span is not ours */
+} BlockObject;
+
+/* ---------------------------------------------------------------- spans */
+
+/* Index of the first span whose start is >= `start`. */
+static Py_ssize_t
+spans_search(const spanlist_t *l, Py_ssize_t start)
+{
+    Py_ssize_t lo = 0, hi = l->len;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (l->items[mid].start < start) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Make room for one more span; 0 or -1 (memory error set).  PyMem_Realloc
+ * never runs the garbage collector, so callers' state stays consistent. */
+static int
+spans_reserve(spanlist_t *l)
+{
+    if (l->len < l->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = l->cap ? l->cap * 2 : 8;
+    span_t *items = PyMem_Realloc(l->items, (size_t)cap * sizeof(span_t));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    l->items = items;
+    l->cap = cap;
+    return 0;
+}
+
+static void
+spans_insert_at(spanlist_t *l, Py_ssize_t i, span_t s)
+{
+    memmove(&l->items[i + 1], &l->items[i],
+            (size_t)(l->len - i) * sizeof(span_t));
+    l->items[i] = s;
+    l->len++;
+}
+
+static void
+spans_remove_at(spanlist_t *l, Py_ssize_t i)
+{
+    memmove(&l->items[i], &l->items[i + 1],
+            (size_t)(l->len - i - 1) * sizeof(span_t));
+    l->len--;
+}
+
+static PyObject *
+spans_to_list(const spanlist_t *l)
+{
+    PyObject *list = PyList_New(l->len);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < l->len; i++) {
+        PyObject *t = Py_BuildValue("(nn)", l->items[i].start,
+                                    l->items[i].stop);
+        if (t == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    return list;
+}
+
+/* Return [start, stop) to the free list, merged with adjacent free spans.
+ * Cannot fail: it only shrinks or reuses slots, except when the span has
+ * no free neighbour, for which arena_take() reserved a slot in advance. */
+static void
+arena_give_back(ArenaObject *a, Py_ssize_t start, Py_ssize_t stop)
+{
+    spanlist_t *f = &a->free;
+    Py_ssize_t i = spans_search(f, start);
+    int merge_prev = i > 0 && f->items[i - 1].stop == start;
+    int merge_next = i < f->len && f->items[i].start == stop;
+
+    if (merge_prev && merge_next) {
+        f->items[i - 1].stop = f->items[i].stop;
+        spans_remove_at(f, i);
+    }
+    else if (merge_prev) {
+        f->items[i - 1].stop = stop;
+    }
+    else if (merge_next) {
+        f->items[i].start = start;
+    }
+    else {
+        span_t s = {start, stop};
+        spans_insert_at(f, i, s);
+    }
+}
+
+/* Release the used span starting at `start`; returns 0, or -1 if there is
+ * no such span (nothing changes then). */
+static int
+arena_release(ArenaObject *a, Py_ssize_t start)
+{
+    Py_ssize_t i = spans_search(&a->used, start);
+    if (i >= a->used.len || a->used.items[i].start != start) {
+        return -1;
+    }
+    Py_ssize_t stop = a->used.items[i].stop;
+    spans_remove_at(&a->used, i);
+    arena_give_back(a, start, stop);
+    a->in_use -= stop - start;
+    a->n_frees++;
+    return 0;
+}
+
+/* Carve `need` (aligned) bytes with best fit.  Returns the start, -1 when
+ * nothing fits, -2 on memory error (exception set). */
+static Py_ssize_t
+arena_take(ArenaObject *a, Py_ssize_t need)
+{
+    spanlist_t *f = &a->free;
+    Py_ssize_t best = -1;
+
+    for (Py_ssize_t i = 0; i < f->len; i++) {
+        Py_ssize_t len = f->items[i].stop - f->items[i].start;
+        if (len >= need &&
+            (best < 0 ||
+             len < f->items[best].stop - f->items[best].start)) {
+            best = i;
+            if (len == need) {
+                break;
+            }
+        }
+    }
+    if (best < 0) {
+        return -1;
+    }
+    /* Both lists get a spare slot now, so that the later give-back of this
+     * span (from a deallocator, where failing is not an option) and the
+     * insertion below cannot run out of memory. */
+    if (spans_reserve(&a->used) < 0 || spans_reserve(&a->free) < 0) {
+        return -2;
+    }
+    Py_ssize_t start = f->items[best].start;
+    if (f->items[best].stop - start == need) {
+        spans_remove_at(f, best);
+    }
+    else {
+        f->items[best].start = start + need;
+    }
+    span_t s = {start, start + need};
+    spans_insert_at(&a->used, spans_search(&a->used, start), s);
+    a->in_use += need;
+    a->n_allocs++;
+    return start;
+}
+
+/* ---------------------------------------------------------------- Arena */
+
+static int
+arena_open_fd(void)
+{
+    int fd = memfd_create("multiprocess-arena", MFD_CLOEXEC);
+    if (fd >= 0 || errno != ENOSYS) {
+        return fd;
+    }
+    /* Kernels without memfd: an anonymous file in /dev/shm. */
+    char path[] = "/dev/shm/mp-arena-XXXXXX";
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0) {
+        (void)unlink(path);
+    }
+    return fd;
+}
+
+static PyObject *
+arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", "fd", NULL};
+    Py_ssize_t size;
+    int fd = -1, err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|i:Arena", kwlist,
+                                     &size, &fd)) {
+        return NULL;
+    }
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "arena size must be positive");
+        return NULL;
+    }
+    ArenaObject *self = (ArenaObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->fd = -1;
+    self->base = MAP_FAILED;
+    self->size = size;
+    self->pid = getpid();
+    if (fd >= 0) {
+        self->fd = fd;          /* adopted even if mapping fails */
+        self->foreign = 1;
+    }
+    else {
+        self->fd = arena_open_fd();
+        if (self->fd < 0) {
+            err = errno;
+            goto error;
+        }
+        int rc;
+        do {
+            rc = ftruncate(self->fd, (off_t)size);
+        } while (rc < 0 && errno == EINTR);
+        if (rc < 0) {
+            err = errno;
+            goto error;
+        }
+    }
+    self->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                      MAP_SHARED, self->fd, 0);
+    if (self->base == MAP_FAILED) {
+        err = errno;
+        goto error;
+    }
+    if (!self->foreign) {
+        if (spans_reserve(&self->free) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        span_t all = {0, size};
+        spans_insert_at(&self->free, 0, all);
+    }
+    return (PyObject *)self;
+
+error:
+    Py_DECREF(self);
+    return mp_raise_errno(err);
+}
+
+static void
+arena_dealloc(PyObject *op)
+{
+    ArenaObject *self = (ArenaObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+
+    if (self->base != MAP_FAILED && self->base != NULL) {
+        (void)munmap(self->base, (size_t)self->size);
+    }
+    if (self->fd >= 0) {
+        (void)close(self->fd);
+    }
+    PyMem_Free(self->used.items);
+    PyMem_Free(self->free.items);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+arena_alloc(PyObject *op, PyObject *arg)
+{
+    ArenaObject *self = (ArenaObject *)op;
+    Py_ssize_t length = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+
+    if (length == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "block size must not be negative");
+        return NULL;
+    }
+    if (self->foreign || self->pid != getpid()) {
+        Py_RETURN_NONE;         /* not this process's arena to carve */
+    }
+    if (length > self->size) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t need = length ? length : 1;
+    need = (need + ARENA_ALIGN - 1) & ~(Py_ssize_t)(ARENA_ALIGN - 1);
+
+    mp_state *st = mp_state_from_type(Py_TYPE(op));
+    if (st == NULL) {
+        return NULL;
+    }
+    /* Create the block object first: allocating it may run the garbage
+     * collector, which may free other blocks of this arena. */
+    BlockObject *b = PyObject_New(BlockObject, st->arena_block_type);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->arena = NULL;
+    b->owner = 0;
+    b->start = b->length = b->stop = 0;
+
+    Py_ssize_t start = arena_take(self, need);
+    if (start < 0) {
+        Py_DECREF(b);
+        if (start == -2) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    /* Bytes below dirty_end may hold a previous block's data. */
+    if (start < self->dirty_end) {
+        Py_ssize_t end = start + need < self->dirty_end ? start + need
+                                                        : self->dirty_end;
+        memset(self->base + start, 0, (size_t)(end - start));
+    }
+    if (start + need > self->dirty_end) {
+        self->dirty_end = start + need;
+    }
+    Py_INCREF(self);
+    b->arena = self;
+    b->start = start;
+    b->length = length;
+    b->stop = start + need;
+    b->owner = self->pid;
+    return (PyObject *)b;
+}
+
+static PyObject *
+arena_spans(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    ArenaObject *self = (ArenaObject *)op;
+    PyObject *used = spans_to_list(&self->used);
+    if (used == NULL) {
+        return NULL;
+    }
+    PyObject *free = spans_to_list(&self->free);
+    if (free == NULL) {
+        Py_DECREF(used);
+        return NULL;
+    }
+    PyObject *res = PyTuple_Pack(2, used, free);
+    Py_DECREF(used);
+    Py_DECREF(free);
+    return res;
+}
+
+static int
+arena_getbuffer(PyObject *op, Py_buffer *view, int flags)
+{
+    ArenaObject *self = (ArenaObject *)op;
+    if (PyBuffer_FillInfo(view, op, self->base, self->size, 0, flags) < 0) {
+        return -1;
+    }
+    self->exports++;
+    return 0;
+}
+
+static void
+arena_releasebuffer(PyObject *op, Py_buffer *Py_UNUSED(view))
+{
+    ((ArenaObject *)op)->exports--;
+}
+
+static PyObject *
+arena_repr(PyObject *op)
+{
+    ArenaObject *self = (ArenaObject *)op;
+    return PyUnicode_FromFormat("<Arena size=%zd fd=%d blocks=%zd%s>",
+                                self->size, self->fd, self->used.len,
+                                self->foreign ? " foreign" : "");
+}
+
+#define ARENA_GETTER(name, expr)                                           \
+    static PyObject *                                                      \
+    arena_get_##name(PyObject *op, void *Py_UNUSED(closure))               \
+    {                                                                      \
+        ArenaObject *self = (ArenaObject *)op;                             \
+        return expr;                                                       \
+    }
+
+ARENA_GETTER(size, PyLong_FromSsize_t(self->size))
+ARENA_GETTER(fd, PyLong_FromLong(self->fd))
+ARENA_GETTER(pid, PyLong_FromLong((long)self->pid))
+ARENA_GETTER(nblocks, PyLong_FromSsize_t(self->used.len))
+ARENA_GETTER(in_use, PyLong_FromSsize_t(self->in_use))
+ARENA_GETTER(n_allocs, PyLong_FromUnsignedLongLong(self->n_allocs))
+ARENA_GETTER(n_frees, PyLong_FromUnsignedLongLong(self->n_frees))
+ARENA_GETTER(foreign, PyBool_FromLong(self->foreign))
+
+static PyGetSetDef arena_getset[] = {
+    {"size", arena_get_size, NULL, "Length of the mapping in bytes.", NULL},
+    {"fd", arena_get_fd, NULL, "Descriptor backing the mapping.", NULL},
+    {"pid", arena_get_pid, NULL, "Process that created the arena.", NULL},
+    {"nblocks", arena_get_nblocks, NULL, "Blocks currently handed out.",
+     NULL},
+    {"in_use", arena_get_in_use, NULL, "Bytes in blocks handed out.", NULL},
+    {"n_allocs", arena_get_n_allocs, NULL, "Blocks handed out so far.",
+     NULL},
+    {"n_frees", arena_get_n_frees, NULL, "Blocks given back so far.", NULL},
+    {"foreign", arena_get_foreign, NULL,
+     "True for an arena mapped from a received descriptor.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef arena_methods[] = {
+    {"alloc", arena_alloc, METH_O,
+     "alloc($self, size, /)\n--\n\n"
+     "A zero-filled Block of `size` bytes, or None if no free span fits."},
+    {"spans", arena_spans, METH_NOARGS,
+     "spans($self, /)\n--\n\n"
+     "(used, free): lists of (start, stop) pairs in address order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot arena_slots[] = {
+    {Py_tp_new, arena_new},
+    {Py_tp_dealloc, arena_dealloc},
+    {Py_tp_repr, arena_repr},
+    {Py_tp_methods, arena_methods},
+    {Py_tp_getset, arena_getset},
+    {Py_bf_getbuffer, arena_getbuffer},
+    {Py_bf_releasebuffer, arena_releasebuffer},
+    {Py_tp_doc, "Arena(size, fd=-1)\n--\n\n"
+                "A shared mapping of `size` bytes that blocks are carved "
+                "from."},
+    {0, NULL},
+};
+
+static PyType_Spec arena_spec = {
+    .name = "_multiprocess.Arena",
+    .basicsize = sizeof(ArenaObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = arena_slots,
+};
+
+/* ---------------------------------------------------------------- Block */
+
+static PyObject *
+block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"arena", "start", "size", NULL};
+    PyObject *arena;
+    Py_ssize_t start, length;
+
+    mp_state *st = mp_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nn:Block", kwlist,
+                                     st->arena_type, &arena, &start,
+                                     &length)) {
+        return NULL;
+    }
+    ArenaObject *a = (ArenaObject *)arena;
+    if (start < 0 || length < 0 || start > a->size - length) {
+        PyErr_SetString(PyExc_ValueError, "block lies outside its arena");
+        return NULL;
+    }
+    BlockObject *self = (BlockObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(arena);
+    self->arena = a;
+    self->start = start;
+    self->length = length;
+    self->stop = start + length;
+    self->owner = 0;
+    return (PyObject *)self;
+}
+
+static void
+block_dealloc(PyObject *op)
+{
+    BlockObject *self = (BlockObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    ArenaObject *a = self->arena;
+
+    if (a != NULL) {
+        /* In a forked child the inherited block belongs to the parent's
+         * allocator: leave the child's copy of that bookkeeping alone. */
+        if (self->owner != 0 && self->owner == getpid()) {
+            (void)arena_release(a, self->start);
+        }
+        Py_DECREF(a);
+    }
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static int
+block_getbuffer(PyObject *op, Py_buffer *view, int flags)
+{
+    BlockObject *self = (BlockObject *)op;
+    return PyBuffer_FillInfo(view, op, self->arena->base + self->start,
+                             self->length, 0, flags);
+}
+
+static PyObject *
+block_repr(PyObject *op)
+{
+    BlockObject *self = (BlockObject *)op;
+    return PyUnicode_FromFormat("<Block %zd bytes at %zd of %R>",
+                                self->length, self->start,
+                                (PyObject *)self->arena);
+}
+
+static PyObject *
+block_get_arena(PyObject *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)((BlockObject *)op)->arena);
+}
+
+static PyObject *
+block_get_start(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(((BlockObject *)op)->start);
+}
+
+static PyObject *
+block_get_stop(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(((BlockObject *)op)->stop);
+}
+
+static PyObject *
+block_get_size(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(((BlockObject *)op)->length);
+}
+
+static PyObject *
+block_get_owned(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((BlockObject *)op)->owner != 0);
+}
+
+static PyGetSetDef block_getset[] = {
+    {"arena", block_get_arena, NULL, "The arena the block lies in.", NULL},
+    {"start", block_get_start, NULL, "Offset of the block.", NULL},
+    {"stop", block_get_stop, NULL,
+     "End of the span reserved for the block (aligned).", NULL},
+    {"size", block_get_size, NULL, "Usable bytes.", NULL},
+    {"owned", block_get_owned, NULL,
+     "True if the span returns to the arena when the block dies.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot block_slots[] = {
+    {Py_tp_new, block_new},
+    {Py_tp_dealloc, block_dealloc},
+    {Py_tp_repr, block_repr},
+    {Py_tp_getset, block_getset},
+    {Py_bf_getbuffer, block_getbuffer},
+    {Py_tp_doc, "Block(arena, start, size)\n--\n\n"
+                "A view of `size` bytes of `arena` from `start`; blocks "
+                "made by Arena.alloc() free their span when they die."},
+    {0, NULL},
+};
+
+static PyType_Spec block_spec = {
+    .name = "_multiprocess.Block",
+    .basicsize = sizeof(BlockObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = block_slots,
+};
+
+/* ------------------------------------------------- synchronized wrappers */
+
+/*
+ * How an element is stored, for the fast path: a native-order integer of
+ * 1/2/4/8 bytes (signed or not), a float or double, a char, or a bool.
+ * Anything else (structures, wchar, pointers, non-native byte order) goes
+ * through the ctypes object's own attribute/item access, still under the
+ * lock and still without a Python frame.
+ */
+enum {
+    EK_NONE = 0, EK_SIGNED, EK_UNSIGNED, EK_FLOAT, EK_DOUBLE, EK_CHAR,
+    EK_BOOL,
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *obj;              /* the ctypes object */
+    PyObject *lock;
+    PyObject *acquire;          /* lock.acquire and lock.release, looked */
+    PyObject *release;          /* up once */
+    Py_buffer view;             /* obj's memory, while `kind` != EK_NONE */
+    int kind;
+    Py_ssize_t itemsize, nitems;
+} SyncObject;
+
+#define SYNC(op) ((SyncObject *)(op))
+
+static int
+element_kind(const Py_buffer *v)
+{
+    const char *f = v->format;
+    if (f == NULL) {
+        return EK_NONE;
+    }
+    switch (*f) {
+#if PY_LITTLE_ENDIAN
+    case '<':
+#else
+    case '>':
+#endif
+    case '@': case '=':
+        f++;
+        break;
+    default:
+        break;
+    }
+    if (f[0] == '\0' || f[1] != '\0') {
+        return EK_NONE;
+    }
+    Py_ssize_t n = v->itemsize;
+    int is_int_size = n == 1 || n == 2 || n == 4 || n == 8;
+    switch (f[0]) {
+    case 'b': case 'h': case 'i': case 'l': case 'q': case 'n':
+        return is_int_size ? EK_SIGNED : EK_NONE;
+    case 'B': case 'H': case 'I': case 'L': case 'Q': case 'N':
+        return is_int_size ? EK_UNSIGNED : EK_NONE;
+    case 'f':
+        return n == sizeof(float) ? EK_FLOAT : EK_NONE;
+    case 'd':
+        return n == sizeof(double) ? EK_DOUBLE : EK_NONE;
+    case 'c':
+        return n == 1 ? EK_CHAR : EK_NONE;
+    case '?':
+        return n == sizeof(_Bool) ? EK_BOOL : EK_NONE;
+    default:
+        return EK_NONE;
+    }
+}
+
+static PyObject *
+element_get(const SyncObject *s, const char *p)
+{
+    switch (s->kind) {
+    case EK_SIGNED:
+        switch (s->itemsize) {
+        case 1: return PyLong_FromLong(*(const int8_t *)p);
+        case 2: return PyLong_FromLong(*(const int16_t *)p);
+        case 4: return PyLong_FromLong(*(const int32_t *)p);
+        default: return PyLong_FromLongLong(*(const int64_t *)p);
+        }
+    case EK_UNSIGNED:
+        switch (s->itemsize) {
+        case 1: return PyLong_FromUnsignedLong(*(const uint8_t *)p);
+        case 2: return PyLong_FromUnsignedLong(*(const uint16_t *)p);
+        case 4: return PyLong_FromUnsignedLong(*(const uint32_t *)p);
+        default: return PyLong_FromUnsignedLongLong(*(const uint64_t *)p);
+        }
+    case EK_FLOAT:
+        return PyFloat_FromDouble(*(const float *)p);
+    case EK_DOUBLE:
+        return PyFloat_FromDouble(*(const double *)p);
+    case EK_CHAR:
+        return PyBytes_FromStringAndSize(p, 1);
+    default:
+        return PyBool_FromLong(*(const _Bool *)p);
+    }
+}
+
+/* Convert `v` the way ctypes' setters do (integers wrap to the field's
+ * width, floats are refused for integer fields) into `out`; 0 or -1. */
+static int
+element_convert(const SyncObject *s, PyObject *v, char out[8])
+{
+    switch (s->kind) {
+    case EK_SIGNED:
+    case EK_UNSIGNED: {
+        if (PyFloat_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "int expected instead of float");
+            return -1;
+        }
+        unsigned long long x = PyLong_AsUnsignedLongLongMask(v);
+        if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+            return -1;
+        }
+        switch (s->itemsize) {
+        case 1: { uint8_t y = (uint8_t)x; memcpy(out, &y, 1); break; }
+        case 2: { uint16_t y = (uint16_t)x; memcpy(out, &y, 2); break; }
+        case 4: { uint32_t y = (uint32_t)x; memcpy(out, &y, 4); break; }
+        default: { uint64_t y = (uint64_t)x; memcpy(out, &y, 8); break; }
+        }
+        return 0;
+    }
+    case EK_FLOAT:
+    case EK_DOUBLE: {
+        double d = PyFloat_AsDouble(v);
+        if (d == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (s->kind == EK_FLOAT) {
+            float f = (float)d;
+            memcpy(out, &f, sizeof f);
+        }
+        else {
+            memcpy(out, &d, sizeof d);
+        }
+        return 0;
+    }
+    case EK_CHAR:
+        if (PyBytes_Check(v) && PyBytes_GET_SIZE(v) == 1) {
+            out[0] = PyBytes_AS_STRING(v)[0];
+            return 0;
+        }
+        if (PyByteArray_Check(v) && PyByteArray_GET_SIZE(v) == 1) {
+            out[0] = PyByteArray_AS_STRING(v)[0];
+            return 0;
+        }
+        if (PyLong_Check(v)) {
+            long c = PyLong_AsLong(v);
+            if (c == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+            }
+            else if (c >= 0 && c < 256) {
+                out[0] = (char)c;
+                return 0;
+            }
+        }
+        PyErr_SetString(PyExc_TypeError,
+                        "one character bytes, bytearray or integer expected");
+        return -1;
+    default: {
+        int t = PyObject_IsTrue(v);
+        if (t < 0) {
+            return -1;
+        }
+        _Bool b = t != 0;
+        memcpy(out, &b, sizeof b);
+        return 0;
+    }
+    }
+}
+
+static int
+sync_not_ready(void)
+{
+    PyErr_SetString(PyExc_ValueError,
+                    "synchronized wrapper is not initialized");
+    return -1;
+}
+
+static inline int
+sync_acquire(SyncObject *s)
+{
+    if (s->acquire == NULL) {
+        return sync_not_ready();
+    }
+    PyObject *r = PyObject_CallNoArgs(s->acquire);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Release the lock after an operation that produced `result` (NULL if it
+ * raised).  An exception of the operation wins over one of the release. */
+static PyObject *
+sync_release(SyncObject *s, PyObject *result)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallNoArgs(s->release);
+    if (r == NULL) {
+        if (type != NULL) {
+            PyErr_Clear();
+        }
+        else {
+            Py_CLEAR(result);
+        }
+    }
+    else {
+        Py_DECREF(r);
+    }
+    if (type != NULL) {
+        PyErr_Restore(type, value, tb);
+    }
+    return result;
+}
+
+/* The same for setters: `rc` 0 or -1 in, 0 or -1 out. */
+static int
+sync_release_rc(SyncObject *s, int rc)
+{
+    PyObject *res = sync_release(s, rc == 0 ? Py_NewRef(Py_None) : NULL);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+static void
+sync_drop(SyncObject *s)
+{
+    if (s->kind != EK_NONE) {
+        s->kind = EK_NONE;
+        PyBuffer_Release(&s->view);
+    }
+    Py_CLEAR(s->obj);
+    Py_CLEAR(s->lock);
+    Py_CLEAR(s->acquire);
+    Py_CLEAR(s->release);
+}
+
+static int
+sync_init(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"obj", "lock", "fast", NULL};
+    SyncObject *s = SYNC(op);
+    PyObject *obj, *lock, *acquire, *release;
+    int fast = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:SyncBase", kwlist,
+                                     &obj, &lock, &fast)) {
+        return -1;
+    }
+    acquire = PyObject_GetAttrString(lock, "acquire");
+    if (acquire == NULL) {
+        return -1;
+    }
+    release = PyObject_GetAttrString(lock, "release");
+    if (release == NULL) {
+        Py_DECREF(acquire);
+        return -1;
+    }
+    sync_drop(s);
+    s->obj = Py_NewRef(obj);
+    s->lock = Py_NewRef(lock);
+    s->acquire = acquire;
+    s->release = release;
+    s->itemsize = 0;
+    s->nitems = 0;
+    if (!fast || !PyObject_CheckBuffer(obj)) {
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, &s->view, PyBUF_FULL) < 0) {
+        PyErr_Clear();          /* no fast path; everything else works */
+        return 0;
+    }
+    int kind = element_kind(&s->view);
+    int flat = s->view.ndim == 0 ||
+               (s->view.ndim == 1 && s->view.strides != NULL &&
+                s->view.strides[0] == s->view.itemsize);
+    if (kind == EK_NONE || !flat || s->view.readonly) {
+        PyBuffer_Release(&s->view);
+        return 0;
+    }
+    s->kind = kind;
+    s->itemsize = s->view.itemsize;
+    s->nitems = s->view.ndim == 0 ? 1 : s->view.shape[0];
+    return 0;
+}
+
+static int
+sync_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    SyncObject *s = SYNC(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(s->obj);
+    Py_VISIT(s->lock);
+    Py_VISIT(s->acquire);
+    Py_VISIT(s->release);
+    return 0;
+}
+
+static int
+sync_clear(PyObject *op)
+{
+    sync_drop(SYNC(op));
+    return 0;
+}
+
+static void
+sync_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    sync_drop(SYNC(op));
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+sync_get_obj(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *obj = SYNC(op)->obj;
+    return Py_NewRef(obj ? obj : Py_None);
+}
+
+static PyObject *
+sync_get_lock(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *lock = SYNC(op)->lock;
+    return Py_NewRef(lock ? lock : Py_None);
+}
+
+static PyObject *
+sync_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    SyncObject *s = SYNC(op);
+    if (s->acquire == NULL) {
+        sync_not_ready();
+        return NULL;
+    }
+    return PyObject_CallNoArgs(s->acquire);
+}
+
+static PyObject *
+sync_exit(PyObject *op, PyObject *const *Py_UNUSED(args),
+          Py_ssize_t Py_UNUSED(nargs))
+{
+    SyncObject *s = SYNC(op);
+    if (s->release == NULL) {
+        sync_not_ready();
+        return NULL;
+    }
+    return PyObject_CallNoArgs(s->release);
+}
+
+static PyMemberDef sync_members[] = {
+    {"_obj", T_OBJECT, offsetof(SyncObject, obj), READONLY, NULL},
+    {"_lock", T_OBJECT, offsetof(SyncObject, lock), READONLY, NULL},
+    {"acquire", T_OBJECT, offsetof(SyncObject, acquire), READONLY,
+     "The lock's acquire method."},
+    {"release", T_OBJECT, offsetof(SyncObject, release), READONLY,
+     "The lock's release method."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef sync_methods[] = {
+    {"get_obj", sync_get_obj, METH_NOARGS,
+     "get_obj($self, /)\n--\n\nThe wrapped ctypes object."},
+    {"get_lock", sync_get_lock, METH_NOARGS,
+     "get_lock($self, /)\n--\n\nThe lock guarding the object."},
+    {"__enter__", sync_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))sync_exit, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot sync_base_slots[] = {
+    {Py_tp_init, sync_init},
+    {Py_tp_dealloc, sync_dealloc},
+    {Py_tp_traverse, sync_traverse},
+    {Py_tp_clear, sync_clear},
+    {Py_tp_members, sync_members},
+    {Py_tp_methods, sync_methods},
+    {Py_tp_doc, "SyncBase(obj, lock, fast=False)\n--\n\n"
+                "Native core of a synchronized ctypes wrapper.  With fast "
+                "true, plain numeric and char elements are read and written "
+                "in place rather than through the ctypes object."},
+    {0, NULL},
+};
+
+static PyType_Spec sync_base_spec = {
+    .name = "_multiprocess.SyncBase",
+    .basicsize = sizeof(SyncObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = sync_base_slots,
+};
+
+/* -- SyncValue: `value` under the lock */
+
+static PyObject *
+syncvalue_get(PyObject *op, void *Py_UNUSED(closure))
+{
+    SyncObject *s = SYNC(op);
+    if (sync_acquire(s) < 0) {
+        return NULL;
+    }
+    PyObject *res;
+    if (s->kind != EK_NONE) {
+        res = element_get(s, (const char *)s->view.buf);
+    }
+    else {
+        res = PyObject_GetAttrString(s->obj, "value");
+    }
+    return sync_release(s, res);
+}
+
+static int
+syncvalue_set(PyObject *op, PyObject *v, void *Py_UNUSED(closure))
+{
+    SyncObject *s = SYNC(op);
+    char raw[8];
+
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete attribute");
+        return -1;
+    }
+    if (s->kind != EK_NONE) {
+        /* Convert before taking the lock: conversion may run Python code. */
+        if (element_convert(s, v, raw) < 0 || sync_acquire(s) < 0) {
+            return -1;
+        }
+        memcpy(s->view.buf, raw, (size_t)s->itemsize);
+        return sync_release_rc(s, 0);
+    }
+    if (sync_acquire(s) < 0) {
+        return -1;
+    }
+    return sync_release_rc(s, PyObject_SetAttrString(s->obj, "value", v));
+}
+
+static PyGetSetDef syncvalue_getset[] = {
+    {"value", syncvalue_get, syncvalue_set,
+     "The wrapped object's value, read and written under the lock.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot sync_value_slots[] = {
+    {Py_tp_traverse, sync_traverse},
+    {Py_tp_clear, sync_clear},
+    {Py_tp_dealloc, sync_dealloc},
+    {Py_tp_getset, syncvalue_getset},
+    {Py_tp_doc, "Native core of Synchronized (Value)."},
+    {0, NULL},
+};
+
+static PyType_Spec sync_value_spec = {
+    .name = "_multiprocess.SyncValue",
+    .basicsize = sizeof(SyncObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = sync_value_slots,
+};
+
+/* -- SyncArray: len() and items under the lock */
+
+static Py_ssize_t
+syncarray_len(PyObject *op)
+{
+    SyncObject *s = SYNC(op);
+    if (s->kind != EK_NONE) {
+        return s->nitems;       /* fixed at creation: no lock needed */
+    }
+    if (sync_acquire(s) < 0) {
+        return -1;
+    }
+    Py_ssize_t n = PyObject_Length(s->obj);
+    if (sync_release_rc(s, n < 0 ? -1 : 0) < 0) {
+        return -1;
+    }
+    return n;
+}
+
+/* Bring `*i` into [0, nitems) or raise IndexError as ctypes does. */
+static int
+syncarray_index(SyncObject *s, Py_ssize_t *i)
+{
+    if (*i < 0) {
+        *i += s->nitems;
+    }
+    if (*i < 0 || *i >= s->nitems) {
+        PyErr_SetString(PyExc_IndexError, "invalid index");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+syncarray_item(PyObject *op, Py_ssize_t i)
+{
+    SyncObject *s = SYNC(op);
+
+    if (s->kind == EK_NONE) {
+        if (sync_acquire(s) < 0) {
+            return NULL;
+        }
+        return sync_release(s, PySequence_GetItem(s->obj, i));
+    }
+    if (syncarray_index(s, &i) < 0 || sync_acquire(s) < 0) {
+        return NULL;
+    }
+    PyObject *res = element_get(s, (const char *)s->view.buf +
+                                   i * s->itemsize);
+    return sync_release(s, res);
+}
+
+static int
+syncarray_ass_item(PyObject *op, Py_ssize_t i, PyObject *v)
+{
+    SyncObject *s = SYNC(op);
+    char raw[8];
+
+    if (s->kind == EK_NONE || v == NULL) {
+        if (sync_acquire(s) < 0) {
+            return -1;
+        }
+        int rc = v == NULL ? PySequence_DelItem(s->obj, i)
+                           : PySequence_SetItem(s->obj, i, v);
+        return sync_release_rc(s, rc);
+    }
+    if (syncarray_index(s, &i) < 0 || element_convert(s, v, raw) < 0 ||
+        sync_acquire(s) < 0) {
+        return -1;
+    }
+    memcpy((char *)s->view.buf + i * s->itemsize, raw, (size_t)s->itemsize);
+    return sync_release_rc(s, 0);
+}
+
+static PyObject *
+syncarray_subscript(PyObject *op, PyObject *key)
+{
+    SyncObject *s = SYNC(op);
+    if (PyLong_CheckExact(key)) {
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        return syncarray_item(op, i);
+    }
+    if (sync_acquire(s) < 0) {
+        return NULL;
+    }
+    return sync_release(s, PyObject_GetItem(s->obj, key));
+}
+
+static int
+syncarray_ass_subscript(PyObject *op, PyObject *key, PyObject *v)
+{
+    SyncObject *s = SYNC(op);
+    if (PyLong_CheckExact(key)) {
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return syncarray_ass_item(op, i, v);
+    }
+    if (sync_acquire(s) < 0) {
+        return -1;
+    }
+    int rc = v == NULL ? PyObject_DelItem(s->obj, key)
+                       : PyObject_SetItem(s->obj, key, v);
+    return sync_release_rc(s, rc);
+}
+
+static PyType_Slot sync_array_slots[] = {
+    {Py_tp_traverse, sync_traverse},
+    {Py_tp_clear, sync_clear},
+    {Py_tp_dealloc, sync_dealloc},
+    {Py_sq_length, syncarray_len},
+    {Py_sq_item, syncarray_item},
+    {Py_sq_ass_item, syncarray_ass_item},
+    {Py_mp_length, syncarray_len},
+    {Py_mp_subscript, syncarray_subscript},
+    {Py_mp_ass_subscript, syncarray_ass_subscript},
+    {Py_tp_doc, "Native core of SynchronizedArray."},
+    {0, NULL},
+};
+
+static PyType_Spec sync_array_spec = {
+    .name = "_multiprocess.SyncArray",
+    .basicsize = sizeof(SyncObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = sync_array_slots,
+};
+
+/* ---------------------------------------------------------------- init */
 
 int
 mp_arena_exec(PyObject *module)
 {
-    (void)module;
+    mp_state *st = mp_get_state(module);
+
+    st->arena_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &arena_spec, NULL);
+    if (st->arena_type == NULL) {
+        return -1;
+    }
+    st->arena_block_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &block_spec, NULL);
+    if (st->arena_block_type == NULL) {
+        return -1;
+    }
+    st->sync_base_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &sync_base_spec, NULL);
+    if (st->sync_base_type == NULL) {
+        return -1;
+    }
+    st->sync_value_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &sync_value_spec, (PyObject *)st->sync_base_type);
+    if (st->sync_value_type == NULL) {
+        return -1;
+    }
+    st->sync_array_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &sync_array_spec, (PyObject *)st->sync_base_type);
+    if (st->sync_array_type == NULL) {
+        return -1;
+    }
+    if (PyModule_AddType(module, st->arena_type) < 0 ||
+        PyModule_AddType(module, st->arena_block_type) < 0 ||
+        PyModule_AddType(module, st->sync_base_type) < 0 ||
+        PyModule_AddType(module, st->sync_value_type) < 0 ||
+        PyModule_AddType(module, st->sync_array_type) < 0 ||
+        PyModule_AddIntConstant(module, "ARENA_ALIGNMENT", ARENA_ALIGN) < 0) {
+        return -1;
+    }
     return 0;
 }

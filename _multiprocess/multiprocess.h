@@ -32,6 +32,10 @@ typedef struct {
     PyObject *buffer_too_short;     /* unused slot kept for the connection layer */
     /* arena.c */
     PyTypeObject *arena_type;
+    PyTypeObject *arena_block_type;
+    PyTypeObject *sync_base_type;
+    PyTypeObject *sync_value_type;
+    PyTypeObject *sync_array_type;
     /* shm.c */
     PyObject *shm_reserved;
     /* poolengine.c */
