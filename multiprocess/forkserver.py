@@ -74,11 +74,14 @@ class ForkServer(object):
             pid, address = self._forkserver_pid, self._forkserver_address
             if pid is None:
                 return
-            # EOF on the alive pipe is the server's signal to exit
+            ours = self._launcher_pid == os.getpid()
+            # EOF on the alive pipe is the server's signal to exit (once
+            # every holder of the write end has closed it)
             os.close(self._forkserver_alive_fd)
             self._forget_server()
-            os.waitpid(pid, 0)
-            _remove_socket_file(address)
+            if ours:
+                os.waitpid(pid, 0)
+                _remove_socket_file(address)
 
     def set_forkserver_preload(self, modules_names):
         """Name the modules the server imports before serving requests."""

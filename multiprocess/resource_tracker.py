@@ -114,9 +114,12 @@ class ResourceTracker(object):
                 return
             os.close(self._fd)
             self._fd = None
-            if self._pid is not None:
-                os.waitpid(self._pid, 0)
-                self._pid = None
+            pid, self._pid = self._pid, None
+            if pid is not None:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass    # inherited through fork: our parent's child
         finally:
             self._leave()
 

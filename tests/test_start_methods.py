@@ -652,3 +652,30 @@ def test_preparation_data_lists_the_imports_of_a_fileless_main():
     ''')])
     assert rc == 0, err
     assert "('j', 'json')" in out and "('math', 'math')" in out
+
+
+@pytest.mark.timeout(60)
+def test_stopping_inherited_helpers_in_a_forked_child_is_harmless():
+    rc, out, err = _run(['-c', textwrap.dedent('''
+        import os
+        import multiprocess as mp
+        from multiprocess.forkserver import _forkserver
+        from multiprocess.resource_tracker import _resource_tracker
+
+        def child():
+            _forkserver._stop()
+            _resource_tracker._stop()
+
+        if __name__ == '__main__':
+            _forkserver.ensure_running()
+            p = mp.get_context('fork').Process(target=child)
+            p.start()
+            p.join(30)
+            # the parent's server and tracker are still usable
+            q = mp.get_context('forkserver').Process(target=os.getpid)
+            q.start()
+            q.join(30)
+            print(p.exitcode, q.exitcode, _resource_tracker._check_alive())
+    ''')])
+    assert rc == 0, err
+    assert out.split() == ['0', '0', 'True'], err
