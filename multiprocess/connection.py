@@ -25,7 +25,6 @@ checks; only the failing case pays for working out which error to raise.
 
 __all__ = ['Client', 'Listener', 'Pipe', 'wait']
 
-import io
 import itertools
 import operator
 import os
@@ -52,52 +51,26 @@ _loads = _ForkingPickler.loads
 
 
 # Building a ForkingPickler costs several times more than pickling a small
-# message with it (about 1 us against 0.3 us), so send() keeps picklers, each
-# with its own BytesIO, and reuses them: same class, same reducers, only
-# the construction is saved.  A pickler is taken off the idle list for the
-# duration of one message (list.pop/append are atomic, so threads and
-# re-entrant sends each get their own) and its memo is cleared afterwards.
-# Anything unusual -- pickling raised, whether dill would rescue it or the
-# error must reach the caller -- is handed to ForkingPickler.dumps, which
-# owns that policy.
+# message with it, so send() keeps picklers and reuses them: same class, same
+# reducers, only the construction is saved.  A pickler is taken off the idle
+# list for the duration of one message (list.pop/append are atomic, so
+# threads and re-entrant sends each get their own), writes into a plain list
+# (one chunk for a small pickle, so nothing is copied; big byte strings come
+# as chunks of their own) and has its memo cleared afterwards, so that it
+# keeps nothing of the message alive.  Anything unusual -- pickling raised,
+# whether dill would rescue the object or the error must reach the caller --
+# is handed to ForkingPickler.dumps, which owns that policy.
 _idle_picklers = []
 
 
-def _message_protocol(_default=pickle.DEFAULT_PROTOCOL):
-    # reduction's documented knob: dill.settings['protocol'], once dill has
-    # been imported.
-    dill = sys.modules.get('dill')
-    settings = getattr(dill, 'settings', None)
-    if settings is None:
-        return _default
-    return settings.get('protocol', _default)
+class _Chunks(list):
+    __slots__ = ()
+    write = list.append
 
 
-def _send_object(fd, obj, _dump=pickle.Pickler.dump):
-    protocol = _message_protocol()
-    try:
-        pickler, sink, made_for = _idle_picklers.pop()
-    except IndexError:
-        made_for = None
-    if made_for != protocol:
-        sink = io.BytesIO()
-        pickler = _ForkingPickler(sink, protocol)
-    try:
-        _dump(pickler, obj)
-    except Exception:
-        # The pickler may be left in any state: drop it, and let the full
-        # policy either rescue the object or raise, before anything is sent.
-        _frame_out(fd, _dumps(obj))
-        return
-    try:
-        # Written straight from the BytesIO: no copy of a big payload.
-        with sink.getbuffer() as payload:
-            _frame_out(fd, payload)
-    finally:
-        pickler.clear_memo()          # drop references to obj's parts
-        sink.seek(0)
-        sink.truncate()               # also gives a big buffer back
-        _idle_picklers.append((pickler, sink, protocol))
+def _new_pickler(protocol):
+    chunks = _Chunks()
+    return _ForkingPickler(chunks, protocol), chunks
 
 
 BUFSIZE = 8192
@@ -291,13 +264,37 @@ class Connection(_ConnectionBase):
                 raise ValueError("buffer length < offset + size")
             _frame_out(fd, flat[offset:offset + size])
 
-    def send(self, obj):
+    def send(self, obj, _dump=pickle.Pickler.dump, _modules=sys.modules,
+             _default_protocol=pickle.DEFAULT_PROTOCOL, _no_settings={}):
         """Pickle ``obj`` and send it as one message.  If pickling fails the
         exception propagates and nothing at all is written."""
         fd = self._wfd
         if fd < 0:
             self._refuse(True)
-        _send_object(fd, obj)
+        # reduction's documented knob: dill.settings['protocol'], once dill
+        # has been imported.
+        dill = _modules.get('dill')
+        protocol = (_default_protocol if dill is None else
+                    getattr(dill, 'settings', _no_settings).get(
+                        'protocol', _default_protocol))
+        try:
+            pickler, chunks, made_for = _idle_picklers.pop()
+        except IndexError:
+            made_for = None
+        if made_for != protocol:
+            pickler, chunks = _new_pickler(protocol)
+        try:
+            _dump(pickler, obj)
+        except Exception:
+            # The pickler may be left in any state: drop it.
+            _frame_out(fd, _dumps(obj))
+            return
+        try:
+            _frame_out(fd, chunks[0] if len(chunks) == 1 else b''.join(chunks))
+        finally:
+            chunks.clear()
+            pickler.clear_memo()
+            _idle_picklers.append((pickler, chunks, protocol))
 
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes.  A message longer than
