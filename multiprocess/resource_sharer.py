@@ -82,7 +82,11 @@ class _ResourceSharer(object):
         and return the ticket that lets a peer collect it."""
         with self._lock:
             if self._listener is None:
-                self._start()
+                try:
+                    self._start()
+                except BaseException:
+                    _close_quietly(fd)      # ours now, even on failure
+                    raise
             key = self._next_key
             self._next_key += 1
             self._fds[key] = fd
