@@ -224,9 +224,18 @@ def _forgetter(key):
     return forget
 
 
+_ITSELF = object()   # stands for a function inside its own closure
+
+
 def _snapshot(obj):
-    """A flat tuple to compare by identity, or None if not reusable."""
+    """A flat tuple to compare by identity, or None if not reusable.
+
+    The snapshot is held strongly, so it must not reach obj itself: a class
+    namespace does (its ``__dict__`` descriptor, methods using super()),
+    hence only module-level classes, which live on anyway, are reused."""
     if isinstance(obj, type):
+        if not _named(obj, may_import=False):
+            return None
         space = vars(obj)
         return (obj.__name__, obj.__qualname__, obj.__bases__, len(space),
                 *space, *space.values())
@@ -235,14 +244,17 @@ def _snapshot(obj):
     cells = ()
     if obj.__closure__:
         try:
-            cells = tuple(c.cell_contents for c in obj.__closure__)
+            cells = tuple(_ITSELF if c.cell_contents is obj
+                          else c.cell_contents for c in obj.__closure__)
         except ValueError:          # an empty cell
             return None
     kw = obj.__kwdefaults__ or {}
-    for value in (*(obj.__defaults__ or ()), *kw.values(), *cells):
-        if type(value) not in _SCALARS and value is not obj:
-            return None
     notes = obj.__annotations__
+    for value in (*(obj.__defaults__ or ()), *kw.values(), *cells,
+                  *notes.values()):
+        if type(value) not in _SCALARS and value is not _ITSELF:
+            if not (isinstance(value, type) and _named(value, False)):
+                return None
     return (obj.__code__, obj.__name__, obj.__qualname__, obj.__module__,
             obj.__doc__, obj.__defaults__, len(kw), *kw, *kw.values(),
             *cells, len(notes), *notes, *notes.values())
@@ -322,6 +334,7 @@ def _by_value_or_name(obj, protocol=None):
 # same class in message after message rebuilds it once, so that instances
 # from different messages share one class (as they would by reference).
 _class_copies = {}
+_CLASS_COPIES_KEPT = 256
 
 
 def _load_dill(blob):
@@ -331,6 +344,8 @@ def _load_dill(blob):
         return known
     obj = _import_dill().loads(blob)
     if isinstance(obj, type):
+        if len(_class_copies) >= _CLASS_COPIES_KEPT:   # drop the oldest
+            _class_copies.pop(next(iter(_class_copies)), None)
         _class_copies[blob] = obj
     return obj
 

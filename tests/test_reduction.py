@@ -628,3 +628,27 @@ def test_child_fed_plain_data_never_imports_dill(method):
         p.join(60)
         if p.is_alive():
             p.kill()
+
+
+def test_payload_reuse_keeps_nothing_alive():
+    import gc
+    import weakref
+
+    def build(n):
+        class Local:
+            def __init__(self):
+                super().__init__()
+                self.n = n
+
+        def fact(k):
+            return 1 if k <= 1 else k * fact(k - 1)
+        return Local, fact
+
+    refs = []
+    for n in range(5):
+        cls, fn = build(n)
+        assert roundtrip(cls)().n == n and roundtrip(fn)(4) == 24
+        refs += [weakref.ref(cls), weakref.ref(fn)]
+    del cls, fn
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
