@@ -205,12 +205,13 @@ def _dill_blob(obj, protocol=None):
 # of a function or class is therefore kept (weakly keyed by the object) and
 # reused while a cheap snapshot of what dill serialized is unchanged: the
 # code, names and defaults of a function and the contents of its closure
-# cells; the namespace entries and bases of a class, compared by identity.
-# Functions whose defaults or cells hold anything but immutable scalars,
-# functions with attributes, and everything under dill's ``recurse`` setting
-# (globals travel by value then) are never reused.  Not noticed: in-place
-# changes to a mutable class attribute after the class was first sent; a
-# receiver whose __main__ defines the class uses its own anyway.
+# cells; the namespace entries and bases of a module-level class (__main__
+# included), compared by identity.  Functions whose defaults or cells hold
+# anything but immutable scalars, functions with attributes, classes made on
+# the fly, and everything under dill's ``recurse`` setting (globals travel
+# by value then) are never reused.  Not noticed: in-place changes to a
+# mutable class attribute after the class was first sent; a receiver whose
+# __main__ defines the class uses its own anyway.
 
 _SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
 _reusable = {}   # id(obj) -> (weakref to obj, settings key, snapshot, blob)
@@ -345,7 +346,10 @@ def _load_dill(blob):
     obj = _import_dill().loads(blob)
     if isinstance(obj, type):
         if len(_class_copies) >= _CLASS_COPIES_KEPT:   # drop the oldest
-            _class_copies.pop(next(iter(_class_copies)), None)
+            try:
+                del _class_copies[next(iter(_class_copies))]
+            except (StopIteration, RuntimeError, KeyError):
+                pass        # another thread got there first
         _class_copies[blob] = obj
     return obj
 
