@@ -574,11 +574,12 @@ write_nogil(int fd, struct iovec **iov, int *cnt)
 {
     io_status st = {0, 0};
     while (*cnt > 0) {
+        int batch = *cnt < IOV_MAX ? *cnt : IOV_MAX;
         size_t left = 0;
-        for (int i = 0; i < *cnt; i++) {
+        for (int i = 0; i < batch; i++) {
             left += (*iov)[i].iov_len;
         }
-        ssize_t n = writev(fd, *iov, *cnt);
+        ssize_t n = writev(fd, *iov, batch);
         if (n >= 0) {
             st.done += (size_t)n;
             iov_consume(iov, cnt, (size_t)n);
@@ -601,19 +602,113 @@ write_nogil(int fd, struct iovec **iov, int *cnt)
     return st;
 }
 
+/* Fill hdr with the frame header for a `len`-byte payload; its size. */
+static size_t
+encode_header(unsigned char *hdr, uint64_t len)
+{
+    if (len <= (uint64_t)MP_SHORT_FRAME_MAX) {
+        for (int i = 0; i < 4; i++) {
+            hdr[i] = (unsigned char)(len >> (24 - 8 * i));
+        }
+        return 4;
+    }
+    memset(hdr, 0xff, 4);
+    for (int i = 0; i < 8; i++) {
+        hdr[4 + i] = (unsigned char)(len >> (56 - 8 * i));
+    }
+    return 12;
+}
+
+/* Payload pieces of one frame: a single buffer, or a list/tuple of them
+ * (pickler output chunks) sent back to back without joining them first. */
+#define MP_INLINE_PIECES 8
+
+typedef struct {
+    PyObject *seq;              /* tuple of the pieces (owned), or NULL */
+    Py_ssize_t n;               /* buffers held in views[0..n) */
+    Py_buffer *views;
+    struct iovec *iov;          /* iov[0] is the header */
+    Py_buffer views_inline[MP_INLINE_PIECES];
+    struct iovec iov_inline[MP_INLINE_PIECES + 1];
+    uint64_t total;
+} payload_pieces;
+
+static void
+pieces_release(payload_pieces *p)
+{
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyBuffer_Release(&p->views[i]);
+    }
+    if (p->views != p->views_inline) {
+        PyMem_Free(p->views);
+    }
+    if (p->iov != p->iov_inline) {
+        PyMem_Free(p->iov);
+    }
+    Py_CLEAR(p->seq);
+}
+
+/* 0, or -1 with an exception (and everything already released). */
+static int
+pieces_collect(payload_pieces *p, PyObject *data)
+{
+    PyObject *const *items = &data;
+    Py_ssize_t count = 1;
+
+    p->seq = NULL;
+    p->n = 0;
+    p->total = 0;
+    p->views = p->views_inline;
+    p->iov = p->iov_inline;
+    if (PyList_CheckExact(data) || PyTuple_CheckExact(data)) {
+        /* A tuple snapshot: nothing can shrink it under us while the
+         * buffers are being taken. */
+        p->seq = PyList_CheckExact(data) ? PyList_AsTuple(data)
+                                         : Py_NewRef(data);
+        if (p->seq == NULL) {
+            return -1;
+        }
+        items = &PyTuple_GET_ITEM(p->seq, 0);
+        count = PyTuple_GET_SIZE(p->seq);
+    }
+    if (count > MP_INLINE_PIECES) {
+        p->views = PyMem_New(Py_buffer, count);
+        p->iov = PyMem_New(struct iovec, count + 1);
+        if (p->views == NULL || p->iov == NULL) {
+            PyErr_NoMemory();
+            goto error;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (PyObject_GetBuffer(items[i], &p->views[i], PyBUF_SIMPLE) < 0) {
+            goto error;
+        }
+        p->n++;
+        p->iov[i + 1].iov_base = p->views[i].buf;
+        p->iov[i + 1].iov_len = (size_t)p->views[i].len;
+        p->total += (uint64_t)p->views[i].len;
+    }
+    return 0;
+
+error:
+    pieces_release(p);
+    return -1;
+}
+
 PyDoc_STRVAR(send_bytes_doc,
 "send_bytes($module, fd, data, /)\n--\n\n"
-"Write the buffer data to fd as one message (header and payload).");
+"Write data to fd as one message (header and payload).  data is a\n"
+"buffer, or a list or tuple of buffers sent as one message.");
 
 static PyObject *
 mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
               Py_ssize_t nargs)
 {
     int fd;
-    Py_buffer view;
+    payload_pieces pieces;
     unsigned char hdr[12];
-    struct iovec vec[2], *iov = vec;
-    int cnt = 2;
+    struct iovec *iov;
+    int cnt;
     io_status st;
     PyObject *result = NULL;
 
@@ -625,27 +720,17 @@ mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (!fd_converter(args[0], &fd)) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+    if (pieces_collect(&pieces, args[1]) < 0) {
         return NULL;
     }
-
-    uint64_t len = (uint64_t)view.len;
-    if (len <= (uint64_t)MP_SHORT_FRAME_MAX) {
-        for (int i = 0; i < 4; i++) {
-            hdr[i] = (unsigned char)(len >> (24 - 8 * i));
-        }
-        vec[0].iov_len = 4;
+    if (pieces.n > INT_MAX - 1) {
+        PyErr_SetString(PyExc_OverflowError, "too many pieces");
+        goto done;
     }
-    else {
-        memset(hdr, 0xff, 4);
-        for (int i = 0; i < 8; i++) {
-            hdr[4 + i] = (unsigned char)(len >> (56 - 8 * i));
-        }
-        vec[0].iov_len = 12;
-    }
-    vec[0].iov_base = hdr;
-    vec[1].iov_base = view.buf;
-    vec[1].iov_len = (size_t)view.len;
+    iov = pieces.iov;
+    cnt = (int)pieces.n + 1;
+    iov[0].iov_base = hdr;
+    iov[0].iov_len = encode_header(hdr, pieces.total);
 
     /* One writev for header and payload: one syscall, no copy, and a small
      * frame on a pipe goes in atomically. */
@@ -667,7 +752,7 @@ mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
     result = Py_NewRef(Py_None);
 
 done:
-    PyBuffer_Release(&view);
+    pieces_release(&pieces);
     return result;
 }
 
