@@ -61,6 +61,12 @@ _loads = _ForkingPickler.loads
 # whether dill would rescue the object or the error must reach the caller --
 # is handed to ForkingPickler.dumps, which owns that policy.
 _idle_picklers = []
+# The C pickler's own dump(): ForkingPickler.dump() adds a rewind-and-retry
+# for file targets, which send() replaces by handing failures to dumps().
+_pickle_into = pickle.Pickler.dump
+_DEFAULT_PROTOCOL = pickle.DEFAULT_PROTOCOL
+_NO_SETTINGS = {}
+_modules = sys.modules
 
 
 class _Chunks(list):
@@ -264,8 +270,7 @@ class Connection(_ConnectionBase):
                 raise ValueError("buffer length < offset + size")
             _frame_out(fd, flat[offset:offset + size])
 
-    def send(self, obj, _dump=pickle.Pickler.dump, _modules=sys.modules,
-             _default_protocol=pickle.DEFAULT_PROTOCOL, _no_settings={}):
+    def send(self, obj):
         """Pickle ``obj`` and send it as one message.  If pickling fails the
         exception propagates and nothing at all is written."""
         fd = self._wfd
@@ -274,9 +279,9 @@ class Connection(_ConnectionBase):
         # reduction's documented knob: dill.settings['protocol'], once dill
         # has been imported.
         dill = _modules.get('dill')
-        protocol = (_default_protocol if dill is None else
-                    getattr(dill, 'settings', _no_settings).get(
-                        'protocol', _default_protocol))
+        protocol = (_DEFAULT_PROTOCOL if dill is None else
+                    getattr(dill, 'settings', _NO_SETTINGS).get(
+                        'protocol', _DEFAULT_PROTOCOL))
         try:
             pickler, chunks, made_for = _idle_picklers.pop()
         except IndexError:
@@ -284,7 +289,7 @@ class Connection(_ConnectionBase):
         if made_for != protocol:
             pickler, chunks = _new_pickler(protocol)
         try:
-            _dump(pickler, obj)
+            _pickle_into(pickler, obj)
         except Exception:
             # The pickler may be left in any state: drop it.
             _frame_out(fd, _dumps(obj))
