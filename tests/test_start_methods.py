@@ -679,3 +679,27 @@ def test_stopping_inherited_helpers_in_a_forked_child_is_harmless():
     ''')])
     assert rc == 0, err
     assert out.split() == ['0', '0', 'True'], err
+
+
+@pytest.mark.timeout(60)
+def test_idle_forkserver_preimports_dill_for_its_children():
+    rc, out, err = _run(['-c', textwrap.dedent('''
+        import sys, time
+        import multiprocess as mp
+
+        # exec goes by reference: unpickling the job needs no dill
+        PROBE = "import sys; sys.exit(0 if 'dill' in sys.modules else 9)"
+
+        if __name__ == '__main__':
+            ctx = mp.get_context('forkserver')
+            p = ctx.Process(target=time.sleep, args=(0,))
+            p.start()
+            p.join(30)
+            time.sleep(0.5)     # the server is idle: it warms up
+            q = ctx.Process(target=exec, args=(PROBE,))
+            q.start()
+            q.join(30)
+            print(p.exitcode, q.exitcode)
+    ''')])
+    assert rc == 0, err
+    assert out.split() == ['0', '0'], err
