@@ -152,7 +152,8 @@ class Heap(object):
 
     @property
     def _n_frees(self):
-        return self._retired_frees + sum(a.n_frees for a in self._own_arenas())
+        live = self._own_arenas()       # may retire arenas: call it first
+        return self._retired_frees + sum(a.n_frees for a in live)
 
     @property
     def _pending_free_blocks(self):

@@ -207,7 +207,11 @@ def _encode_item(item):
             raise TypeError('ShareableList cannot hold %s items'
                             % type(item).__name__) from None
         return fmt, item, _AS_NONE if item is None else _AS_IS
-    width = (len(data) // _SLOT + 1) * _SLOT
+    # The stdlib sizes a str slot by its length in characters; keep that
+    # (formats then match), but never below the encoded length.
+    width = (len(item) // _SLOT + 1) * _SLOT
+    if width < len(data):
+        width = -(-len(data) // _SLOT) * _SLOT
     kind = _AS_STR if isinstance(item, str) else _AS_BYTES
     return '%ds' % width, data, kind
 
