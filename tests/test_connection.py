@@ -328,6 +328,24 @@ def test_peer_closing_mid_message_is_oserror_not_eof():
     b.close()
 
 
+def test_long_form_header_is_understood():
+    # Frames over 2 GiB announce their length as -1 then 8 bytes; any
+    # frame may use that form, and the standard library reads it too.
+    import multiprocessing.connection as std
+    a, b = Pipe()
+    try:
+        frame = b'\xff\xff\xff\xff' + (5).to_bytes(8, 'big') + b'hello'
+        os.write(a.fileno(), frame)
+        assert b.recv_bytes() == b'hello'
+        os.write(a.fileno(), frame)
+        theirs = std.Connection(os.dup(b.fileno()))
+        assert theirs.recv_bytes() == b'hello'
+        theirs.close()
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.mark.timeout(30)
 def test_send_to_closed_peer_raises_broken_pipe(duplex):
     a, b = duplex
