@@ -215,6 +215,13 @@ lookup_slot(PoolEngineObject *self, long id)
     return NULL;
 }
 
+/* Take the slots mutex without the GIL (PyThread locks need none). */
+static void
+slots_lock_nogil(PoolEngineObject *self)
+{
+    (void)PyThread_acquire_lock(self->mutex, WAIT_LOCK);
+}
+
 /* Take the slots mutex; called with the GIL held, so it must not block
  * while holding it (the engine thread may need the GIL to let go). */
 static int
@@ -226,7 +233,7 @@ lock_engine(PoolEngineObject *self)
     }
     if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
         Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->mutex, WAIT_LOCK);
+        slots_lock_nogil(self);
         Py_END_ALLOW_THREADS
     }
     return 0;
@@ -635,7 +642,7 @@ again:
         if (ready < 0) {
             err = errno;
         }
-        PyThread_acquire_lock(self->mutex, WAIT_LOCK);
+        slots_lock_nogil(self);
         if (ready > 0) {
             err = move_bytes(self, (size_t)n);
         }

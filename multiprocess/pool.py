@@ -1311,6 +1311,9 @@ class _Engine:
         self.thread.start()
 
     def submit(self, job):
+        if self.finished.is_set():
+            raise ProcessError("the pool's engine has stopped (see the "
+                               "traceback it printed); create a new pool")
         with self.lock:
             self.jobs.append(job)
             if (self.direct and job.kind == _K_APPLY and len(self.jobs) == 1
