@@ -667,6 +667,11 @@ typedef struct {
     PyObject *lock;
     PyObject *acquire;          /* lock.acquire and lock.release, looked */
     PyObject *release;          /* up once */
+    /* When those are built-in methods (the SemLock's are), their C
+     * functions and receivers, called without the vectorcall layers. */
+    _PyCFunctionFastWithKeywords acquire_fn;
+    PyCFunction release_fn;
+    PyObject *acquire_self, *release_self;      /* borrowed from above */
     Py_buffer view;             /* obj's memory, while `kind` != EK_NONE */
     int kind;
     Py_ssize_t itemsize, nitems;
@@ -832,7 +837,9 @@ sync_acquire(SyncObject *s)
     if (s->acquire == NULL) {
         return sync_not_ready();
     }
-    PyObject *r = PyObject_CallNoArgs(s->acquire);
+    PyObject *r = s->acquire_fn != NULL
+        ? s->acquire_fn(s->acquire_self, NULL, 0, NULL)
+        : PyObject_CallNoArgs(s->acquire);
     if (r == NULL) {
         return -1;
     }
@@ -847,7 +854,9 @@ sync_release(SyncObject *s, PyObject *result)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *r = PyObject_CallNoArgs(s->release);
+    PyObject *r = s->release_fn != NULL
+        ? s->release_fn(s->release_self, NULL)
+        : PyObject_CallNoArgs(s->release);
     if (r == NULL) {
         if (type != NULL) {
             PyErr_Clear();
@@ -884,10 +893,32 @@ sync_drop(SyncObject *s)
         s->kind = EK_NONE;
         PyBuffer_Release(&s->view);
     }
+    s->acquire_fn = NULL;
+    s->release_fn = NULL;
+    s->acquire_self = s->release_self = NULL;
     Py_CLEAR(s->obj);
     Py_CLEAR(s->lock);
     Py_CLEAR(s->acquire);
     Py_CLEAR(s->release);
+}
+
+/* Remember the C entry points of built-in bound methods with the calling
+ * conventions SemLock uses, so each access skips the generic call path. */
+static void
+sync_bind_native(SyncObject *s)
+{
+    if (PyCFunction_Check(s->acquire) && PyCFunction_GET_SELF(s->acquire) &&
+        PyCFunction_GET_FLAGS(s->acquire) ==
+            (METH_FASTCALL | METH_KEYWORDS)) {
+        s->acquire_fn = (_PyCFunctionFastWithKeywords)(void (*)(void))
+            PyCFunction_GET_FUNCTION(s->acquire);
+        s->acquire_self = PyCFunction_GET_SELF(s->acquire);
+    }
+    if (PyCFunction_Check(s->release) && PyCFunction_GET_SELF(s->release) &&
+        PyCFunction_GET_FLAGS(s->release) == METH_NOARGS) {
+        s->release_fn = PyCFunction_GET_FUNCTION(s->release);
+        s->release_self = PyCFunction_GET_SELF(s->release);
+    }
 }
 
 static int
@@ -916,6 +947,7 @@ sync_init(PyObject *op, PyObject *args, PyObject *kwds)
     s->lock = Py_NewRef(lock);
     s->acquire = acquire;
     s->release = release;
+    sync_bind_native(s);
     s->itemsize = 0;
     s->nitems = 0;
     if (!fast || !PyObject_CheckBuffer(obj)) {
@@ -926,9 +958,11 @@ sync_init(PyObject *op, PyObject *args, PyObject *kwds)
         return 0;
     }
     int kind = element_kind(&s->view);
+    /* ctypes leaves strides NULL for its (contiguous) arrays. */
     int flat = s->view.ndim == 0 ||
-               (s->view.ndim == 1 && s->view.strides != NULL &&
-                s->view.strides[0] == s->view.itemsize);
+               (s->view.ndim == 1 && s->view.shape != NULL &&
+                (s->view.strides == NULL ||
+                 s->view.strides[0] == s->view.itemsize));
     if (kind == EK_NONE || !flat || s->view.readonly) {
         PyBuffer_Release(&s->view);
         return 0;
@@ -1147,17 +1181,12 @@ syncarray_index(SyncObject *s, Py_ssize_t *i)
     return 0;
 }
 
+/* Element `i` of an array on the fast path (kind != EK_NONE). */
 static PyObject *
 syncarray_item(PyObject *op, Py_ssize_t i)
 {
     SyncObject *s = SYNC(op);
 
-    if (s->kind == EK_NONE) {
-        if (sync_acquire(s) < 0) {
-            return NULL;
-        }
-        return sync_release(s, PySequence_GetItem(s->obj, i));
-    }
     if (syncarray_index(s, &i) < 0 || sync_acquire(s) < 0) {
         return NULL;
     }
@@ -1166,20 +1195,14 @@ syncarray_item(PyObject *op, Py_ssize_t i)
     return sync_release(s, res);
 }
 
+/* Store `v` (not NULL) as element `i`, on the fast path. */
 static int
 syncarray_ass_item(PyObject *op, Py_ssize_t i, PyObject *v)
 {
     SyncObject *s = SYNC(op);
     char raw[8];
 
-    if (s->kind == EK_NONE || v == NULL) {
-        if (sync_acquire(s) < 0) {
-            return -1;
-        }
-        int rc = v == NULL ? PySequence_DelItem(s->obj, i)
-                           : PySequence_SetItem(s->obj, i, v);
-        return sync_release_rc(s, rc);
-    }
+    /* Convert before taking the lock: conversion may run Python code. */
     if (syncarray_index(s, &i) < 0 || element_convert(s, v, raw) < 0 ||
         sync_acquire(s) < 0) {
         return -1;
@@ -1192,7 +1215,7 @@ static PyObject *
 syncarray_subscript(PyObject *op, PyObject *key)
 {
     SyncObject *s = SYNC(op);
-    if (PyLong_CheckExact(key)) {
+    if (s->kind != EK_NONE && PyLong_CheckExact(key)) {
         Py_ssize_t i = PyLong_AsSsize_t(key);
         if (i == -1 && PyErr_Occurred()) {
             return NULL;
@@ -1209,7 +1232,7 @@ static int
 syncarray_ass_subscript(PyObject *op, PyObject *key, PyObject *v)
 {
     SyncObject *s = SYNC(op);
-    if (PyLong_CheckExact(key)) {
+    if (s->kind != EK_NONE && v != NULL && PyLong_CheckExact(key)) {
         Py_ssize_t i = PyLong_AsSsize_t(key);
         if (i == -1 && PyErr_Occurred()) {
             return -1;
@@ -1229,8 +1252,6 @@ static PyType_Slot sync_array_slots[] = {
     {Py_tp_clear, sync_clear},
     {Py_tp_dealloc, sync_dealloc},
     {Py_sq_length, syncarray_len},
-    {Py_sq_item, syncarray_item},
-    {Py_sq_ass_item, syncarray_ass_item},
     {Py_mp_length, syncarray_len},
     {Py_mp_subscript, syncarray_subscript},
     {Py_mp_ass_subscript, syncarray_ass_subscript},

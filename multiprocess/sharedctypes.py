@@ -203,6 +203,21 @@ class Synchronized(SynchronizedBase, _multiprocess.SyncValue):
 class SynchronizedArray(SynchronizedBase, _multiprocess.SyncArray):
     """A locked array: ``len()``, items and slices under the lock."""
 
+    # The native core only has the mapping slots (a sequence slot would
+    # take over __getitem__ and cost a wrapper call per access), so
+    # iteration is spelled out: one locked access per item, as with the
+    # standard library's wrapper.
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __reversed__(self):
+        for i in range(len(self) - 1, -1, -1):
+            yield self[i]
+
+    def __contains__(self, item):
+        return any(x == item for x in self)
+
 
 class SynchronizedString(SynchronizedArray):
     """A locked ``c_char`` array, with its ``value`` and ``raw``."""
