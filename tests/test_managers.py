@@ -1,0 +1,362 @@
+"""Managers and proxies: behaviour pinned down beyond CPython's suite."""
+import gc
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import multiprocess as mp
+from multiprocess import managers
+from multiprocess.managers import (BaseManager, BaseProxy, RemoteError,
+                                   SyncManager, State, Token)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope='module')
+def manager():
+    m = SyncManager()
+    m.start()
+    yield m
+    m.shutdown()
+
+
+def wait_for_objects(manager, expected, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        n = manager._number_of_objects()
+        if n == expected or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------ basic types
+
+@pytest.mark.timeout(60)
+def test_dict_list_namespace_value_array_round_trip(manager):
+    d = manager.dict(a=1)
+    d['b'] = 2
+    assert d.copy() == {'a': 1, 'b': 2}
+    assert sorted(d.keys()) == ['a', 'b']
+    lst = manager.list([1, 2])
+    lst += [3]
+    lst *= 2
+    assert lst[:] == [1, 2, 3, 1, 2, 3]
+    ns = manager.Namespace(x=1)
+    ns.y = 2
+    ns._local = 3
+    assert (ns.x, ns.y, ns._local) == (1, 2, 3)
+    assert str(ns) == 'Namespace(x=1, y=2)'
+    v = manager.Value('i', 5)
+    v.value += 1
+    assert v.get() == 6
+    a = manager.Array('d', [1.0, 2.0])
+    a[1] = 5.0
+    assert (len(a), a[1]) == (2, 5.0)
+
+
+@pytest.mark.timeout(60)
+def test_managed_dict_holds_lambda_and_closure(manager):
+    d = manager.dict()
+    offset = 10
+    d['f'] = lambda x: x + offset
+    assert d['f'](1) == 11
+
+
+@pytest.mark.timeout(60)
+def test_method_raising_comes_back_as_same_exception(manager):
+    d = manager.dict()
+    with pytest.raises(KeyError):
+        d['missing']
+
+
+@pytest.mark.timeout(60)
+def test_unexposed_method_raises_remote_error_with_traceback(manager):
+    d = manager.dict()
+    with pytest.raises(RemoteError) as info:
+        d._callmethod('not_a_method')
+    text = str(info.value)
+    assert 'Traceback' in text and 'not_a_method' in text
+
+
+@pytest.mark.timeout(60)
+def test_getvalue_returns_a_copy(manager):
+    lst = manager.list([1, 2])
+    copy = lst._getvalue()
+    copy.append(3)
+    assert copy == [1, 2, 3] and lst[:] == [1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_dict_iteration_yields_keys_through_iterator_proxy(manager):
+    d = manager.dict.__call__({'a': 1, 'b': 2})
+    it = iter(d)
+    assert isinstance(it, managers.IteratorProxy)
+    assert list(it) == ['a', 'b']
+
+
+# -------------------------------------------------------- nested proxies
+
+@pytest.mark.timeout(60)
+def test_proxy_inside_managed_list_refers_to_same_object(manager):
+    inner = manager.dict(x=1)
+    outer = manager.list([inner])
+    outer[0]['y'] = 2
+    assert inner.copy() == {'x': 1, 'y': 2}
+
+
+@pytest.mark.timeout(60)
+def test_nested_proxy_survives_dropping_the_original(manager):
+    outer = manager.dict()
+    outer['inner'] = manager.list([1])
+    gc.collect()
+    got = outer['inner']
+    outer.clear()            # the server drops its copy right away
+    got.append(2)
+    assert got[:] == [1, 2]
+
+
+# ------------------------------------------------------ reference counts
+
+@pytest.mark.timeout(60)
+def test_objects_are_released_when_proxies_go_away():
+    with SyncManager() as m:
+        base = m._number_of_objects()
+        d = m.dict()
+        lst = m.list([d])
+        it = iter(d)
+        assert m._number_of_objects() == base + 3
+        del d, lst, it
+        assert wait_for_objects(m, base) == base
+
+
+def _hold_and_report(proxy, q, go):
+    go.wait(10)
+    q.put(proxy[:])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_proxy_passed_to_child_keeps_object_alive(method):
+    ctx = mp.get_context(method)
+    with SyncManager(ctx=ctx) as m:
+        lst = m.list([1, 2, 3])
+        q, go = ctx.Queue(), ctx.Event()
+        p = ctx.Process(target=_hold_and_report, args=(lst, q, go))
+        p.start()
+        time.sleep(0.5)          # the child has unpickled / inherited it
+        if method == 'fork':
+            del lst
+            gc.collect()
+        go.set()
+        assert q.get(timeout=30) == [1, 2, 3]
+        p.join(10)
+        assert p.exitcode == 0
+
+
+@pytest.mark.timeout(60)
+def test_proxy_pickles_within_process_to_same_referent(manager):
+    d = manager.dict(k=1)
+    d2 = pickle.loads(pickle.dumps(d))
+    d2['k'] = 2
+    assert d['k'] == 2
+
+
+@pytest.mark.timeout(60)
+def test_proxies_share_one_connection_per_thread(manager):
+    d, lst = manager.dict(), manager.list()
+    d['a'] = 1
+    lst.append(1)
+    assert d._tls.connection is lst._tls.connection
+
+
+@pytest.mark.timeout(60)
+def test_proxy_usable_from_several_threads(manager):
+    import threading
+    lst = manager.list()
+
+    def work(n):
+        for i in range(50):
+            lst.append(n)
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(lst[:]) == sorted(list(range(4)) * 50)
+
+
+# ----------------------------------------------------------- registration
+
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+
+    def bump(self, by=1):
+        self.n += by
+        return self.n
+
+    def _secret(self):
+        return 'hidden'
+
+    def twin(self):
+        return Counter(self.n)
+
+
+class CounterProxy(BaseProxy):
+    _exposed_ = ('bump', 'twin')
+    _method_to_typeid_ = {'twin': 'CounterResult'}
+
+    def bump(self, by=1):
+        return self._callmethod('bump', (by,))
+
+    def twin(self):
+        return self._callmethod('twin')
+
+
+class MyManager(BaseManager):
+    pass
+
+
+MyManager.register('Counter', Counter, CounterProxy)
+MyManager.register('CounterResult', proxytype=CounterProxy,
+                   create_method=False)
+MyManager.register('AutoCounter', Counter)
+MyManager.register('Hidden', Counter, exposed=('_secret',))
+MyManager.register('NoMethod', Counter, create_method=False)
+
+
+@pytest.mark.timeout(60)
+def test_register_custom_proxy_and_method_to_typeid():
+    with MyManager() as m:
+        c = m.Counter(5)
+        assert c.bump() == 6
+        t = c.twin()
+        assert isinstance(t, CounterProxy)
+        assert t.bump(10) == 16 and c.bump() == 7
+
+
+@pytest.mark.timeout(60)
+def test_register_autoproxy_exposes_public_methods_only():
+    with MyManager() as m:
+        c = m.AutoCounter(1)
+        assert hasattr(c, 'bump') and not hasattr(c, '_secret')
+        assert c.bump(2) == 3
+        h = m.Hidden()
+        assert h._secret() == 'hidden'
+        assert not hasattr(m, 'NoMethod')
+
+
+@pytest.mark.timeout(60)
+def test_manager_state_errors():
+    m = SyncManager()
+    with pytest.raises(TypeError):
+        m.start(1)
+    m.start()
+    try:
+        with pytest.raises(mp.ProcessError):
+            m.start()
+        with pytest.raises(mp.ProcessError):
+            m.get_server()
+    finally:
+        m.shutdown()
+    assert m._state.value == State.SHUTDOWN
+    assert m._process.exitcode == 0
+
+
+def _init(ns):
+    ns.ready = True
+
+
+@pytest.mark.timeout(60)
+def test_start_runs_initializer_in_server(manager):
+    ns = manager.Namespace(ready=False)
+    m = SyncManager()
+    m.start(_init, (ns,))
+    m.shutdown()
+    assert ns.ready is True
+
+
+@pytest.mark.timeout(60)
+def test_token_repr_and_pickle():
+    t = Token('dict', ('127.0.0.1', 5), 'a1')
+    assert repr(t) == "Token(typeid='dict', address=('127.0.0.1', 5), id='a1')"
+    t2 = pickle.loads(pickle.dumps(t))
+    assert (t2.typeid, t2.address, t2.id) == ('dict', ('127.0.0.1', 5), 'a1')
+
+
+def test_convert_to_error_kinds():
+    e = ValueError('x')
+    assert managers.convert_to_error('#ERROR', e) is e
+    assert isinstance(managers.convert_to_error('#TRACEBACK', 'tb\n'), RemoteError)
+    assert isinstance(managers.convert_to_error('#UNSERIALIZABLE', 'tb\n'), RemoteError)
+    assert isinstance(managers.convert_to_error('#WHAT', None), ValueError)
+
+
+# ------------------------------------------------------------ pool, shm
+
+@pytest.mark.timeout(90)
+def test_pool_through_manager_maps_lambda(manager):
+    with manager.Pool(2) as p:
+        assert p.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8]
+        r = p.apply_async(pow, (2, 5))
+        assert r.get(timeout=30) == 32
+
+
+@pytest.mark.timeout(60)
+def test_shared_memory_manager_unlinks_segments_at_shutdown():
+    from multiprocess import shared_memory
+    with managers.SharedMemoryManager() as smm:
+        shm = smm.SharedMemory(64)
+        sl = smm.ShareableList([1, 'two'])
+        names = (shm.name, sl.shm.name)
+        assert sl[1] == 'two'
+        shm.close()
+        sl.shm.close()
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name)
+
+
+def test_shared_memory_manager_refuses_before_start():
+    smm = managers.SharedMemoryManager()
+    with pytest.raises(ValueError):
+        smm.SharedMemory(8)
+
+
+# -------------------------------------------------------- __main__ types
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', ['fork', 'spawn'])
+def test_managed_dict_holds_main_class_instance_and_lambda(method):
+    script = textwrap.dedent(f'''
+        import multiprocess as mp
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+            def norm1(self):
+                return abs(self.x) + abs(self.y)
+
+        def child(d):
+            d['seen'] = (d['p'].norm1(), d['f'](3))
+
+        if __name__ == '__main__':
+            ctx = mp.get_context({method!r})
+            with ctx.Manager() as m:
+                d = m.dict()
+                d['p'] = Point(2, -5)
+                d['f'] = lambda v: v * 7
+                p = ctx.Process(target=child, args=(d,))
+                p.start(); p.join(30)
+                print(p.exitcode, d['seen'], type(d['p']).__name__)
+    ''')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '0 (7, 21) Point'
