@@ -49,6 +49,13 @@ reduction.register(Arena, _reduce_arena)
 reduction.register(Block, _reduce_block)
 
 
+def _check_size(size):
+    if size < 0:
+        raise ValueError(f'cannot allocate a negative size ({size})')
+    if size >= sys.maxsize:
+        raise OverflowError(f'cannot allocate {size} bytes')
+
+
 def _round_up(n, multiple):
     return -(-n // multiple) * multiple
 
@@ -82,10 +89,7 @@ class Heap(object):
 
     def malloc(self, size):
         """A ``Block`` of ``size`` zeroed bytes in shared memory."""
-        if size < 0:
-            raise ValueError("Size {0:n} out of range".format(size))
-        if sys.maxsize <= size:
-            raise OverflowError("Size {0:n} too large".format(size))
+        _check_size(size)
         if os.getpid() != self._pid:
             self._start_afresh()
         with self._lock:
@@ -167,10 +171,7 @@ class BufferWrapper(object):
     _heap = Heap()
 
     def __init__(self, size):
-        if size < 0:
-            raise ValueError("Size {0:n} out of range".format(size))
-        if sys.maxsize <= size:
-            raise OverflowError("Size {0:n} too large".format(size))
+        # (the heap checks the size)
         self._block = BufferWrapper._heap.malloc(size)
 
     @property

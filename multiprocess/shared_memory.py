@@ -23,6 +23,7 @@ implementation can attach to a list made by the other:
 
 __all__ = ['SharedMemory', 'ShareableList']
 
+import contextlib
 import mmap
 import os
 import secrets
@@ -50,6 +51,17 @@ def _make_filename():
     return _SHM_NAME_PREFIX + secrets.token_hex(room)
 
 
+def _check_request(name, create, size):
+    # The stdlib's messages, since callers may match them.
+    if not size >= 0:
+        raise ValueError("'size' must be a positive integer")
+    if create and size == 0:
+        raise ValueError("'size' must be a positive number different "
+                         "from zero")
+    if not create and name is None:
+        raise ValueError("'name' can only be None if create=True")
+
+
 class SharedMemory:
     """A named shared memory segment: ``SharedMemory(name=None,
     create=False, size=0)``.
@@ -72,15 +84,9 @@ class SharedMemory:
     _buf = None
 
     def __init__(self, name=None, create=False, size=0):
-        if not size >= 0:
-            raise ValueError("'size' must be a positive integer")
+        _check_request(name, create, size)
         if create:
             self._flags = _O_CREX | os.O_RDWR
-            if size == 0:
-                raise ValueError("'size' must be a positive number "
-                                 "different from zero")
-        if name is None and not create:
-            raise ValueError("'name' can only be None if create=True")
 
         if name is None:
             # Draw random names until one is free.
@@ -111,16 +117,14 @@ class SharedMemory:
                 _multiprocess.shm_unlink(self._name)
             self.close()
             raise
+        self._buf = memoryview(self._mmap)
+        self._size = size
         if create:
             resource_tracker.register(self._name, 'shared_memory')
-        self._size = size
-        self._buf = memoryview(self._mmap)
 
     def __del__(self):
-        try:
+        with contextlib.suppress(OSError):
             self.close()
-        except OSError:
-            pass
 
     def __reduce__(self):
         # Unpickling attaches to the segment by name.
@@ -149,14 +153,15 @@ class SharedMemory:
 
     def close(self):
         """Unmap the segment from this process (it stays for others)."""
-        if self._buf is not None:
-            self._buf.release()
-            self._buf = None
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
+        # The view first: the mapping refuses to close while exported.
+        view, self._buf = self._buf, None
+        if view is not None:
+            view.release()
+        mapping, self._mmap = self._mmap, None
+        if mapping is not None:
+            mapping.close()
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
             os.close(fd)
 
     def unlink(self):

@@ -25,15 +25,11 @@ from . import reduction
 __all__ = ['RawValue', 'RawArray', 'Value', 'Array', 'copy', 'synchronized']
 
 # The array module's typecodes, as ctypes types.
-typecode_to_type = {
-    'c': ctypes.c_char, 'u': ctypes.c_wchar,
-    'b': ctypes.c_byte, 'B': ctypes.c_ubyte,
-    'h': ctypes.c_short, 'H': ctypes.c_ushort,
-    'i': ctypes.c_int, 'I': ctypes.c_uint,
-    'l': ctypes.c_long, 'L': ctypes.c_ulong,
-    'q': ctypes.c_longlong, 'Q': ctypes.c_ulonglong,
-    'f': ctypes.c_float, 'd': ctypes.c_double,
-}
+typecode_to_type = dict(zip('cubBhHiIlLqQfd', (
+    ctypes.c_char, ctypes.c_wchar, ctypes.c_byte, ctypes.c_ubyte,
+    ctypes.c_short, ctypes.c_ushort, ctypes.c_int, ctypes.c_uint,
+    ctypes.c_long, ctypes.c_ulong, ctypes.c_longlong, ctypes.c_ulonglong,
+    ctypes.c_float, ctypes.c_double)))
 
 # The fundamental simple types (not user subclasses, whose items ctypes
 # returns as instances rather than plain values).
@@ -117,16 +113,14 @@ def copy(obj):
 _structure_wrappers = weakref.WeakKeyDictionary()
 
 
-def synchronized(obj, lock=None, ctx=None):
-    """Wrap the ctypes object ``obj`` so each access holds ``lock``."""
-    if isinstance(obj, SynchronizedBase):
-        raise TypeError('object already synchronized')
+def _wrapper_class(obj):
     if isinstance(obj, ctypes._SimpleCData):
-        return Synchronized(obj, lock, ctx)
+        return Synchronized
     if isinstance(obj, ctypes.Array):
-        if obj._type_ is ctypes.c_char:
-            return SynchronizedString(obj, lock, ctx)
-        return SynchronizedArray(obj, lock, ctx)
+        plain_chars = obj._type_ is ctypes.c_char
+        return SynchronizedString if plain_chars else SynchronizedArray
+    # A structure (or union): a Synchronized subclass with one locked
+    # property per field, made once per type.
     cls = type(obj)
     wrapper_cls = _structure_wrappers.get(cls)
     if wrapper_cls is None:
@@ -135,7 +129,14 @@ def synchronized(obj, lock=None, ctx=None):
         wrapper_cls = type('Synchronized' + cls.__name__, (Synchronized,),
                            fields)
         _structure_wrappers[cls] = wrapper_cls
-    return wrapper_cls(obj, lock, ctx)
+    return wrapper_cls
+
+
+def synchronized(obj, lock=None, ctx=None):
+    """Wrap the ctypes object ``obj`` so each access holds ``lock``."""
+    if isinstance(obj, SynchronizedBase):
+        raise TypeError('object already synchronized')
+    return _wrapper_class(obj)(obj, lock, ctx)
 
 
 def _locked_attribute(name):

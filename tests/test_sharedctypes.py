@@ -333,13 +333,11 @@ def test_big_raw_array_filled_by_two_spawned_children_without_copying():
 
 
 def _double_all(x, y, foo, arr, string):
-    x.value *= 2
-    y.value *= 2
-    foo.x *= 2
-    foo.y *= 2
-    string.value *= 2
-    for i in range(len(arr)):
-        arr[i] *= 2
+    # every kind of wrapper, modified in place by the child
+    for scalar in (x, y, string):
+        scalar.value = scalar.value * 2
+    foo.x, foo.y = foo.x * 2, foo.y * 2
+    arr[:] = [item * 2 for item in arr]
 
 
 @pytest.mark.timeout(180)
