@@ -648,9 +648,10 @@ pieces_release(payload_pieces *p)
     Py_CLEAR(p->seq);
 }
 
-/* 0, or -1 with an exception (and everything already released). */
+/* 0, or -1 with an exception (and everything already released).  With
+ * `gather`, data must be a list or tuple of buffers; else one buffer. */
 static int
-pieces_collect(payload_pieces *p, PyObject *data)
+pieces_collect(payload_pieces *p, PyObject *data, int gather)
 {
     PyObject *const *items = &data;
     Py_ssize_t count = 1;
@@ -660,11 +661,17 @@ pieces_collect(payload_pieces *p, PyObject *data)
     p->total = 0;
     p->views = p->views_inline;
     p->iov = p->iov_inline;
-    if (PyList_CheckExact(data) || PyTuple_CheckExact(data)) {
+    if (gather) {
+        if (!PyList_Check(data) && !PyTuple_Check(data)) {
+            PyErr_Format(PyExc_TypeError,
+                         "send_pieces() needs a list or tuple, not %.100s",
+                         Py_TYPE(data)->tp_name);
+            return -1;
+        }
         /* A tuple snapshot: nothing can shrink it under us while the
          * buffers are being taken. */
-        p->seq = PyList_CheckExact(data) ? PyList_AsTuple(data)
-                                         : Py_NewRef(data);
+        p->seq = PyList_Check(data) ? PyList_AsTuple(data)
+                                    : Py_NewRef(data);
         if (p->seq == NULL) {
             return -1;
         }
@@ -695,14 +702,8 @@ error:
     return -1;
 }
 
-PyDoc_STRVAR(send_bytes_doc,
-"send_bytes($module, fd, data, /)\n--\n\n"
-"Write data to fd as one message (header and payload).  data is a\n"
-"buffer, or a list or tuple of buffers sent as one message.");
-
 static PyObject *
-mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
-              Py_ssize_t nargs)
+send_frame(PyObject *const *args, Py_ssize_t nargs, int gather)
 {
     int fd;
     payload_pieces pieces;
@@ -714,13 +715,14 @@ mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
 
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError,
-                     "send_bytes expected 2 arguments, got %zd", nargs);
+                     "%s expected 2 arguments, got %zd",
+                     gather ? "send_pieces" : "send_bytes", nargs);
         return NULL;
     }
     if (!fd_converter(args[0], &fd)) {
         return NULL;
     }
-    if (pieces_collect(&pieces, args[1]) < 0) {
+    if (pieces_collect(&pieces, args[1], gather) < 0) {
         return NULL;
     }
     if (pieces.n > INT_MAX - 1) {
@@ -754,6 +756,30 @@ mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
 done:
     pieces_release(&pieces);
     return result;
+}
+
+PyDoc_STRVAR(send_bytes_doc,
+"send_bytes($module, fd, data, /)\n--\n\n"
+"Write the buffer data to fd as one message (header and payload).");
+
+static PyObject *
+mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
+              Py_ssize_t nargs)
+{
+    return send_frame(args, nargs, 0);
+}
+
+PyDoc_STRVAR(send_pieces_doc,
+"send_pieces($module, fd, pieces, /)\n--\n\n"
+"Write the buffers of the list or tuple pieces to fd as ONE message,\n"
+"as if joined, but without copying them into one buffer first (e.g. a\n"
+"pickler's output chunks).");
+
+static PyObject *
+mp_send_pieces(PyObject *Py_UNUSED(module), PyObject *const *args,
+               Py_ssize_t nargs)
+{
+    return send_frame(args, nargs, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -871,6 +897,8 @@ done:
 static PyMethodDef connection_functions[] = {
     {"send_bytes", (PyCFunction)(void (*)(void))mp_send_bytes, METH_FASTCALL,
      send_bytes_doc},
+    {"send_pieces", (PyCFunction)(void (*)(void))mp_send_pieces,
+     METH_FASTCALL, send_pieces_doc},
     {"recv_bytes", (PyCFunction)(void (*)(void))mp_recv_bytes, METH_FASTCALL,
      recv_bytes_doc},
     {"recv_bytes_into", (PyCFunction)(void (*)(void))mp_recv_bytes_into,

@@ -142,45 +142,64 @@ def test_send_rejects_non_buffers_and_non_contiguous(channel):
     assert not native.poll(rfd, 0)   # nothing half-written
 
 
-def test_send_gathers_a_list_or_tuple_of_pieces_into_one_frame(channel):
+class _ChunkList(list):
+    """Like the pickler output list in multiprocess.connection."""
+    write = list.append
+
+
+def test_send_pieces_writes_one_frame(channel):
     rfd, wfd = channel
-    native.send_bytes(wfd, [b"ab", bytearray(b"cd"), memoryview(b"xefx")[1:3]])
-    native.send_bytes(wfd, (b"", b"g", b""))
-    native.send_bytes(wfd, [])
-    assert os.read(rfd, 10) == b"\x00\x00\x00\x06abcdef"
+    native.send_pieces(wfd, [b"ab", bytearray(b"cd"),
+                             memoryview(b"xefx")[1:3]])
+    native.send_pieces(wfd, (b"", b"g", b""))
+    native.send_pieces(wfd, [])
+    native.send_pieces(wfd, _ChunkList([b"h", b"i"]))
+    assert read_exactly(rfd, 10) == b"\x00\x00\x00\x06abcdef"
     assert native.recv_bytes(rfd) == b"g"
     assert native.recv_bytes(rfd) == b""
+    assert native.recv_bytes(rfd) == b"hi"
+
+
+def test_send_bytes_does_not_gather(channel):
+    rfd, wfd = channel
+    with pytest.raises(TypeError):
+        native.send_bytes(wfd, [b"a"])        # as the stdlib: not a buffer
+    with pytest.raises(TypeError):
+        native.send_pieces(wfd, b"abc")       # needs a list or tuple
+    with pytest.raises(TypeError):
+        native.send_pieces(wfd)
+    assert not native.poll(rfd, 0)
 
 
 @pytest.mark.timeout(60)
-def test_send_gathers_more_pieces_than_iov_max(channel):
+def test_send_pieces_more_than_iov_max(channel):
     rfd, wfd = channel
     pieces = [bytes([i % 251]) * (1 + i % 7) for i in range(5000)]
-    t, out = run_in_thread(native.send_bytes, wfd, pieces)
+    t, out = run_in_thread(native.send_pieces, wfd, pieces)
     assert native.recv_bytes(rfd) == b"".join(pieces)
     t.join(10)
     assert "error" not in out
 
 
 @pytest.mark.timeout(60)
-def test_gathered_frame_read_by_stdlib(channel):
+def test_send_pieces_frame_read_by_stdlib(channel):
     rfd, wfd = channel
     receiver = StdlibConnection(os.dup(rfd))
     pieces = [b"head", os.urandom(300000), b"tail"]
     try:
-        t, _ = run_in_thread(native.send_bytes, wfd, pieces)
+        t, _ = run_in_thread(native.send_pieces, wfd, pieces)
         assert receiver.recv_bytes() == b"".join(pieces)
         t.join(10)
     finally:
         receiver.close()
 
 
-def test_gather_with_a_bad_piece_writes_nothing(channel):
+def test_send_pieces_with_a_bad_piece_writes_nothing(channel):
     rfd, wfd = channel
     with pytest.raises(TypeError):
-        native.send_bytes(wfd, [b"ok", "not bytes", b"ok"])
+        native.send_pieces(wfd, [b"ok", "not bytes", b"ok"])
     with pytest.raises(TypeError):
-        native.send_bytes(wfd, [b"x"] * 20 + [None])
+        native.send_pieces(wfd, [b"x"] * 20 + [None])
     assert not native.poll(rfd, 0)
 
 
