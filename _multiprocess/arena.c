@@ -105,15 +105,19 @@ spans_search(const spanlist_t *l, Py_ssize_t start)
     return lo;
 }
 
-/* Make room for one more span; 0 or -1 (memory error set).  PyMem_Realloc
- * never runs the garbage collector, so callers' state stays consistent. */
+/* Make room for at least `need` spans; 0 or -1 (memory error set).
+ * PyMem_Realloc never runs the garbage collector, so callers' state stays
+ * consistent. */
 static int
-spans_reserve(spanlist_t *l)
+spans_reserve(spanlist_t *l, Py_ssize_t need)
 {
-    if (l->len < l->cap) {
+    if (need <= l->cap) {
         return 0;
     }
-    Py_ssize_t cap = l->cap ? l->cap * 2 : 8;
+    Py_ssize_t cap = l->cap ? l->cap : 8;
+    while (cap < need) {
+        cap *= 2;
+    }
     span_t *items = PyMem_Realloc(l->items, (size_t)cap * sizeof(span_t));
     if (items == NULL) {
         PyErr_NoMemory();
@@ -226,10 +230,13 @@ arena_take(ArenaObject *a, Py_ssize_t need)
     if (best < 0) {
         return -1;
     }
-    /* Both lists get a spare slot now, so that the later give-back of this
-     * span (from a deallocator, where failing is not an option) and the
-     * insertion below cannot run out of memory. */
-    if (spans_reserve(&a->used) < 0 || spans_reserve(&a->free) < 0) {
+    /* Free spans are coalesced, so at least one used span lies between
+     * two of them: there are never more than (used spans + 1).  Keeping the
+     * free list's capacity above that bound here means the give-back of any
+     * span later, in a deallocator where failing is not an option, never
+     * needs to grow it. */
+    if (spans_reserve(&a->used, a->used.len + 1) < 0 ||
+        spans_reserve(&a->free, a->used.len + 2) < 0) {
         return -2;
     }
     Py_ssize_t start = f->items[best].start;
@@ -297,13 +304,15 @@ arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             err = errno;
             goto error;
         }
-        int rc;
-        do {
-            rc = ftruncate(self->fd, (off_t)size);
-        } while (rc < 0 && errno == EINTR);
-        if (rc < 0) {
+        while (ftruncate(self->fd, (off_t)size) < 0) {
             err = errno;
-            goto error;
+            if (err != EINTR) {
+                goto error;
+            }
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(self);
+                return NULL;
+            }
         }
     }
     self->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
@@ -313,7 +322,7 @@ arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     if (!self->foreign) {
-        if (spans_reserve(&self->free) < 0) {
+        if (spans_reserve(&self->free, 1) < 0) {
             Py_DECREF(self);
             return NULL;
         }

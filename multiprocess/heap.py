@@ -49,6 +49,19 @@ reduction.register(Arena, _reduce_arena)
 reduction.register(Block, _reduce_block)
 
 
+# This process's id, kept current across forks without a getpid() call per
+# allocation.
+_this_pid = os.getpid()
+
+
+def _note_fork():
+    global _this_pid
+    _this_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_fork)
+
+
 def _check_size(size):
     if size < 0:
         raise ValueError(f'cannot allocate a negative size ({size})')
@@ -72,14 +85,15 @@ class Heap(object):
 
     def __init__(self, size=mmap.PAGESIZE):
         self._initial_size = size
-        self._lock = threading.RLock()
         self._start_afresh()
 
     def _start_afresh(self):
         # Also what a forked child does on its first allocation: the arenas
         # it inherited stay mapped for the blocks it inherited, but new
-        # blocks come from arenas of its own.
-        self._pid = os.getpid()
+        # blocks come from arenas of its own.  The lock is new too: another
+        # thread of the parent may have held it at the fork.
+        self._pid = _this_pid
+        self._lock = threading.RLock()
         self._size = self._initial_size
         self._live = []             # arenas, oldest first
         self._n_mallocs = 0
@@ -90,7 +104,7 @@ class Heap(object):
     def malloc(self, size):
         """A ``Block`` of ``size`` zeroed bytes in shared memory."""
         _check_size(size)
-        if os.getpid() != self._pid:
+        if self._pid != _this_pid:
             self._start_afresh()
         with self._lock:
             self._n_mallocs += 1
@@ -129,7 +143,7 @@ class Heap(object):
     # -- views for introspection (CPython's test suite uses these) -------
 
     def _own_arenas(self):
-        if os.getpid() != self._pid:
+        if self._pid != _this_pid:
             return []
         with self._lock:
             self._drop_empty_arenas()

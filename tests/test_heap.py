@@ -59,6 +59,22 @@ def test_freed_block_coalesces_with_both_neighbours():
     assert arena.n_allocs == arena.n_frees == 4
 
 
+def test_freeing_every_other_block_of_many():
+    # The free list then holds as many spans as there are used ones; its
+    # capacity must have been reserved while allocating (the deallocator
+    # cannot fail), which once overflowed it.
+    arena = _multiprocess.Arena(1 << 20)
+    blocks = [arena.alloc(16) for _ in range(30000)]
+    assert all(b is not None for b in blocks)
+    del blocks[::2]
+    used, free = arena.spans()
+    assert (len(used), len(free)) == (15000, 15001)
+    random.Random(3).shuffle(blocks)
+    del blocks
+    assert arena.spans() == ([], [(0, 1 << 20)])
+    assert arena.n_allocs == arena.n_frees == 30000
+
+
 def test_best_fit_reuses_the_smallest_hole():
     arena = _multiprocess.Arena(4096)
     keep = []
