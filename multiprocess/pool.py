@@ -197,7 +197,18 @@ def _frame(kind, task=0, job=0, payload=b''):
     return _HEADER.pack(len(payload), kind, task, job) + payload
 
 
-def _dumps(obj):
+# Types the C pickler writes without ever consulting a reducer: a list or
+# tuple made only of these pickles identically with pickle.dumps, which
+# skips building a ForkingPickler (most map chunks and results are such).
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
+    kind = type(obj)
+    if kind in _plain or ((kind is list or kind is tuple) and
+                          all(type(x) in _plain for x in obj)):
+        return _fast(obj, _PROTOCOL)
     from .reduction import ForkingPickler
     return bytes(ForkingPickler.dumps(obj))
 
