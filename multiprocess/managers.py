@@ -37,6 +37,7 @@ Design choices, and why:
 """
 
 import array
+import contextlib
 import itertools
 import os
 import queue
@@ -228,18 +229,13 @@ class Server(object):
     def serve_forever(self):
         """Serve until a client asks for shutdown, then exit the process."""
         process.current_process()._manager_server = self
+        threading.Thread(target=self.accepter, daemon=True).start()
         try:
-            accepter = threading.Thread(target=self.accepter, daemon=True)
-            accepter.start()
-            try:
-                while not self.stop_event.is_set():
-                    self.stop_event.wait(1)
-            except (KeyboardInterrupt, SystemExit):
-                pass
+            # woken by shutdown(); the timeout keeps signals deliverable
+            with contextlib.suppress(KeyboardInterrupt, SystemExit):
+                while not self.stop_event.wait(1.0):
+                    pass
         finally:
-            if sys.stdout != sys.__stdout__:                # pragma: no cover
-                util.debug('resetting stdout, stderr')
-                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
             sys.exit(0)
 
     def accepter(self):
@@ -371,20 +367,16 @@ class Server(object):
         if reply is not _REPLIED:
             self._send_reply(conn.send, reply)
 
-    def fallback_getvalue(self, conn, ident, obj):
-        return obj
-
-    def fallback_str(self, conn, ident, obj):
-        return str(obj)
-
-    def fallback_repr(self, conn, ident, obj):
-        return repr(obj)
-
+    # Answered for any referent, whether or not its type exposes them;
+    # '#GETVALUE' sends the referent itself (a copy, once unpickled).
     fallback_mapping = {
-        '__str__': fallback_str,
-        '__repr__': fallback_repr,
-        '#GETVALUE': fallback_getvalue,
+        '__str__': lambda self, conn, ident, obj: str(obj),
+        '__repr__': lambda self, conn, ident, obj: repr(obj),
+        '#GETVALUE': lambda self, conn, ident, obj: obj,
     }
+    fallback_str = fallback_mapping['__str__']
+    fallback_repr = fallback_mapping['__repr__']
+    fallback_getvalue = fallback_mapping['#GETVALUE']
 
     # ------------------------------------------------------ server methods
 
@@ -420,28 +412,22 @@ class Server(object):
         return _REPLIED
 
     def create(self, c, typeid, /, *args, **kwds):
-        """Make a new object of ``typeid``; the caller gets one reference."""
+        """Make a new object of ``typeid``; the caller gets one reference.
+        A typeid registered without a callable adopts its one argument
+        (the result of a method listed in method_to_typeid)."""
         factory, exposed, method_to_typeid, _ = self.registry[typeid]
-        if factory is None:
-            if kwds or len(args) != 1:
-                raise ValueError(
-                    'Without callable, must have one non-keyword argument')
-            obj = args[0]
-        else:
-            obj = factory(*args, **kwds)
-        if exposed is None:
-            exposed = public_methods(obj)
+        obj = _adopt_or_make(factory, args, kwds)
+        names = list(public_methods(obj) if exposed is None else exposed)
         if method_to_typeid is not None:
-            if not isinstance(method_to_typeid, dict):
+            if type(method_to_typeid) is not dict:
                 raise TypeError(
                     f'Method_to_typeid {method_to_typeid!r} must be a dict')
-            exposed = list(exposed) + list(method_to_typeid)
-        exposed = tuple(exposed)
+            names += method_to_typeid
         ident = format(next(_idents), 'x')
         with self.mutex:
-            self.id_to_obj[ident] = (obj, frozenset(exposed), method_to_typeid)
+            self.id_to_obj[ident] = (obj, frozenset(names), method_to_typeid)
             self.id_to_refcount[ident] = 1
-        return ident, exposed
+        return ident, tuple(names)
 
     def get_methods(self, c, token):
         """The exposed names of the object ``token`` (or an id) names."""
@@ -488,6 +474,14 @@ class Server(object):
     # used by proxies living inside the server process itself
     def _is_here(self, address):
         return address == self.address and os.getpid() == self._pid
+
+
+def _adopt_or_make(factory, args, kwds):
+    if factory is not None:
+        return factory(*args, **kwds)
+    if len(args) == 1 and not kwds:
+        return args[0]
+    raise ValueError('Without callable, must have one non-keyword argument')
 
 
 class _ProtocolError(Exception):
@@ -782,24 +776,17 @@ def AutoProxy(token, serializer, manager=None, authkey=None,
               exposed=None, incref=True, manager_owned=False):
     """A proxy whose methods are the referent's exposed ones, asked of the
     server when not given."""
-    client = listener_client[serializer][1]
-    if exposed is None:
-        key = authkey if authkey is not None else (
-            manager._authkey if manager is not None
-            else process.current_process().authkey)
-        conn = client(token.address, authkey=key)
-        try:
-            exposed = dispatch(conn, None, 'get_methods', (token.id,))
-        finally:
-            conn.close()
-    if authkey is None and manager is not None:
-        authkey = manager._authkey
     if authkey is None:
-        authkey = process.current_process().authkey
-    proxytype = MakeProxyType(f'AutoProxy[{token.typeid}]', exposed)
-    proxy = proxytype(token, serializer, manager=manager, authkey=authkey,
-                      incref=incref, manager_owned=manager_owned)
-    proxy._isauto = True
+        authkey = (process.current_process().authkey if manager is None
+                   else manager._authkey)
+    if exposed is None:
+        conn = listener_client[serializer][1](token.address, authkey=authkey)
+        with conn:
+            exposed = dispatch(conn, None, 'get_methods', (token.id,))
+    proxy = MakeProxyType(f'AutoProxy[{token.typeid}]', exposed)(
+        token, serializer, manager=manager, authkey=authkey, incref=incref,
+        manager_owned=manager_owned)
+    proxy._isauto = True            # so that it pickles as an AutoProxy
     return proxy
 
 
@@ -809,7 +796,7 @@ class Namespace(object):
     """A bag of attributes; its repr lists the public ones, sorted."""
 
     def __init__(self, /, **kwds):
-        self.__dict__.update(kwds)
+        vars(self).update(kwds)
 
     def __repr__(self):
         shown = sorted(f'{key}={value!r}' for key, value in self.__dict__.items()
@@ -818,22 +805,25 @@ class Namespace(object):
 
 
 class Value(object):
-    """A single value with get()/set() and a ``value`` attribute."""
+    """A single value with get()/set() and a ``value`` attribute (the
+    ``lock`` argument exists for signature compatibility: the server
+    serializes access anyway)."""
 
     def __init__(self, typecode, value, lock=True):
-        self._typecode = typecode
-        self._value = value
+        self._typecode, self._value = typecode, value
 
     def get(self):
+        """The current value."""
         return self._value
 
     def set(self, value):
+        """Replace the value."""
         self._value = value
+
+    value = property(get, set)
 
     def __repr__(self):
         return f'{type(self).__name__}({self._typecode!r}, {self._value!r})'
-
-    value = property(get, set)
 
 
 def Array(typecode, sequence, lock=True):
@@ -843,35 +833,37 @@ def Array(typecode, sequence, lock=True):
 
 # --------------------------------------------------------- proxy types
 
+def _forwarding(cls):
+    """Class decorator: a forwarding method for each name in ``_exposed_``
+    that the class body does not define itself."""
+    for name in cls._exposed_:
+        if name not in cls.__dict__:
+            setattr(cls, name, _forwarder(name))
+    return cls
+
+
+def _remote_attribute(name):
+    """A read-only property fetching attribute ``name`` of the referent."""
+    return property(lambda self: self._callmethod('__getattribute__', (name,)),
+                    doc=f'The referent\'s {name}.')
+
+
+@_forwarding
 class IteratorProxy(BaseProxy):
     _exposed_ = ('__next__', 'send', 'throw', 'close')
 
     def __iter__(self):
         return self
 
-    def __next__(self, *args):
-        return self._callmethod('__next__', args)
 
-    def send(self, *args):
-        return self._callmethod('send', args)
-
-    def throw(self, *args):
-        return self._callmethod('throw', args)
-
-    def close(self, *args):
-        return self._callmethod('close', args)
-
-
+@_forwarding
 class AcquirerProxy(BaseProxy):
     _exposed_ = ('acquire', 'release')
 
     def acquire(self, blocking=True, timeout=None):
-        if timeout is None:
-            return self._callmethod('acquire', (blocking,))
-        return self._callmethod('acquire', (blocking, timeout))
-
-    def release(self):
-        return self._callmethod('release')
+        # Lock.acquire takes no timeout=None on every Python: leave it out
+        args = (blocking,) if timeout is None else (blocking, timeout)
+        return self._callmethod('acquire', args)
 
     def __enter__(self):
         return self._callmethod('acquire')
@@ -880,66 +872,37 @@ class AcquirerProxy(BaseProxy):
         return self._callmethod('release')
 
 
+@_forwarding
 class ConditionProxy(AcquirerProxy):
     _exposed_ = ('acquire', 'release', 'wait', 'notify', 'notify_all')
 
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
-
-    def notify(self, n=1):
-        return self._callmethod('notify', (n,))
-
-    def notify_all(self):
-        return self._callmethod('notify_all')
-
     def wait_for(self, predicate, timeout=None):
         """Wait until ``predicate()`` is true (evaluated here, between
-        waits on the remote condition) or ``timeout`` runs out."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        result = predicate()
-        while not result:
-            if deadline is None:
+        waits on the remote condition) or ``timeout`` runs out; return the
+        last value of ``predicate()``."""
+        if timeout is None:
+            while not (outcome := predicate()):
                 self.wait()
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.wait(left)
-            result = predicate()
-        return result
+            return outcome
+        give_up = time.monotonic() + timeout
+        outcome = predicate()
+        while not outcome and (left := give_up - time.monotonic()) > 0:
+            self.wait(left)
+            outcome = predicate()
+        return outcome
 
 
+@_forwarding
 class EventProxy(BaseProxy):
     _exposed_ = ('is_set', 'set', 'clear', 'wait')
 
-    def is_set(self):
-        return self._callmethod('is_set')
 
-    def set(self):
-        return self._callmethod('set')
-
-    def clear(self):
-        return self._callmethod('clear')
-
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
-
-
+@_forwarding
 class BarrierProxy(BaseProxy):
     _exposed_ = ('__getattribute__', 'wait', 'abort', 'reset')
-
-    def wait(self, timeout=None):
-        return self._callmethod('wait', (timeout,))
-
-    def abort(self):
-        return self._callmethod('abort')
-
-    def reset(self):
-        return self._callmethod('reset')
-
-    parties = property(lambda self: self._callmethod('__getattribute__', ('parties',)))
-    n_waiting = property(lambda self: self._callmethod('__getattribute__', ('n_waiting',)))
-    broken = property(lambda self: self._callmethod('__getattribute__', ('broken',)))
+    parties = _remote_attribute('parties')
+    n_waiting = _remote_attribute('n_waiting')
+    broken = _remote_attribute('broken')
 
 
 class NamespaceProxy(BaseProxy):
@@ -963,60 +926,60 @@ class NamespaceProxy(BaseProxy):
         return object.__getattribute__(self, '_callmethod')('__delattr__', (key,))
 
 
+@_forwarding
 class ValueProxy(BaseProxy):
     _exposed_ = ('get', 'set')
-
-    def get(self):
-        return self._callmethod('get')
-
-    def set(self, value):
-        return self._callmethod('set', (value,))
-
-    value = property(get, set)
-
+    value = property(lambda self: self.get(), lambda self, v: self.set(v),
+                     doc='The referent\'s value.')
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
-BaseListProxy = MakeProxyType('BaseListProxy', (
-    '__add__', '__contains__', '__delitem__', '__getitem__', '__len__',
-    '__mul__', '__reversed__', '__rmul__', '__setitem__',
-    'append', 'count', 'extend', 'index', 'insert', 'pop', 'remove',
-    'reverse', 'sort', '__imul__'))
+BaseListProxy = MakeProxyType('BaseListProxy', tuple("""
+    __add__ __contains__ __delitem__ __getitem__ __len__ __mul__ __reversed__
+    __rmul__ __setitem__ append count extend index insert pop remove reverse
+    sort __imul__""".split()))
+
+
+def _in_place(remote_name):
+    """An augmented assignment run remotely by ``remote_name``; it must
+    hand back the proxy itself, not a copy of the server's list."""
+    def operator(self, value):
+        self._callmethod(remote_name, (value,))
+        return self
+    operator.__name__ = remote_name
+    return operator
 
 
 class ListProxy(BaseListProxy):
-    # in-place operators must hand back the proxy, not the server's list
-    def __iadd__(self, value):
-        self._callmethod('extend', (value,))
-        return self
-
-    def __imul__(self, value):
-        self._callmethod('__imul__', (value,))
-        return self
+    __iadd__ = _in_place('extend')
+    __imul__ = _in_place('__imul__')
 
 
-DictProxy = MakeProxyType('DictProxy', (
-    '__contains__', '__delitem__', '__getitem__', '__iter__', '__len__',
-    '__setitem__', 'clear', 'copy', 'get', 'items', 'keys', 'pop', 'popitem',
-    'setdefault', 'update', 'values'))
+DictProxy = MakeProxyType('DictProxy', tuple("""
+    __contains__ __delitem__ __getitem__ __iter__ __len__ __setitem__
+    clear copy get items keys pop popitem setdefault update values""".split()))
+# iter(d) gives a proxy to an iterator living next to the dict
 DictProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
 
 ArrayProxy = MakeProxyType('ArrayProxy', ('__len__', '__getitem__', '__setitem__'))
 
-BasePoolProxy = MakeProxyType('PoolProxy', (
-    'apply', 'apply_async', 'close', 'imap', 'imap_unordered', 'join',
-    'map', 'map_async', 'starmap', 'starmap_async', 'terminate'))
-BasePoolProxy._method_to_typeid_ = dict.fromkeys(
-    ('apply_async', 'map_async', 'starmap_async'), 'AsyncResult')
-BasePoolProxy._method_to_typeid_.update(
-    dict.fromkeys(('imap', 'imap_unordered'), 'Iterator'))
+_POOL_RESULT_TYPES = {'apply_async': 'AsyncResult', 'map_async': 'AsyncResult',
+                      'starmap_async': 'AsyncResult', 'imap': 'Iterator',
+                      'imap_unordered': 'Iterator'}
+BasePoolProxy = MakeProxyType('PoolProxy', tuple(sorted(
+    ['apply', 'close', 'join', 'map', 'starmap', 'terminate']
+    + list(_POOL_RESULT_TYPES))))
+BasePoolProxy._method_to_typeid_ = _POOL_RESULT_TYPES
 
 
 class PoolProxy(BasePoolProxy):
+    """A proxy to a Pool in the manager; as a context manager it
+    terminates the pool on exit, like Pool itself."""
+
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc_val, exc_tb):
+    def __exit__(self, *exc_info):
         self.terminate()
 
 
@@ -1026,19 +989,18 @@ class BaseManager(object):
     """Starts (or connects to) a server process holding shared objects;
     the types it can make are added with ``register()``."""
 
-    _registry = {}
-    _Server = Server
+    _Server = Server          # the server class _run_server starts
+    _registry = {}            # typeid -> (callable, exposed, m2t, proxytype)
 
     def __init__(self, address=None, authkey=None, serializer='pickle',
                  ctx=None, *, shutdown_timeout=1.0):
-        if authkey is None:
-            authkey = process.current_process().authkey
-        self._address = address
-        self._authkey = process.AuthenticationString(authkey)
+        self._Listener, self._Client = listener_client[serializer]
+        self._serializer = serializer
+        self._address = address        # the real one once the server runs
+        self._authkey = process.AuthenticationString(
+            process.current_process().authkey if authkey is None else authkey)
         self._state = State()
         self._state.value = State.INITIAL
-        self._serializer = serializer
-        self._Listener, self._Client = listener_client[serializer]
         self._ctx = ctx or _context._default_context
         self._process = None
         self._shutdown_timeout = shutdown_timeout
@@ -1053,6 +1015,15 @@ class BaseManager(object):
             raise ProcessError('Manager has shut down')
         if state != State.INITIAL:
             raise ProcessError(f'Unknown state {state!r}')
+
+    def __enter__(self):
+        """Start the server unless it is running already."""
+        if self._state.value != State.STARTED:
+            self.start()           # refuses a manager that has shut down
+        return self
+
+    def __exit__(self, *exc_info):
+        self.shutdown()
 
     def get_server(self):
         """A Server for this manager's registry, to run in this process
@@ -1074,43 +1045,44 @@ class BaseManager(object):
         """Start the server in a child process (``initializer(*initargs)``
         runs there first)."""
         self._refuse_unless_initial()
-        if initializer is not None and not callable(initializer):
+        if not (initializer is None or callable(initializer)):
             raise TypeError('initializer must be a callable')
-        reader, writer = connection.Pipe(duplex=False)
-        self._process = self._ctx.Process(
-            target=type(self)._run_server,
-            args=(self._registry, self._address, self._authkey,
-                  self._serializer, writer, initializer, initargs))
-        self._process.name = (type(self).__name__ + '-'
-                              + self._process.name.rpartition('-')[2])
-        self._process.start()
-        writer.close()
-        try:
-            self._address = reader.recv()
-        except EOFError:
-            raise ProcessError('the manager process exited before '
-                               'reporting its address') from None
-        finally:
-            reader.close()
+        # the child reports the address it listens on through this pipe
+        address_in, address_out = connection.Pipe(duplex=False)
+        server_args = (self._registry, self._address, self._authkey,
+                       self._serializer, address_out, initializer, initargs)
+        child = self._ctx.Process(target=type(self)._run_server,
+                                  args=server_args)
+        child.name = f"{type(self).__name__}-{child.name.rpartition('-')[2]}"
+        self._process = child
+        child.start()
+        address_out.close()
+        with address_in:
+            try:
+                self._address = address_in.recv()
+            except EOFError:
+                raise ProcessError('the manager process exited before '
+                                   'reporting its address') from None
         self._state.value = State.STARTED
         self.shutdown = util.Finalize(
             self, type(self)._finalize_manager,
-            args=(self._process, self._address, self._authkey, self._state,
+            args=(child, self._address, self._authkey, self._state,
                   self._Client, self._shutdown_timeout),
             exitpriority=0)
 
     @classmethod
     def _run_server(cls, registry, address, authkey, serializer, writer,
                     initializer=None, initargs=()):
-        """Body of the manager process."""
+        """Body of the manager process: set up, report the address through
+        ``writer``, serve until shutdown."""
         # Ctrl-C in a terminal reaches the whole process group; the server
-        # must outlive it so the parent can still shut it down in order.
+        # must outlive it so that the parent can still shut it down in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if initializer is not None:
             initializer(*initargs)
-        server = cls._Server(registry, address, authkey, serializer)
-        writer.send(server.address)
-        writer.close()
+        with writer:
+            server = cls._Server(registry, address, authkey, serializer)
+            writer.send(server.address)
         util.info('manager serving at %r', server.address)
         server.serve_forever()
 
@@ -1147,87 +1119,91 @@ class BaseManager(object):
         """How many objects the server holds for proxies."""
         return self._ask_server('number_of_objects')
 
-    def __enter__(self):
-        if self._state.value == State.INITIAL:
-            self.start()
-        if self._state.value != State.STARTED:
-            raise ProcessError(f'Unable to start server (state {self._state.value})')
-        return self
-
-    def __exit__(self, exc_type, exc_val, exc_tb):
-        self.shutdown()
-
     @staticmethod
     def _finalize_manager(process, address, authkey, state, _Client,
                           shutdown_timeout):
-        """Ask the server to stop; escalate to SIGTERM, then SIGKILL."""
-        if process.is_alive():
-            util.info('sending shutdown message to manager')
-            try:
-                conn = _Client(address, authkey=authkey)
-                try:
-                    dispatch(conn, None, 'shutdown')
-                finally:
-                    conn.close()
-            except Exception:
-                pass
-            for stop in (None, process.terminate, process.kill):
-                if stop is not None:
-                    util.info('manager still alive: %s', stop.__name__)
-                    stop()
-                process.join(timeout=shutdown_timeout)
-                if not process.is_alive():
-                    break
+        """Ask the server to stop; escalate to SIGTERM, then SIGKILL, each
+        given ``shutdown_timeout`` seconds."""
+        escalation = (_polite_shutdown(address, authkey, _Client),
+                      process.terminate, process.kill)
+        for step in escalation:
+            if not process.is_alive():
+                break
+            util.info('manager process %s: %s', process.pid,
+                      getattr(step, '__name__', step))
+            step()
+            process.join(timeout=shutdown_timeout)
         state.value = State.SHUTDOWN
         with BaseProxy._mutex:
             BaseProxy._address_to_local.pop(address, None)
 
-    @property
-    def address(self):
-        return self._address
+    address = property(lambda self: self._address,
+                       doc="Where the server listens (known once started).")
 
     @classmethod
     def register(cls, typeid, callable=None, proxytype=None, exposed=None,
                  method_to_typeid=None, create_method=True):
         """Make ``typeid`` something this manager's server can create (with
         ``callable``) and, with ``create_method``, a method of the manager
-        returning a ``proxytype`` for a new one."""
-        if '_registry' not in cls.__dict__:
-            cls._registry = dict(cls._registry)
-        if proxytype is None:
-            proxytype = AutoProxy
+        returning a ``proxytype`` for a new one.  ``exposed`` and
+        ``method_to_typeid`` default to the proxy type's ``_exposed_`` and
+        ``_method_to_typeid_``."""
+        proxytype = proxytype or AutoProxy
         if exposed is None:
             exposed = getattr(proxytype, '_exposed_', None)
-        if method_to_typeid is None:
-            method_to_typeid = getattr(proxytype, '_method_to_typeid_', None)
-        if method_to_typeid:
-            for method, target in method_to_typeid.items():
-                if not (isinstance(method, str) and isinstance(target, str)):
-                    raise TypeError(f'{method!r}: {target!r} is not str: str')
-        cls._registry[typeid] = (callable, exposed, method_to_typeid, proxytype)
+        method_to_typeid = (method_to_typeid
+                            or getattr(proxytype, '_method_to_typeid_', None))
+        for pair in (method_to_typeid or {}).items():
+            if not all(isinstance(name, str) for name in pair):
+                raise TypeError('method_to_typeid maps str to str, not %r: %r'
+                                % pair)
+        # each subclass gets a registry of its own on first registration
+        registry = cls.__dict__.get('_registry')
+        if registry is None:
+            registry = cls._registry = dict(cls._registry)
+        registry[typeid] = (callable, exposed, method_to_typeid, proxytype)
         _known_proxytypes.setdefault(typeid, proxytype)
         if create_method:
-            def make(self, /, *args, **kwds):
-                util.debug('requesting creation of a shared %r object', typeid)
-                token, exp = self._create(typeid, *args, **kwds)
-                proxy = proxytype(token, self._serializer, manager=self,
-                                  authkey=self._authkey, exposed=exp,
-                                  incref=False)
-                proxy._hold_reference()
-                return proxy
-            make.__name__ = typeid
-            make.__qualname__ = f'{cls.__qualname__}.{typeid}'
-            setattr(cls, typeid, make)
+            setattr(cls, typeid, _creator(cls, typeid, proxytype))
+
+
+def _creator(cls, typeid, proxytype):
+    """The manager method registered for ``typeid``: create an object on
+    the server and return a proxy owning the reference create() took."""
+    def create_shared(self, /, *args, **kwds):
+        util.debug('asking for a new shared %r object', typeid)
+        token, exposed = self._create(typeid, *args, **kwds)
+        proxy = proxytype(token, self._serializer, manager=self,
+                          authkey=self._authkey, exposed=exposed, incref=False)
+        proxy._hold_reference()
+        return proxy
+    create_shared.__name__ = typeid
+    create_shared.__qualname__ = f'{cls.__qualname__}.{typeid}'
+    return create_shared
+
+
+def _polite_shutdown(address, authkey, client):
+    """A callable sending the server a shutdown request (errors ignored:
+    the server may be gone already)."""
+    def shutdown_request():
+        with contextlib.suppress(Exception):
+            with client(address, authkey=authkey) as conn:
+                dispatch(conn, None, 'shutdown')
+    return shutdown_request
+
+
+def _empty_set_of(kind):
+    return kind()
 
 
 class ProcessLocalSet(set):
-    """A set that a forked child gets back empty."""
+    """A set that a forked child gets back empty, and that pickles empty."""
 
     def __init__(self):
-        util.register_after_fork(self, lambda obj: obj.clear())
+        util.register_after_fork(self, set.clear)
 
     def __reduce__(self):
-        return type(self), ()
+        return _empty_set_of, (type(self),)
 
 
 class SyncManager(BaseManager):
@@ -1235,25 +1211,27 @@ class SyncManager(BaseManager):
     shared list/dict/Namespace/Value/Array objects."""
 
 
-SyncManager.register('Queue', queue.Queue)
-SyncManager.register('JoinableQueue', queue.Queue)
-SyncManager.register('Event', threading.Event, EventProxy)
-SyncManager.register('Lock', threading.Lock, AcquirerProxy)
-SyncManager.register('RLock', threading.RLock, AcquirerProxy)
-SyncManager.register('Semaphore', threading.Semaphore, AcquirerProxy)
-SyncManager.register('BoundedSemaphore', threading.BoundedSemaphore,
-                     AcquirerProxy)
-SyncManager.register('Condition', threading.Condition, ConditionProxy)
-SyncManager.register('Barrier', threading.Barrier, BarrierProxy)
-SyncManager.register('Pool', pool.Pool, PoolProxy)
-SyncManager.register('list', list, ListProxy)
-SyncManager.register('dict', dict, DictProxy)
-SyncManager.register('Value', Value, ValueProxy)
-SyncManager.register('Array', Array, ArrayProxy)
-SyncManager.register('Namespace', Namespace, NamespaceProxy)
-# types only ever made as results of other calls
-SyncManager.register('Iterator', proxytype=IteratorProxy, create_method=False)
-SyncManager.register('AsyncResult', create_method=False)
+# typeid: (what the server calls to make one, proxy type); None: AutoProxy
+_SYNC_TYPES = {
+    'Queue': (queue.Queue, None), 'JoinableQueue': (queue.Queue, None),
+    'Event': (threading.Event, EventProxy),
+    'Lock': (threading.Lock, AcquirerProxy),
+    'RLock': (threading.RLock, AcquirerProxy),
+    'Semaphore': (threading.Semaphore, AcquirerProxy),
+    'BoundedSemaphore': (threading.BoundedSemaphore, AcquirerProxy),
+    'Condition': (threading.Condition, ConditionProxy),
+    'Barrier': (threading.Barrier, BarrierProxy),
+    'Pool': (pool.Pool, PoolProxy),
+    'list': (list, ListProxy), 'dict': (dict, DictProxy),
+    'Value': (Value, ValueProxy), 'Array': (Array, ArrayProxy),
+    'Namespace': (Namespace, NamespaceProxy),
+}
+for _typeid, (_factory, _proxytype) in _SYNC_TYPES.items():
+    SyncManager.register(_typeid, _factory, _proxytype)
+# only ever made from results of other calls (iter(dict), pool.map_async)
+for _typeid, _proxytype in (('Iterator', IteratorProxy), ('AsyncResult', None)):
+    SyncManager.register(_typeid, proxytype=_proxytype, create_method=False)
+del _typeid, _factory, _proxytype
 
 
 # ----------------------------------------------------- shared memory
