@@ -121,7 +121,12 @@ def helper_sources(target):
             text = f.read()
         if target != "multiprocessing":
             text = rename_modules(text, target)
-            text = text.replace('"test.mp_preload"', '"mp_preload"')
+            # run with -I (no script directory on sys.path): put the copy's
+            # own directory there, as the stdlib's is found through `test`
+            text = text.replace(
+                'modname = "test.mp_preload"',
+                'import os, sys; sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\n'
+                '    modname = "mp_preload"')
         out[name] = text
     return out
 
