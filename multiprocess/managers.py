@@ -833,11 +833,17 @@ def Array(typecode, sequence, lock=True):
 
 # --------------------------------------------------------- proxy types
 
+_ATTRIBUTE_HOOKS = frozenset(
+    {'__getattribute__', '__setattr__', '__delattr__'})
+
+
 def _forwarding(cls):
     """Class decorator: a forwarding method for each name in ``_exposed_``
     that the class body does not define itself."""
     for name in cls._exposed_:
-        if name not in cls.__dict__:
+        # attribute access itself stays local; it is reached explicitly
+        # with _callmethod('__getattribute__', ...) where exposed
+        if name not in cls.__dict__ and name not in _ATTRIBUTE_HOOKS:
             setattr(cls, name, _forwarder(name))
     return cls
 

@@ -360,3 +360,21 @@ def test_managed_dict_holds_main_class_instance_and_lambda(method):
                          text=True, timeout=100)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '0 (7, 21) Point'
+
+
+@pytest.mark.timeout(60)
+def test_sync_proxies_barrier_attributes_event_condition(manager):
+    b = manager.Barrier(3)
+    assert (b.parties, b.n_waiting, b.broken) == (3, 0, False)
+    e = manager.Event()
+    assert e.wait(0.01) is False
+    e.set()
+    assert e.is_set() and e.wait()
+    c = manager.Condition()
+    with c:
+        assert c.wait_for(lambda: True, timeout=0.1) is True
+        assert c.wait_for(lambda: False, timeout=0.05) is False
+    s = manager.Semaphore(1)
+    assert s.acquire(timeout=1) is True
+    assert s.acquire(False) is False
+    s.release()
