@@ -861,26 +861,31 @@ sync_acquire(SyncObject *s)
 static PyObject *
 sync_release(SyncObject *s, PyObject *result)
 {
+    PyObject *r;
+
+    if (result != NULL) {
+        /* The common case: nothing pending to preserve. */
+        r = s->release_fn != NULL ? s->release_fn(s->release_self, NULL)
+                                  : PyObject_CallNoArgs(s->release);
+        if (r == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(r);
+        return result;
+    }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *r = s->release_fn != NULL
-        ? s->release_fn(s->release_self, NULL)
-        : PyObject_CallNoArgs(s->release);
+    r = s->release_fn != NULL ? s->release_fn(s->release_self, NULL)
+                              : PyObject_CallNoArgs(s->release);
     if (r == NULL) {
-        if (type != NULL) {
-            PyErr_Clear();
-        }
-        else {
-            Py_CLEAR(result);
-        }
+        PyErr_Clear();          /* the operation's error is the one to see */
     }
     else {
         Py_DECREF(r);
     }
-    if (type != NULL) {
-        PyErr_Restore(type, value, tb);
-    }
-    return result;
+    PyErr_Restore(type, value, tb);
+    return NULL;
 }
 
 /* The same for setters: `rc` 0 or -1 in, 0 or -1 out. */

@@ -37,7 +37,7 @@ def case(name, target):
 
 def _per_op(stmt, setup_globals, number):
     t = timeit.Timer(stmt, globals=setup_globals)
-    return min(t.repeat(repeat=5, number=number)) / number
+    return min(t.repeat(repeat=15, number=number)) / number
 
 
 @case('rawarray_8mb', target=1.0)
