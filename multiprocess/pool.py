@@ -206,8 +206,10 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
     kind = type(obj)
-    if kind in _plain or ((kind is list or kind is tuple) and
-                          all(type(x) in _plain for x in obj)):
+    # (a long container is not worth the scan: the pickler's set-up cost
+    # is then small next to the pickling itself)
+    if kind in _plain or ((kind is list or kind is tuple) and len(obj) <= 32
+                          and all(type(x) in _plain for x in obj)):
         return _fast(obj, _PROTOCOL)
     from .reduction import ForkingPickler
     return bytes(ForkingPickler.dumps(obj))
@@ -1018,6 +1020,17 @@ class _Worker:
         self.quitting = False
 
 
+def _widen_pipe(fd, size=1 << 20):
+    """Ask for a 1 MiB pipe buffer (the default is 64 KiB): big chunks and
+    results then cross in one write.  Refused above
+    /proc/sys/fs/pipe-max-size for unprivileged users: harmless."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), size)
+    except (ImportError, OSError):
+        pass
+
+
 def _ack_word():
     """A shared 8-byte word where a worker writes the id of the task it
     starts: (the end to hand to the worker, the parent's mapping)."""
@@ -1263,6 +1276,8 @@ class _Engine:
                     conn.close()
         os.set_blocking(task_w, False)
         os.set_blocking(result_r, False)
+        for fd in (task_w, result_r):
+            _widen_pipe(fd)
         w = _Worker(next(self.slot_ids), proc, task_w, result_r, ack_map)
         self.core.add(w.slot, task_w, result_r, w.sentinel)
         self.workers.append(w)
