@@ -100,8 +100,8 @@ class SharedMemory:
                 break
             name = candidate
         else:
-            if self._prepend_leading_slash and not name.startswith('/'):
-                name = '/' + name
+            if self._prepend_leading_slash:
+                name = '/' + name       # always, as the stdlib does
             self._fd = _multiprocess.shm_open(name, self._flags,
                                               mode=self._mode)
         self._name = name
@@ -142,7 +142,7 @@ class SharedMemory:
     def name(self):
         """The segment's name, as passed to another process to attach."""
         name = self._name
-        if self._prepend_leading_slash and name and name.startswith('/'):
+        if self._prepend_leading_slash and name:
             return name[1:]
         return name
 
