@@ -223,6 +223,9 @@ class Server(object):
         self.mutex = threading.RLock()
         self.stop_event = threading.Event()
         self._pid = os.getpid()
+        # ids never repeat across servers: a stale proxy left over from an
+        # earlier server at the same address cannot reach a new object
+        self._ident_prefix = os.urandom(3).hex() + '.'
 
     # -------------------------------------------------- accepting clients
 
@@ -248,6 +251,7 @@ class Server(object):
             except OSError:
                 if self.stop_event.is_set() or getattr(self.listener, '_listener', 1) is None:
                     return
+                time.sleep(0.01)    # e.g. out of descriptors: do not spin
                 continue
             except Exception:                                # e.g. bad authkey
                 continue
@@ -423,7 +427,7 @@ class Server(object):
                 raise TypeError(
                     f'Method_to_typeid {method_to_typeid!r} must be a dict')
             names += method_to_typeid
-        ident = format(next(_idents), 'x')
+        ident = f'{self._ident_prefix}{next(_idents):x}'
         with self.mutex:
             self.id_to_obj[ident] = (obj, frozenset(names), method_to_typeid)
             self.id_to_refcount[ident] = 1
