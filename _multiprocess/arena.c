@@ -75,6 +75,7 @@ typedef struct {
     spanlist_t used, free;
     Py_ssize_t dirty_end;       /* bytes from here on were never handed out */
     Py_ssize_t in_use;          /* bytes in used spans */
+    Py_ssize_t free_max;        /* no free span is longer than this */
     unsigned long long n_allocs, n_frees;
     Py_ssize_t exports;
 } ArenaObject;
@@ -175,19 +176,26 @@ arena_give_back(ArenaObject *a, Py_ssize_t start, Py_ssize_t stop)
     int merge_prev = i > 0 && f->items[i - 1].stop == start;
     int merge_next = i < f->len && f->items[i].start == stop;
 
+    span_t merged = {start, stop};
+
     if (merge_prev && merge_next) {
         f->items[i - 1].stop = f->items[i].stop;
         spans_remove_at(f, i);
+        merged = f->items[i - 1];
     }
     else if (merge_prev) {
         f->items[i - 1].stop = stop;
+        merged = f->items[i - 1];
     }
     else if (merge_next) {
         f->items[i].start = start;
+        merged = f->items[i];
     }
     else {
-        span_t s = {start, stop};
-        spans_insert_at(f, i, s);
+        spans_insert_at(f, i, merged);
+    }
+    if (merged.stop - merged.start > a->free_max) {
+        a->free_max = merged.stop - merged.start;
     }
 }
 
@@ -214,10 +222,19 @@ static Py_ssize_t
 arena_take(ArenaObject *a, Py_ssize_t need)
 {
     spanlist_t *f = &a->free;
-    Py_ssize_t best = -1;
+    Py_ssize_t best = -1, longest = 0;
 
-    for (Py_ssize_t i = 0; i < f->len; i++) {
+    /* free_max is an upper bound (taking only shrinks spans; give-backs
+     * raise it): a full arena is refused without looking at its spans. */
+    if (need > a->free_max) {
+        return -1;
+    }
+    Py_ssize_t i;
+    for (i = 0; i < f->len; i++) {
         Py_ssize_t len = f->items[i].stop - f->items[i].start;
+        if (len > longest) {
+            longest = len;
+        }
         if (len >= need &&
             (best < 0 ||
              len < f->items[best].stop - f->items[best].start)) {
@@ -226,6 +243,9 @@ arena_take(ArenaObject *a, Py_ssize_t need)
                 break;
             }
         }
+    }
+    if (i == f->len) {
+        a->free_max = longest;  /* a full scan: now the exact maximum */
     }
     if (best < 0) {
         return -1;
@@ -328,6 +348,7 @@ arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         }
         span_t all = {0, size};
         spans_insert_at(&self->free, 0, all);
+        self->free_max = size;
     }
     return (PyObject *)self;
 
