@@ -290,7 +290,7 @@ class Server(object):
             else:
                 try:
                     ident, name, args, kwds = request
-                    entry = objects.get(ident) if ident is not None else None
+                    entry = objects.get(ident)      # None: the server
                     if entry is not None and name in entry[1]:
                         # the common case: an exposed method of a live object
                         result = getattr(entry[0], name)(*args, **kwds)
@@ -305,8 +305,11 @@ class Server(object):
                             continue
                 except Exception as exc:
                     reply = self._error_reply(request, exc)
-            if not self._send_reply(send, reply):
-                break
+            try:
+                send(reply)
+            except Exception:
+                if not self._reply_unsendable(send):
+                    break
         conn.close()
 
     def _call(self, conn, ident, name, args, kwds):
@@ -341,19 +344,24 @@ class Server(object):
         return ('#ERROR', exc)
 
     @staticmethod
-    def _send_reply(send, reply):
-        try:
-            send(reply)
-            return True
-        except (EOFError, BrokenPipeError, ConnectionError):
+    def _reply_unsendable(send):
+        """After send() failed: tell the client why, if the connection
+        still works (False when it does not)."""
+        kind, error = sys.exc_info()[:2]
+        if isinstance(error, (EOFError, ConnectionError)):
             return False
-        except Exception:
-            pass
         try:
             send(('#UNSERIALIZABLE', format_exc()))
             return True
         except Exception:
             return False
+
+    def _send_reply(self, send, reply):
+        try:
+            send(reply)
+        except Exception:
+            return self._reply_unsendable(send)
+        return True
 
     def _new_proxy_reply(self, conn, typeid, result):
         ident, exposed = self.create(conn, typeid, result)

@@ -207,6 +207,10 @@ class Counter:
     def twin(self):
         return Counter(self.n)
 
+    def lock(self):
+        import threading
+        return threading.Lock()          # cannot be pickled into a reply
+
 
 class CounterProxy(BaseProxy):
     _exposed_ = ('bump', 'twin')
@@ -378,3 +382,13 @@ def test_sync_proxies_barrier_attributes_event_condition(manager):
     assert s.acquire(timeout=1) is True
     assert s.acquire(False) is False
     s.release()
+
+
+@pytest.mark.timeout(60)
+def test_unpicklable_result_raises_remote_error_and_connection_survives():
+    with MyManager() as m:
+        c = m.AutoCounter(1)
+        with pytest.raises(RemoteError) as info:
+            c.lock()
+        assert 'Unserializable' in str(info.value)
+        assert c.bump() == 2
