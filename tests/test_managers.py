@@ -135,27 +135,29 @@ def test_objects_are_released_when_proxies_go_away():
         assert wait_for_objects(m, base) == base
 
 
-def _hold_and_report(proxy, q, go):
-    go.wait(10)
+def _hold_and_report(proxy, q, ready, go):
+    ready.set()              # by now the child holds its own reference
+    go.wait(30)
     q.put(proxy[:])
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
 def test_proxy_passed_to_child_keeps_object_alive(method):
     ctx = mp.get_context(method)
     with SyncManager(ctx=ctx) as m:
         lst = m.list([1, 2, 3])
-        q, go = ctx.Queue(), ctx.Event()
-        p = ctx.Process(target=_hold_and_report, args=(lst, q, go))
+        q, ready, go = ctx.Queue(), ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_hold_and_report, args=(lst, q, ready, go))
         p.start()
-        time.sleep(0.5)          # the child has unpickled / inherited it
+        assert ready.wait(60)
         if method == 'fork':
+            # the forked child took a reference of its own at start
             del lst
             gc.collect()
         go.set()
-        assert q.get(timeout=30) == [1, 2, 3]
-        p.join(10)
+        assert q.get(timeout=60) == [1, 2, 3]
+        p.join(30)
         assert p.exitcode == 0
 
 
