@@ -9,8 +9,9 @@
  *     reduction.DupFd) and maps the very same pages.  Given an fd, the arena
  *     adopts it (closes it on deallocation) and only maps it: such a
  *     "foreign" arena never allocates.
- *     alloc(size) -> Block or None   carve `size` bytes (best fit, 16-byte
- *         aligned, zero-filled); None when no free span is large enough.
+ *     alloc(size) -> Block or None   carve `size` bytes (16-byte aligned,
+ *         zero-filled) from the lowest-addressed free span that is long
+ *         enough; None when there is none.  O(log n) in the free spans.
  *     spans() -> (used, free)        lists of (start, stop), by address.
  *     size, fd, pid, nblocks, in_use, n_allocs, n_frees; buffer protocol.
  *
@@ -65,6 +66,216 @@ typedef struct {
     Py_ssize_t len, cap;
 } spanlist_t;
 
+/* ---------------------------------------------------------- free spans */
+
+/*
+ * The free spans of an arena form a treap keyed by address, each node also
+ * knowing the longest span in its subtree.  That gives, in O(log n):
+ * the lowest-addressed span of at least n bytes (address-ordered first
+ * fit, which fragments about as little as best fit), the neighbours of an
+ * address (for coalescing), and the longest free span (the root's).  Nodes
+ * live in one array and are named by index, -1 meaning none; unused nodes
+ * are chained through `left`.
+ */
+typedef struct {
+    Py_ssize_t start, stop;
+    Py_ssize_t longest;         /* longest span in this subtree */
+    Py_ssize_t left, right;
+    uint32_t prio;
+} fnode_t;
+
+typedef struct {
+    fnode_t *n;
+    Py_ssize_t cap, count;      /* count: nodes in the tree */
+    Py_ssize_t root, spare;
+    uint32_t seed;
+} ftree_t;
+
+static void
+ft_init(ftree_t *t)
+{
+    t->n = NULL;
+    t->cap = t->count = 0;
+    t->root = t->spare = -1;
+    t->seed = 0x9e3779b9u;
+}
+
+/* Make sure `need` nodes exist; 0 or -1 (memory error set). */
+static int
+ft_reserve(ftree_t *t, Py_ssize_t need)
+{
+    if (need <= t->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = t->cap ? t->cap : 8;
+    while (cap < need) {
+        cap *= 2;
+    }
+    fnode_t *n = PyMem_Realloc(t->n, (size_t)cap * sizeof(fnode_t));
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = cap - 1; i >= t->cap; i--) {
+        n[i].left = t->spare;
+        t->spare = i;
+    }
+    t->n = n;
+    t->cap = cap;
+    return 0;
+}
+
+static inline Py_ssize_t
+ft_longest(const ftree_t *t, Py_ssize_t i)
+{
+    return i < 0 ? 0 : t->n[i].longest;
+}
+
+static void
+ft_fix(ftree_t *t, Py_ssize_t i)
+{
+    fnode_t *x = &t->n[i];
+    Py_ssize_t m = x->stop - x->start;
+    Py_ssize_t l = ft_longest(t, x->left), r = ft_longest(t, x->right);
+    x->longest = m > l ? (m > r ? m : r) : (l > r ? l : r);
+}
+
+/* Split subtree `i` into spans starting before `key` and the rest. */
+static void
+ft_split(ftree_t *t, Py_ssize_t i, Py_ssize_t key,
+         Py_ssize_t *lo, Py_ssize_t *hi)
+{
+    if (i < 0) {
+        *lo = *hi = -1;
+    }
+    else if (t->n[i].start < key) {
+        ft_split(t, t->n[i].right, key, &t->n[i].right, hi);
+        ft_fix(t, i);
+        *lo = i;
+    }
+    else {
+        ft_split(t, t->n[i].left, key, lo, &t->n[i].left);
+        ft_fix(t, i);
+        *hi = i;
+    }
+}
+
+/* Join two subtrees, every span of `a` lying before every span of `b`. */
+static Py_ssize_t
+ft_merge(ftree_t *t, Py_ssize_t a, Py_ssize_t b)
+{
+    if (a < 0) {
+        return b;
+    }
+    if (b < 0) {
+        return a;
+    }
+    if (t->n[a].prio > t->n[b].prio) {
+        t->n[a].right = ft_merge(t, t->n[a].right, b);
+        ft_fix(t, a);
+        return a;
+    }
+    t->n[b].left = ft_merge(t, a, t->n[b].left);
+    ft_fix(t, b);
+    return b;
+}
+
+/* Add [start, stop) as a new node; a node must be spare (reserved). */
+static void
+ft_add(ftree_t *t, Py_ssize_t start, Py_ssize_t stop)
+{
+    Py_ssize_t i = t->spare, lo, hi;
+    assert(i >= 0);
+    t->spare = t->n[i].left;
+    t->seed ^= t->seed << 13;
+    t->seed ^= t->seed >> 17;
+    t->seed ^= t->seed << 5;
+    t->n[i].start = start;
+    t->n[i].stop = stop;
+    t->n[i].left = t->n[i].right = -1;
+    t->n[i].prio = t->seed;
+    ft_fix(t, i);
+    ft_split(t, t->root, start, &lo, &hi);
+    t->root = ft_merge(t, ft_merge(t, lo, i), hi);
+    t->count++;
+}
+
+/* Remove the span starting at `start` (it must exist). */
+static void
+ft_remove(ftree_t *t, Py_ssize_t start)
+{
+    Py_ssize_t lo, mid, hi;
+    ft_split(t, t->root, start, &lo, &hi);
+    ft_split(t, hi, start + 1, &mid, &hi);
+    assert(mid >= 0 && t->n[mid].left < 0 && t->n[mid].right < 0);
+    t->n[mid].left = t->spare;
+    t->spare = mid;
+    t->root = ft_merge(t, lo, hi);
+    t->count--;
+}
+
+/* The lowest-addressed span of at least `need` bytes, or -1. */
+static Py_ssize_t
+ft_first_fit(const ftree_t *t, Py_ssize_t need)
+{
+    Py_ssize_t i = t->root;
+    if (ft_longest(t, i) < need) {
+        return -1;
+    }
+    for (;;) {
+        const fnode_t *x = &t->n[i];
+        if (ft_longest(t, x->left) >= need) {
+            i = x->left;
+        }
+        else if (x->stop - x->start >= need) {
+            return i;
+        }
+        else {
+            i = x->right;
+        }
+    }
+}
+
+/* The span with the greatest start below `key` (before = 1) or the least
+ * start at or above it (before = 0); -1 if none. */
+static Py_ssize_t
+ft_neighbour(const ftree_t *t, Py_ssize_t key, int before)
+{
+    Py_ssize_t i = t->root, found = -1;
+    while (i >= 0) {
+        if ((t->n[i].start < key) == before) {
+            found = i;
+            i = before ? t->n[i].right : t->n[i].left;
+        }
+        else {
+            i = before ? t->n[i].left : t->n[i].right;
+        }
+    }
+    return found;
+}
+
+/* Append the spans of subtree `i`, in address order, to `list`. */
+static int
+ft_collect(const ftree_t *t, Py_ssize_t i, PyObject *list)
+{
+    if (i < 0) {
+        return 0;
+    }
+    if (ft_collect(t, t->n[i].left, list) < 0) {
+        return -1;
+    }
+    PyObject *pair = Py_BuildValue("(nn)", t->n[i].start, t->n[i].stop);
+    if (pair == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(list, pair);
+    Py_DECREF(pair);
+    if (rc < 0) {
+        return -1;
+    }
+    return ft_collect(t, t->n[i].right, list);
+}
+
 typedef struct {
     PyObject_HEAD
     char *base;
@@ -72,10 +283,10 @@ typedef struct {
     int fd;
     pid_t pid;                  /* creator; only it allocates */
     int foreign;                /* mapped from a received fd */
-    spanlist_t used, free;
+    spanlist_t used;            /* blocks handed out, by address */
+    ftree_t free;               /* free spans, coalesced */
     Py_ssize_t dirty_end;       /* bytes from here on were never handed out */
     Py_ssize_t in_use;          /* bytes in used spans */
-    Py_ssize_t free_max;        /* no free span is longer than this */
     unsigned long long n_allocs, n_frees;
     Py_ssize_t exports;
 } ArenaObject;
@@ -165,38 +376,26 @@ spans_to_list(const spanlist_t *l)
     return list;
 }
 
-/* Return [start, stop) to the free list, merged with adjacent free spans.
- * Cannot fail: it only shrinks or reuses slots, except when the span has
- * no free neighbour, for which arena_take() reserved a slot in advance. */
+/* Return [start, stop) to the free spans, merged with free neighbours.
+ * Cannot fail: a merge frees nodes before the merged span takes one, and
+ * without a merge the node comes from what arena_take() reserved. */
 static void
 arena_give_back(ArenaObject *a, Py_ssize_t start, Py_ssize_t stop)
 {
-    spanlist_t *f = &a->free;
-    Py_ssize_t i = spans_search(f, start);
-    int merge_prev = i > 0 && f->items[i - 1].stop == start;
-    int merge_next = i < f->len && f->items[i].start == stop;
+    ftree_t *f = &a->free;
+    Py_ssize_t prev = ft_neighbour(f, start, 1);
+    Py_ssize_t next = ft_neighbour(f, start, 0);
 
-    span_t merged = {start, stop};
-
-    if (merge_prev && merge_next) {
-        f->items[i - 1].stop = f->items[i].stop;
-        spans_remove_at(f, i);
-        merged = f->items[i - 1];
+    if (prev >= 0 && f->n[prev].stop == start) {
+        start = f->n[prev].start;
+        ft_remove(f, start);
     }
-    else if (merge_prev) {
-        f->items[i - 1].stop = stop;
-        merged = f->items[i - 1];
+    if (next >= 0 && f->n[next].start == stop) {
+        Py_ssize_t next_stop = f->n[next].stop;
+        ft_remove(f, stop);
+        stop = next_stop;
     }
-    else if (merge_next) {
-        f->items[i].start = start;
-        merged = f->items[i];
-    }
-    else {
-        spans_insert_at(f, i, merged);
-    }
-    if (merged.stop - merged.start > a->free_max) {
-        a->free_max = merged.stop - merged.start;
-    }
+    ft_add(f, start, stop);
 }
 
 /* Release the used span starting at `start`; returns 0, or -1 if there is
@@ -216,55 +415,31 @@ arena_release(ArenaObject *a, Py_ssize_t start)
     return 0;
 }
 
-/* Carve `need` (aligned) bytes with best fit.  Returns the start, -1 when
- * nothing fits, -2 on memory error (exception set). */
+/* Carve `need` (aligned) bytes from the lowest-addressed free span long
+ * enough.  Returns the start, -1 when nothing fits, -2 on memory error
+ * (exception set). */
 static Py_ssize_t
 arena_take(ArenaObject *a, Py_ssize_t need)
 {
-    spanlist_t *f = &a->free;
-    Py_ssize_t best = -1, longest = 0;
+    ftree_t *f = &a->free;
+    Py_ssize_t i = ft_first_fit(f, need);
 
-    /* free_max is an upper bound (taking only shrinks spans; give-backs
-     * raise it): a full arena is refused without looking at its spans. */
-    if (need > a->free_max) {
+    if (i < 0) {
         return -1;
     }
-    Py_ssize_t i;
-    for (i = 0; i < f->len; i++) {
-        Py_ssize_t len = f->items[i].stop - f->items[i].start;
-        if (len > longest) {
-            longest = len;
-        }
-        if (len >= need &&
-            (best < 0 ||
-             len < f->items[best].stop - f->items[best].start)) {
-            best = i;
-            if (len == need) {
-                break;
-            }
-        }
-    }
-    if (i == f->len) {
-        a->free_max = longest;  /* a full scan: now the exact maximum */
-    }
-    if (best < 0) {
-        return -1;
-    }
-    /* Free spans are coalesced, so at least one used span lies between
-     * two of them: there are never more than (used spans + 1).  Keeping the
-     * free list's capacity above that bound here means the give-back of any
-     * span later, in a deallocator where failing is not an option, never
-     * needs to grow it. */
+    /* Free spans are coalesced, so at least one used span lies between two
+     * of them: there are never more than (used spans + 1).  Reserving that
+     * many nodes (and a used slot) now means that giving any span back
+     * later, in a deallocator where failing is not an option, never needs
+     * memory. */
     if (spans_reserve(&a->used, a->used.len + 1) < 0 ||
-        spans_reserve(&a->free, a->used.len + 2) < 0) {
+        ft_reserve(f, a->used.len + 2) < 0) {
         return -2;
     }
-    Py_ssize_t start = f->items[best].start;
-    if (f->items[best].stop - start == need) {
-        spans_remove_at(f, best);
-    }
-    else {
-        f->items[best].start = start + need;
+    Py_ssize_t start = f->n[i].start, stop = f->n[i].stop;
+    ft_remove(f, start);
+    if (stop - start > need) {
+        ft_add(f, start + need, stop);
     }
     span_t s = {start, start + need};
     spans_insert_at(&a->used, spans_search(&a->used, start), s);
@@ -312,6 +487,7 @@ arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->fd = -1;
     self->base = MAP_FAILED;
+    ft_init(&self->free);
     self->size = size;
     self->pid = getpid();
     if (fd >= 0) {
@@ -342,13 +518,11 @@ arena_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     if (!self->foreign) {
-        if (spans_reserve(&self->free, 1) < 0) {
+        if (ft_reserve(&self->free, 2) < 0) {
             Py_DECREF(self);
             return NULL;
         }
-        span_t all = {0, size};
-        spans_insert_at(&self->free, 0, all);
-        self->free_max = size;
+        ft_add(&self->free, 0, size);
     }
     return (PyObject *)self;
 
@@ -370,7 +544,7 @@ arena_dealloc(PyObject *op)
         (void)close(self->fd);
     }
     PyMem_Free(self->used.items);
-    PyMem_Free(self->free.items);
+    PyMem_Free(self->free.n);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -445,8 +619,9 @@ arena_spans(PyObject *op, PyObject *Py_UNUSED(ignored))
     if (used == NULL) {
         return NULL;
     }
-    PyObject *free = spans_to_list(&self->free);
-    if (free == NULL) {
+    PyObject *free = PyList_New(0);
+    if (free == NULL || ft_collect(&self->free, self->free.root, free) < 0) {
+        Py_XDECREF(free);
         Py_DECREF(used);
         return NULL;
     }

@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -75,16 +76,58 @@ def test_freeing_every_other_block_of_many():
     assert arena.n_allocs == arena.n_frees == 30000
 
 
-def test_best_fit_reuses_the_smallest_hole():
+def test_first_fit_takes_the_lowest_hole_that_fits():
     arena = _multiprocess.Arena(4096)
     keep = []
     holes = {}
-    for size in (256, 64, 128, 32):
+    for size in (32, 256, 64, 128):
         holes[size] = arena.alloc(size)
         keep.append(arena.alloc(16))
-    start_of_64 = holes[64].start
+    start_of = {size: b.start for size, b in holes.items()}
     holes.clear()
-    assert arena.alloc(48).start == start_of_64
+    taken = [arena.alloc(300)]          # no hole fits: from the tail
+    assert taken[-1].start > max(start_of.values())
+    taken.append(arena.alloc(100))      # the first hole that fits
+    assert taken[-1].start == start_of[256]
+    taken.append(arena.alloc(20))       # the lowest hole of all
+    assert taken[-1].start == start_of[32]
+
+
+def test_allocation_stays_fast_when_the_free_spans_are_many():
+    # 50,000 holes too small for the request: the search must not walk them
+    arena = _multiprocess.Arena(8 << 20)
+    blocks = [arena.alloc(16) for _ in range(100_000)]
+    del blocks[::2]
+    t = time.perf_counter()
+    bigger = [arena.alloc(32) for _ in range(10_000)]
+    assert all(b is not None for b in bigger)
+    assert time.perf_counter() - t < 1.0     # was ~3 s with a linear scan
+
+
+def test_random_workload_matches_a_reference_model():
+    rng = random.Random(11)
+    arena = _multiprocess.Arena(1 << 16)
+    live = {}
+    for step in range(20_000):
+        if live and rng.random() < 0.45:
+            del live[rng.choice(list(live))]
+        else:
+            size = rng.choice((1, 8, 16, 24, 100, 500, 3000))
+            b = arena.alloc(size)
+            if b is not None:
+                assert b.start not in live
+                live[b.start] = b
+        if step % 997 == 0:
+            used, free = arena.spans()
+            assert used == sorted((b.start, b.stop) for b in live.values())
+            pieces = sorted(used + free)
+            assert pieces[0][0] == 0 and pieces[-1][1] == 1 << 16
+            assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+            # coalesced: no two free spans touch
+            assert all(a[1] < b[0] for a, b in zip(free, free[1:]))
+    live.clear()
+    b = None
+    assert arena.spans() == ([], [(0, 1 << 16)])
 
 
 def test_reused_block_is_zero_filled():
