@@ -1065,6 +1065,9 @@ class BaseManager(object):
         self._refuse_unless_initial()
         if not (initializer is None or callable(initializer)):
             raise TypeError('initializer must be a callable')
+        # a new server: forget connections to an earlier one at this address
+        with BaseProxy._mutex:
+            BaseProxy._address_to_local.pop(self._address, None)
         # the child reports the address it listens on through this pipe
         address_in, address_out = connection.Pipe(duplex=False)
         server_args = (self._registry, self._address, self._authkey,
@@ -1108,11 +1111,24 @@ class BaseManager(object):
         """Make an object of ``typeid`` on the server: (token, exposed).
         The caller owns one reference to it."""
         link = _link_for(self._address, self._serializer)
-        try:
-            conn = link.tls.connection
-        except AttributeError:
+        request = (None, 'create', (typeid,) + args, kwds)
+        conn = getattr(link.tls, 'connection', None)
+        reply = None
+        if conn is not None:
+            try:
+                conn.send(request)
+                reply = conn.recv()
+            except (OSError, EOFError):
+                # the cached connection leads to a server that is gone (say,
+                # one restarted at this address): nothing was made there
+                reply = None
+        if reply is None:
             conn = link.connect(self._authkey)
-        ident, exposed = dispatch(conn, None, 'create', (typeid,) + args, kwds)
+            conn.send(request)
+            reply = conn.recv()
+        if reply[0] != '#RETURN':
+            raise convert_to_error(*reply)
+        ident, exposed = reply[1]
         return Token(typeid, self._address, ident), exposed
 
     def join(self, timeout=None):

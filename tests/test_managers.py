@@ -394,3 +394,22 @@ def test_unpicklable_result_raises_remote_error_and_connection_survives():
             c.lock()
         assert 'Unserializable' in str(info.value)
         assert c.bump() == 2
+
+
+@pytest.mark.timeout(90)
+def test_manager_restarted_at_same_address_serves_new_objects(tmp_path):
+    address = str(tmp_path / 'mgr.sock')
+    first = SyncManager(address=address)
+    first.start()
+    d = first.dict(a=1)
+    assert d['a'] == 1
+    first.shutdown()
+    second = SyncManager(address=address)
+    second.start()
+    try:
+        d2 = second.dict(b=2)
+        assert d2.copy() == {'b': 2}
+        with pytest.raises(Exception):
+            d['a']                     # a proxy of the old server stays dead
+    finally:
+        second.shutdown()
