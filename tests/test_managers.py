@@ -413,3 +413,27 @@ def test_manager_restarted_at_same_address_serves_new_objects(tmp_path):
             d['a']                     # a proxy of the old server stays dead
     finally:
         second.shutdown()
+
+
+class LoggingListProxy(managers.ListProxy):
+    calls = []
+
+    def _callmethod(self, methodname, args=(), kwds={}):
+        LoggingListProxy.calls.append(methodname)
+        return super()._callmethod(methodname, args, kwds)
+
+
+class LoggingManager(BaseManager):
+    pass
+
+
+LoggingManager.register('list', list, LoggingListProxy)
+
+
+@pytest.mark.timeout(60)
+def test_generated_methods_go_through_overridden_callmethod():
+    with LoggingManager() as m:
+        lst = m.list()
+        lst.append(1)
+        assert len(lst) == 1
+        assert LoggingListProxy.calls[-2:] == ['append', '__len__']
