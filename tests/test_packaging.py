@@ -37,6 +37,8 @@ def _tracked_files():
 def sdist_names(tmp_path_factory):
     if importlib.util.find_spec("build") is None:
         pytest.skip("the 'build' package is not installed (pip install build)")
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed (the sdist is built without isolation)")
     src = tmp_path_factory.mktemp("src")
     for rel in _tracked_files():
         if os.path.isfile(os.path.join(ROOT, rel)):
