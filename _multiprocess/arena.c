@@ -254,26 +254,19 @@ ft_neighbour(const ftree_t *t, Py_ssize_t key, int before)
     return found;
 }
 
-/* Append the spans of subtree `i`, in address order, to `list`. */
-static int
-ft_collect(const ftree_t *t, Py_ssize_t i, PyObject *list)
+/* Copy the spans of subtree `i` into out[*k...], in address order.  Plain C
+ * (no Python allocation, hence no garbage collection that could free a
+ * block and reshape the tree meanwhile). */
+static void
+ft_copy(const ftree_t *t, Py_ssize_t i, span_t *out, Py_ssize_t *k)
 {
-    if (i < 0) {
-        return 0;
+    while (i >= 0) {
+        ft_copy(t, t->n[i].left, out, k);
+        out[*k].start = t->n[i].start;
+        out[*k].stop = t->n[i].stop;
+        (*k)++;
+        i = t->n[i].right;
     }
-    if (ft_collect(t, t->n[i].left, list) < 0) {
-        return -1;
-    }
-    PyObject *pair = Py_BuildValue("(nn)", t->n[i].start, t->n[i].stop);
-    if (pair == NULL) {
-        return -1;
-    }
-    int rc = PyList_Append(list, pair);
-    Py_DECREF(pair);
-    if (rc < 0) {
-        return -1;
-    }
-    return ft_collect(t, t->n[i].right, list);
 }
 
 typedef struct {
@@ -358,15 +351,14 @@ spans_remove_at(spanlist_t *l, Py_ssize_t i)
 }
 
 static PyObject *
-spans_to_list(const spanlist_t *l)
+spans_to_list(const span_t *items, Py_ssize_t len)
 {
-    PyObject *list = PyList_New(l->len);
+    PyObject *list = PyList_New(len);
     if (list == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < l->len; i++) {
-        PyObject *t = Py_BuildValue("(nn)", l->items[i].start,
-                                    l->items[i].stop);
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *t = Py_BuildValue("(nn)", items[i].start, items[i].stop);
         if (t == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -615,19 +607,30 @@ static PyObject *
 arena_spans(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     ArenaObject *self = (ArenaObject *)op;
-    PyObject *used = spans_to_list(&self->used);
-    if (used == NULL) {
-        return NULL;
+    PyObject *used = NULL, *free = NULL, *res = NULL;
+
+    /* Snapshot both sets first: building the lists allocates Python
+     * objects, which may run the garbage collector, which may free blocks
+     * of this very arena. */
+    Py_ssize_t nused = self->used.len, nfree = self->free.count, k = 0;
+    span_t *snap = PyMem_Malloc((size_t)(nused + nfree + 1) * sizeof(span_t));
+    if (snap == NULL) {
+        return PyErr_NoMemory();
     }
-    PyObject *free = PyList_New(0);
-    if (free == NULL || ft_collect(&self->free, self->free.root, free) < 0) {
-        Py_XDECREF(free);
-        Py_DECREF(used);
-        return NULL;
+    if (nused > 0) {
+        memcpy(snap, self->used.items, (size_t)nused * sizeof(span_t));
     }
-    PyObject *res = PyTuple_Pack(2, used, free);
-    Py_DECREF(used);
-    Py_DECREF(free);
+    ft_copy(&self->free, self->free.root, snap + nused, &k);
+    used = spans_to_list(snap, nused);
+    if (used != NULL) {
+        free = spans_to_list(snap + nused, k);
+    }
+    if (free != NULL) {
+        res = PyTuple_Pack(2, used, free);
+    }
+    PyMem_Free(snap);
+    Py_XDECREF(used);
+    Py_XDECREF(free);
     return res;
 }
 
