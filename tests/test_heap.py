@@ -15,6 +15,9 @@ import _multiprocess
 import multiprocess
 from multiprocess import heap
 
+# A safety net; tests that start processes also carry their own.
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture
 def fresh_heap():

@@ -16,6 +16,9 @@ from multiprocess.shared_memory import ShareableList, SharedMemory
 
 METHODS = ['fork', 'spawn', 'forkserver']
 
+# A safety net; tests that start processes also carry their own.
+pytestmark = pytest.mark.timeout(180)
+
 
 def segment_exists(name):
     return os.path.exists('/dev/shm/' + name.lstrip('/'))

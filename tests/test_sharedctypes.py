@@ -16,6 +16,9 @@ from multiprocess.sharedctypes import (
 
 METHODS = ['fork', 'spawn', 'forkserver']
 
+# A safety net; tests that start processes also carry their own.
+pytestmark = pytest.mark.timeout(180)
+
 
 class Point(ctypes.Structure):
     _fields_ = [('x', ctypes.c_int), ('y', ctypes.c_double),
