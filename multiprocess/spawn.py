@@ -353,6 +353,21 @@ def _install_main(namespace):
     replacement.__dict__.update(namespace)
     old_main_modules.append(sys.modules['__main__'])
     sys.modules['__main__'] = sys.modules['__mp_main__'] = replacement
+    _repoint_dill(replacement)
+
+
+def _repoint_dill(main_module):
+    # dill binds the __main__ it finds when first imported, and resolves the
+    # globals of every __main__ function it loads (or sends) through that
+    # module.  A forkserver imports dill while idle, before its children
+    # re-run the script (always, with set_forkserver_preload([]) or a main
+    # script that failed in the server), so without this a child's
+    # __main__ functions would look up their globals in the server's
+    # `python -c` module: NameError on the script's imports.
+    for name in ('dill._dill', 'dill.session'):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, '_main_module'):
+            module._main_module = main_module
 
 
 def _fixup_main_from_name(mod_name):

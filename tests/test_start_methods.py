@@ -703,3 +703,49 @@ def test_idle_forkserver_preimports_dill_for_its_children():
     ''')])
     assert rc == 0, err
     assert out.split() == ['0', '0'], err
+
+
+_MAIN_GLOBALS_AFTER_WARM_UP = '''
+import sys, time
+import multiprocess as mp
+
+# Runs in the forkserver too when preloaded: fails there (the server's argv
+# is not ours), so the server keeps its own `python -c` __main__.
+MODE = sys.argv[1]
+if MODE not in ('preload-none', 'preload-fails'):
+    raise SystemExit('bad mode')
+
+def uses_an_import(q):
+    q.put(('child', time.time() > 0))
+    q.put(double)
+
+def double(x):
+    return 2 * len(sys.argv) * x
+
+if __name__ == '__main__':
+    ctx = mp.get_context('forkserver')
+    if MODE == 'preload-none':
+        ctx.set_forkserver_preload([])
+    p = ctx.Process(target=time.sleep, args=(0,))
+    p.start()
+    p.join(30)
+    time.sleep(0.5)     # the idle server imports dill now
+    q = ctx.Queue()
+    p = ctx.Process(target=uses_an_import, args=(q,))
+    p.start()
+    print(q.get(timeout=30), q.get(timeout=30)(5), flush=True)
+    p.join(30)
+    print('exit', p.exitcode, flush=True)
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('mode', ['preload-none', 'preload-fails'])
+def test_forkserver_child_main_functions_see_the_rerun_script(mode, tmp_path):
+    # dill, imported by the idle server before the child re-ran the script,
+    # must resolve __main__ globals in the child's new __main__, both ways.
+    script = tmp_path / 'main_globals.py'
+    script.write_text(_MAIN_GLOBALS_AFTER_WARM_UP)
+    rc, out, err = _run([str(script), mode])
+    assert rc == 0, err
+    assert out.splitlines() == ["('child', True) 20", 'exit 0'], err
