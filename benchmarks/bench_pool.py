@@ -85,7 +85,9 @@ def b_map_lambda(mp, quick):
 
 @case('map_200_payloads_1mb', target=1.0)
 def b_map_big(mp, quick):
-    payloads = [bytes(1 << 20)] * (50 if quick else 200)
+    # distinct objects: a list repeating one object would be pickled once
+    # per chunk (the pickler's memo) and measure nothing
+    payloads = [bytes([i % 251]) * (1 << 20) for i in range(50 if quick else 200)]
     with mp.Pool(2) as p:
         p.map(nbytes, payloads[:4])
         t = time.perf_counter()

@@ -212,7 +212,7 @@ def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
                           and all(type(x) in _plain for x in obj)):
         return _fast(obj, _PROTOCOL)
     from .reduction import ForkingPickler
-    return bytes(ForkingPickler.dumps(obj))
+    return ForkingPickler.dumps(obj)      # a buffer; not copied again
 
 
 class _FrameReader:
@@ -239,7 +239,8 @@ class _FrameReader:
         end = pos + _HSIZE + size
         if len(buf) < end:
             return None
-        payload = bytes(buf[pos + _HSIZE:end])
+        with memoryview(buf) as view:       # one copy, not two
+            payload = bytes(view[pos + _HSIZE:end])
         self.pos = end
         return kind, task, job, payload
 
@@ -260,9 +261,9 @@ def _error_payload(exc, tb_text):
     """
     described = '%s: %s' % (type(exc).__qualname__, exc)
     try:
-        blob = _dumps(exc)
+        blob = bytes(_dumps(exc))
     except BaseException as why:
-        blob = _dumps(MaybeEncodingError(why, described))
+        blob = bytes(_dumps(MaybeEncodingError(why, described)))
     return pickle.dumps((blob, tb_text, described), protocol=5)
 
 
@@ -288,7 +289,7 @@ def _read_some(fd):
     """Block until the parent sends something; b'' when it went away."""
     while True:
         try:
-            return os.read(fd, 1 << 16)
+            return os.read(fd, 1 << 20)
         except InterruptedError:
             continue
         except KeyboardInterrupt:
@@ -1491,18 +1492,28 @@ class _Engine:
             return
         core = self.core
         depth = self._depth()
+        rooms = []
         for w in sorted(self.workers, key=lambda w: core.load(w.slot)):
             if w.dead or w.quitting:
                 continue
             room = depth - core.load(w.slot)
             if self.maxtasks is not None:
                 room = min(room, self.maxtasks - w.sent)
-            while room > 0:
+            if room > 0:
+                rooms.append([room, w])
+        # one task per worker per round, each sent at once: with big chunks
+        # every worker starts early instead of waiting for the others'
+        # pickling
+        while rooms:
+            for entry in rooms:
                 task = self._next_task()
                 if task is None:
+                    rooms = ()
                     break
-                self._send(w, task)
-                room -= 1
+                self._send(entry[1], task)
+                core.flush()
+                entry[0] -= 1
+            rooms = [entry for entry in rooms if entry[0] > 0]
         if self.state == CLOSE and not self._has_work():
             for w in self.workers:
                 if not w.quitting and not w.dead:
