@@ -258,12 +258,16 @@ class Server(object):
             threading.Thread(target=self._welcome, args=(conn, raw is not None),
                              daemon=True).start()
 
+    # A peer gets this long to authenticate; then its thread gives up.
+    handshake_timeout = 20.0
+
     def _welcome(self, conn, needs_handshake):
         if needs_handshake:
             try:
                 if self.authkey:
-                    connection.deliver_challenge(conn, self.authkey)
-                    connection.answer_challenge(conn, self.authkey)
+                    with _receive_timeout(conn.fileno(), self.handshake_timeout):
+                        connection.deliver_challenge(conn, self.authkey)
+                        connection.answer_challenge(conn, self.authkey)
             except Exception as exc:
                 util.info('refused a client: %r', exc)
                 conn.close()
@@ -494,6 +498,33 @@ def _adopt_or_make(factory, args, kwds):
     if len(args) == 1 and not kwds:
         return args[0]
     raise ValueError('Without callable, must have one non-keyword argument')
+
+
+@contextlib.contextmanager
+def _receive_timeout(fd, seconds):
+    """Cut socket ``fd`` off (shutdown: a blocked read sees end of file) if
+    the block has not finished within ``seconds``."""
+    import socket
+    sock = socket.socket(fileno=os.dup(fd))
+    guard = threading.Lock()
+    finished = False
+
+    def cut_off():
+        with guard:
+            if not finished:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut_off)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with guard:
+            finished = True
+        timer.cancel()
+        sock.close()          # only our duplicate; the connection stays open
 
 
 class _ProtocolError(Exception):

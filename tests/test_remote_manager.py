@@ -174,3 +174,28 @@ def test_shutdown_request_stops_server(server):
     dispatch(conn, None, 'shutdown')
     conn.close()
     assert proc.wait(20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_peer_that_never_authenticates_is_dropped():
+    import threading
+    from multiprocess.managers import Server
+    server = Server(RemoteManager._registry, ('127.0.0.1', 0), AUTHKEY, 'pickle')
+    server.handshake_timeout = 0.5
+    threading.Thread(target=server.accepter, daemon=True).start()
+    try:
+        with socket.create_connection(server.address) as silent:
+            silent.settimeout(10)
+            received = b''
+            while True:                 # the challenge, then end of stream
+                chunk = silent.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            assert b'#CHALLENGE#' in received
+        # and a well-behaved client is still served
+        conn = connection.Client(server.address, authkey=AUTHKEY)
+        with conn:
+            assert dispatch(conn, None, 'number_of_objects') == 0
+    finally:
+        server.listener.close()
