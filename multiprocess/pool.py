@@ -518,6 +518,8 @@ class ApplyResult(object):
         return self._value
 
     def _set(self, i, obj):
+        if self._event.is_set():
+            return          # aborted by terminate() before it came back
         self._success, self._value = obj
         _run_callback(self._callback if self._success
                       else self._error_callback, self._value)
@@ -1868,6 +1870,14 @@ class _ThreadEngine:
             self.state = TERMINATE
             self.jobs.clear()
             self.cond.notify_all()
+        # as with processes: what can no longer complete fails, not hangs
+        error = ProcessError('the pool was terminated before this task '
+                             'completed')
+        for result in list(self.cache.values()):
+            try:
+                result._abort(error)
+            except BaseException:
+                traceback.print_exc()
 
     def join(self):
         current = threading.current_thread()

@@ -583,3 +583,19 @@ def test_poolengine_c_never_returns_with_the_gil_released():
                 assert 'Py' not in code, \
                     'Python API without the GIL at line %d' % number
     assert not inside
+
+
+@pytest.mark.timeout(60)
+def test_thread_pool_terminate_fails_pending_results():
+    release = threading.Event()
+    p = mpool.ThreadPool(1)
+    running = p.apply_async(release.wait, (30,))
+    queued = p.apply_async(square, (3,))
+    time.sleep(0.1)
+    p.terminate()
+    with pytest.raises(ProcessError):
+        queued.get(timeout=5)
+    release.set()
+    p.join()
+    with pytest.raises(ProcessError):
+        running.get(timeout=5)
