@@ -9,7 +9,7 @@ gone.  ``unlink()`` removes the name and tells the tracker.
 
 ``ShareableList`` keeps a fixed-length list of int, float, bool, None, str
 and bytes in one segment.  The layout is the standard library's, so either
-implementation can attach to a list made by the other:
+implementation can attach to a list made by the other::
 
     q            number of items n
     q * (n + 1)  offset of each item's slot in the data area (first is 0;
