@@ -437,3 +437,56 @@ def test_generated_methods_go_through_overridden_callmethod():
         lst.append(1)
         assert len(lst) == 1
         assert LoggingListProxy.calls[-2:] == ['append', '__len__']
+
+
+@pytest.mark.timeout(60)
+def test_local_manager_calls_travel_over_pipes(manager):
+    import stat
+    d = manager.dict()
+    d['x'] = 1
+    conn = d._tls.connection
+    assert isinstance(conn, managers._PipePair)
+    for end in (conn.reader, conn.writer):
+        assert stat.S_ISFIFO(os.fstat(end.fileno()).st_mode)
+
+
+@pytest.mark.timeout(60)
+def test_tcp_manager_calls_stay_on_the_socket():
+    with SyncManager(address=('127.0.0.1', 0)) as m:
+        d = m.dict()
+        d['x'] = 1
+        assert not isinstance(d._tls.connection, managers._PipePair)
+        assert d['x'] == 1
+
+
+@pytest.mark.timeout(60)
+def test_use_pipes_refused_over_tcp_keeps_connection_usable():
+    from multiprocess import connection
+    with SyncManager(address=('127.0.0.1', 0)) as m:
+        conn = connection.Client(m.address, authkey=m._authkey)
+        with conn:
+            with pytest.raises(RemoteError):
+                managers.dispatch(conn, None, 'use_pipes')
+            assert managers.dispatch(conn, None, 'number_of_objects') == 0
+
+
+def _append_from_threads(lst, n):
+    import threading
+    threads = [threading.Thread(target=lst.append, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@pytest.mark.timeout(90)
+def test_calls_from_short_lived_threads_and_children_share_one_list():
+    with SyncManager() as m:
+        lst = m.list()
+        _append_from_threads(lst, 8)
+        p = mp.get_context('fork').Process(target=_append_from_threads,
+                                           args=(lst, 4))
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+        assert sorted(lst[:]) == sorted(list(range(8)) + list(range(4)))
