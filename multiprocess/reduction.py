@@ -31,11 +31,17 @@ When dill is used.
     A function or class that pickle can name -- found again under its
     ``__module__`` and ``__qualname__`` as the very same object, in a module
     other than ``__main__`` -- goes by reference, exactly as in the standard
-    library.  Anything that cannot be named that way is serialized by dill
-    and embedded as a nested payload (a ``bytes`` object handed to
-    ``_load_dill``): lambdas, closures and other nested functions, functions
-    and classes of ``__main__`` (a script, ``python -c``, a script read from
-    stdin, an interactive session), code objects, cells, properties, the
+    library.  A plain Python function that cannot be named that way (a
+    lambda, a closure or other nested function, a function of ``__main__``)
+    travels by value without dill: its marshalled code, names, defaults,
+    attributes and closure, rebuilt by ``_make_function`` with the globals
+    of the receiver's ``__main__`` or of its module imported there, as dill
+    would by default; unusual ones (see ``_plain_function``) go to dill.
+    Anything else that cannot be named is serialized by dill and embedded
+    as a nested payload (a ``bytes`` object handed to ``_load_dill``):
+    those unusual functions, classes of ``__main__`` (a script, ``python
+    -c``, a script read from stdin, an interactive session) and other
+    local classes, code objects, cells, properties, the
     ``__main__`` module.  Classes of ``__main__`` travel by value but are
     matched by name on arrival: if the receiver's ``__main__`` defines a
     class of that qualified name (a forked child, a spawned child that
@@ -57,13 +63,17 @@ When dill is used.
 
 What it costs.
     dill is imported on first need, never before (about 25 ms): a process
-    that only ever exchanges plain data never imports it.  A dill payload is
+    that only ever exchanges plain data or plain functions never imports
+    it.  A function sent without dill costs about 25 us to dump and load
+    (its code is marshalled once per code object, and unmarshalled once per
+    receiver for up to 256 codes).  A dill payload is
     produced by a pure Python pickler, 0.1-0.3 ms for a small function or
     class and more for large closures; the payload of a function or class
     is then reused while the object is unchanged (see "reuse" below), so a
-    lambda or a __main__ class sent with every task costs that once.
-    Identity is kept only inside one payload: an object reached both from a
-    lambda's closure and from the surrounding data arrives as two copies.
+    __main__ class sent with every task costs that once.
+    Identity is kept only inside one dill payload: an object reached both
+    from a class and from the surrounding data arrives as two copies (a
+    function sent without dill shares the message's memo).
     Thread locks are refused with a TypeError in the sender, also on the
     dill path (dill would copy them, silently producing an unrelated lock in
     the receiver).
@@ -80,6 +90,7 @@ import array
 import copyreg
 import functools
 import io
+import marshal
 import operator
 import os
 import pickle
@@ -399,6 +410,156 @@ def _named(obj, may_import=True):
     return _lookup(module, qualname) is obj
 
 
+# ------------------------------------------ functions by value without dill
+#
+# The usual function sent by value -- a lambda, a closure, a nested or a
+# __main__ function -- needs nothing of dill: its code object is marshalled
+# (C, exact between processes of one interpreter version) and the function
+# is rebuilt around it in the receiver, with its global namespace found
+# there the way dill finds it by default: the receiver's __main__ for
+# functions of __main__, the module imported by name otherwise.  The
+# closure starts as empty cells, filled by the pickle's state step, so a
+# function inside its own closure (recursive nested functions) or closures
+# referring to each other come back through the pickle memo.  Anything
+# unusual goes to dill as before (see _plain_function).
+
+_code_bytes = {}      # id(code) -> (weakref to code, marshalled, default doc)
+_code_copies = {}     # marshalled -> code, in the receiver
+_CODE_COPIES_KEPT = 256
+
+
+def _marshalled(code):
+    kept = _code_bytes.get(id(code))
+    if kept is not None and kept[0]() is code:
+        return kept[1], kept[2]
+    blob = marshal.dumps(code)
+    # What a function made from this code has as __doc__ unless told.
+    cells = tuple(types.CellType() for _ in code.co_freevars) or None
+    doc = types.FunctionType(code, {}, None, None, cells).__doc__
+    try:
+        ref = weakref.ref(code, _code_forgetter(id(code)))
+    except TypeError:
+        return blob, doc
+    _code_bytes[id(code)] = (ref, blob, doc)
+    return blob, doc
+
+
+def _code_forgetter(key):
+    def forget(ref):
+        kept = _code_bytes.get(key)
+        if kept is not None and kept[0] is ref:
+            del _code_bytes[key]
+    return forget
+
+
+def _plain_value(value):
+    return type(value) in _SCALARS or (isinstance(value, type)
+                                      and _named(value, False))
+
+
+def _plain_function(func, cautious):
+    """Reduce value rebuilding func without dill, or None to leave it to
+    dill.  ``cautious``: func can also be sent by name, which is done when
+    dill fails on it, so only defaults made of scalars are accepted."""
+    settings = _settings()
+    if settings.get('recurse') or settings.get('byref'):
+        return None
+    space = func.__globals__
+    modname = func.__module__
+    if type(modname) is not str:
+        return None
+    main = sys.modules.get('__main__')
+    if main is not None and space is getattr(main, '__dict__', None):
+        where = None
+    elif (modname not in _MAIN_NAMES and
+          space is getattr(sys.modules.get(modname), '__dict__', None)):
+        where = modname
+    else:
+        return None     # dill would copy the whole namespace: leave it that
+    code = func.__code__
+    fdict = func.__dict__
+    if fdict and ('__wrapped__' in fdict or
+                  not all(type(k) is str for k in fdict)):
+        return None
+    closure = func.__closure__ or ()
+    if len(closure) != len(code.co_freevars):
+        return None
+    try:
+        blob, doc = _marshalled(code)
+    except Exception:       # a constant marshal refuses
+        return None
+    values, empty = [], []
+    for i, cell in enumerate(closure):
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:
+            values.append(None)
+            empty.append(i)
+    attrs = {}
+    if func.__defaults__ is not None:
+        attrs['__defaults__'] = func.__defaults__
+    if func.__kwdefaults__ is not None:
+        attrs['__kwdefaults__'] = func.__kwdefaults__
+    if func.__qualname__ != code.co_qualname:
+        attrs['__qualname__'] = func.__qualname__
+    if modname != space.get('__name__'):
+        attrs['__module__'] = modname
+    if func.__doc__ is not doc and func.__doc__ != doc:
+        attrs['__doc__'] = func.__doc__
+    notes = func.__annotations__
+    if notes:
+        attrs['__annotations__'] = notes
+    if fdict:
+        attrs['__dict__'] = fdict
+    if cautious:
+        parts = (*values, *(func.__defaults__ or ()),
+                 *(func.__kwdefaults__ or {}).values(), *fdict.values())
+        if not all(map(_plain_value, parts)):
+            return None
+    args = (blob, where, func.__name__, len(closure))
+    if not values and not attrs:
+        return _make_function, args
+    return (_make_function, args, (tuple(values), tuple(empty), attrs),
+            None, None, _fill_function)
+
+
+def _make_function(blob, where, name, ncells):
+    """Loader of a function sent without dill (runs in the receiver); its
+    closure cells stay empty until _fill_function."""
+    code = _code_copies.get(blob)
+    if code is None:
+        code = marshal.loads(blob)
+        if len(_code_copies) >= _CODE_COPIES_KEPT:     # drop the oldest
+            try:
+                del _code_copies[next(iter(_code_copies))]
+            except (StopIteration, RuntimeError, KeyError):
+                pass
+        _code_copies[blob] = code
+    if where is None:
+        space = sys.modules['__main__'].__dict__
+    else:
+        module = sys.modules.get(where)
+        if module is None:
+            __import__(where)
+            module = sys.modules[where]
+        space = module.__dict__
+    cells = tuple(types.CellType() for _ in range(ncells)) or None
+    return types.FunctionType(code, space, name, None, cells)
+
+
+def _fill_function(func, state):
+    values, empty, attrs = state
+    for i, (cell, value) in enumerate(zip(func.__closure__ or (), values)):
+        if i not in empty:
+            cell.cell_contents = value
+    for name, value in attrs.items():
+        if name == '__dict__':
+            func.__dict__.update(value)
+        else:
+            setattr(func, name, value)
+    return func
+
+
 # ------------------------------------------------- per-type reducers (C side)
 
 def _via_dill(obj):
@@ -409,15 +570,29 @@ def _reduce_function(func):
     if func in _OWN_LOADERS:
         return NotImplemented
     if func.__module__ in _MAIN_NAMES:
-        if _settings().get('byref') and _named(func):
+        named = _named(func)
+        if named and _settings().get('byref'):
             return NotImplemented
+        fast = _try_plain_function(func, named)
+        if fast is not None:
+            return fast
         blob = _by_value_or_name(func)
         if blob is None:
             return _load_main_object, (func.__qualname__, None)
         return _load_dill, (blob,)
     if _named(func):
         return NotImplemented
+    fast = _try_plain_function(func, False)
+    if fast is not None:
+        return fast
     return _load_dill, (_reusable_blob(func),)
+
+
+def _try_plain_function(func, cautious):
+    try:
+        return _plain_function(func, cautious)
+    except Exception:
+        return None
 
 
 # Classes the C pickler names itself although builtins has no such attribute.
@@ -449,7 +624,8 @@ def _reduce_module(module):
 
 
 # Functions of ours that every dill payload names: skip the lookup.
-_OWN_LOADERS = frozenset((_load_dill, _load_main_object, _rebuild_module))
+_OWN_LOADERS = frozenset((_load_dill, _load_main_object, _rebuild_module,
+                          _make_function, _fill_function))
 
 # type -> reducer(obj) for the types the C pickler must not handle alone.
 # The reducers registered with ``register`` are merged into the same table.
