@@ -239,7 +239,7 @@ def bench_pickle_dicts(mp, n):
     return _dumps_loads(mp, data, n)
 
 
-@case("pickle_range_100k", n=300, quick_n=30, target=1 / 1.3, pypi_target=20.0)
+@case("pickle_range_100k", n=100, quick_n=10, target=1 / 1.3, pypi_target=20.0)
 def bench_pickle_range(mp, n):
     """ForkingPickler.dumps + loads of list(range(100000))."""
     return _dumps_loads(mp, list(range(100000)), n)
