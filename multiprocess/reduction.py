@@ -468,14 +468,18 @@ def _plain_function(func, cautious):
     modname = func.__module__
     if type(modname) is not str:
         return None
-    main = sys.modules.get('__main__')
-    if main is not None and space is getattr(main, '__dict__', None):
+    # Only a namespace that is the dict of the module named by __module__
+    # is found again by name; dill copies any other one whole.
+    if space is not getattr(sys.modules.get(modname), '__dict__', None):
+        return None
+    if modname in _MAIN_NAMES:
+        if space is not getattr(sys.modules.get('__main__'), '__dict__', 0):
+            return None
         where = None
-    elif (modname not in _MAIN_NAMES and
-          space is getattr(sys.modules.get(modname), '__dict__', None)):
+    elif space.get('__name__') == modname:
         where = modname
     else:
-        return None     # dill would copy the whole namespace: leave it that
+        return None
     code = func.__code__
     fdict = func.__dict__
     if fdict and ('__wrapped__' in fdict or

@@ -213,15 +213,17 @@ def test_unusual_functions_still_go_to_dill():
             return base(x) * 2
         fast = FP.dumps(lambda x: x)
         wrapped = bytes(FP.dumps(wrapper))
+        moved = lambda: 1
+        moved.__module__ = 'json'      # its namespace is not json's
         print(b'_load_dill' in bytes(fast), b'_load_dill' in wrapped,
-              FP.loads(wrapped)(20))
+              FP.loads(wrapped)(20), reduction._plain_function(moved, False))
         import dill
         dill.settings['recurse'] = True
         print(b'_load_dill' in bytes(FP.dumps(lambda x: x)))
         dill.settings['recurse'] = False
         print(b'_load_dill' in bytes(FP.dumps(lambda x: x)))
     ''')
-    assert out == ['False True 42', 'True', 'False']
+    assert out == ['False True 42 None', 'True', 'False']
 
 
 @pytest.mark.timeout(200)
@@ -234,9 +236,13 @@ def test_code_is_marshalled_once_and_functions_stay_distinct():
         print([f() for f in back], len(reduction._code_bytes),
               len({id(f) for f in back}))
         a, b = FP.loads(FP.dumps([fs[0], fs[0]]))
-        print(a is b)
+        def make():
+            box = [1]
+            return (lambda: box), box
+        f, same = FP.loads(FP.dumps(make()))   # one memo for the message
+        print(a is b, f() is same)
     ''')
-    assert out == ['[0, 2, 4, 6, 8] 1 5', 'True']
+    assert out == ['[0, 2, 4, 6, 8] 1 5', 'True True']
 
 
 POOL_SCRIPT = BLOCK + '''
