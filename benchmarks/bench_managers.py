@@ -68,6 +68,20 @@ def b_list_append(mp, quick):
         return _timed(loop, n)
 
 
+@case('create_proxy', target=1.0, unit='m.dict() + release')
+def b_create(mp, quick):
+    """Make a managed dict and drop its proxy (create, then decref)."""
+    n = 300 if quick else 1_500
+    with mp.Manager() as m:
+        make = m.dict
+
+        def loop(n):
+            for _ in range(n):
+                make()
+        loop(20)
+        return _timed(loop, n)
+
+
 def _accept_forever(listener):
     while True:
         try:
