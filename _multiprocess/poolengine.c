@@ -16,6 +16,11 @@
  * here, so when a worker dies Python can ask which task it was running
  * (owned()) without ever seeing the acks.
  *
+ * Large payloads (PE_BIG bytes and more) are not copied: the frame's header
+ * goes to the output buffer and the slot keeps a buffer view of the
+ * caller's object, written with writev() in stream order.  Views are
+ * released with the GIL held once written (release_written()).
+ *
  * Threads: wait() is for the pool's engine thread alone; the other methods
  * may also be called by caller threads (apply_async sends its task itself
  * when a worker is idle).  A mutex guards the slots; wait() drops it while
@@ -26,7 +31,9 @@
  *   add(slot, task_fd, result_fd, sentinel)   sentinel may be -1
  *   remove(slot)                              the fds stay open (Python's)
  *   send(slot, kind, task, job, payload)      queue a frame; kinds 1-3 are
- *                                             tasks and become owned
+ *                                             tasks and become owned; the
+ *                                             payload may be a tuple of
+ *                                             buffers, sent back to back
  *   flush()                                   write what can be written now
  *   wait(timeout)  -> list of (slot, kind, task, payload) for result frames
  *                     and (slot, -1, 0, None) when a slot's process ended or
@@ -34,6 +41,7 @@
  *                     timeout.  Acks alone do not end the wait.
  *   owned(slot)    -> (list of task ids in send order, acked task id or 0)
  *   load(slot)     -> number of owned tasks
+ *   unsent(slot)   -> bytes queued, not yet written to the pipe
  */
 #include "multiprocess.h"
 #include "pythread.h"
@@ -44,6 +52,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define PE_HEADER 25
@@ -51,6 +60,7 @@
 #define PE_K_STARMAP 3
 #define PE_K_ACK 10
 #define PE_READ_CHUNK (256 * 1024)
+#define PE_BIG (64 * 1024)
 
 typedef struct {
     char *data;
@@ -59,12 +69,23 @@ typedef struct {
     size_t cap;
 } pe_buf;
 
+/* A payload written from the caller's buffer: it follows the first `at`
+ * bytes of the output buffer (offset adjusted when the buffer compacts). */
+typedef struct {
+    size_t at;
+    size_t pos;
+    Py_buffer view;
+} pe_big;
+
 typedef struct {
     int used;
     long id;
     int task_fd, result_fd, sentinel;
     int eof;
     pe_buf out, in;
+    pe_big *big;            /* payloads in stream order; the first */
+    size_t nbig, bigcap;    /* `bigdone` are written, views held */
+    size_t bigdone;
     uint64_t *own;          /* ring buffer of owned task ids */
     size_t own_head, own_len, own_cap;
     uint64_t acked;
@@ -85,10 +106,13 @@ typedef struct {
 /* ---------------------------------------------------------------- buffers */
 
 static int
-buf_reserve(pe_buf *b, size_t extra)
+buf_reserve_shift(pe_buf *b, size_t extra, pe_big *big, size_t nbig)
 {
     if (b->pos > 0 && (b->pos == b->len || b->pos > b->cap / 2)) {
         memmove(b->data, b->data + b->pos, b->len - b->pos);
+        for (size_t i = 0; i < nbig; i++) {
+            big[i].at -= b->pos;
+        }
         b->len -= b->pos;
         b->pos = 0;
     }
@@ -106,6 +130,12 @@ buf_reserve(pe_buf *b, size_t extra)
     b->data = p;
     b->cap = cap;
     return 0;
+}
+
+static int
+buf_reserve(pe_buf *b, size_t extra)
+{
+    return buf_reserve_shift(b, extra, NULL, 0);
 }
 
 static void
@@ -195,9 +225,30 @@ find_slot(PoolEngineObject *self, long id)
     return NULL;
 }
 
+/* Drop the views of payloads already written.  GIL held. */
+static void
+release_written(pe_slot *s)
+{
+    if (s->bigdone == 0) {
+        return;
+    }
+    for (size_t i = 0; i < s->bigdone; i++) {
+        PyBuffer_Release(&s->big[i].view);
+    }
+    memmove(s->big, s->big + s->bigdone,
+            (s->nbig - s->bigdone) * sizeof(pe_big));
+    s->nbig -= s->bigdone;
+    s->bigdone = 0;
+}
+
+/* GIL held. */
 static void
 slot_clear(pe_slot *s)
 {
+    for (size_t i = 0; i < s->nbig; i++) {
+        PyBuffer_Release(&s->big[i].view);
+    }
+    PyMem_RawFree(s->big);
     buf_free(&s->out);
     buf_free(&s->in);
     PyMem_RawFree(s->own);
@@ -353,63 +404,151 @@ PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+#define PE_MAX_PARTS 64
+
 static PyObject *
 PoolEngine_send(PoolEngineObject *self, PyObject *args)
 {
     long id;
     int kind;
     unsigned long long task, job;
-    Py_buffer payload;
-    if (!PyArg_ParseTuple(args, "liKKy*:send", &id, &kind, &task, &job,
-                          &payload)) {
+    PyObject *obj, *res = NULL;
+    if (!PyArg_ParseTuple(args, "liKKO:send", &id, &kind, &task, &job,
+                          &obj)) {
         return NULL;
     }
-    PyObject *res = NULL;
-    if (lock_engine(self) < 0) {
-        PyBuffer_Release(&payload);
+    /* the payload: one bytes-like object, or a tuple of them sent back to
+     * back as one frame (a pickle and its out-of-band buffers) */
+    Py_buffer parts[PE_MAX_PARTS];
+    Py_ssize_t nparts = 0;
+    int tuple = PyTuple_Check(obj);
+    Py_ssize_t want = tuple ? PyTuple_GET_SIZE(obj) : 1;
+    if (want > PE_MAX_PARTS) {
+        PyErr_SetString(PyExc_ValueError, "too many payload parts");
         return NULL;
+    }
+    size_t total = 0, copied = 0, nref = 0;
+    for (; nparts < want; nparts++) {
+        PyObject *part = tuple ? PyTuple_GET_ITEM(obj, nparts) : obj;
+        if (PyObject_GetBuffer(part, &parts[nparts], PyBUF_SIMPLE) < 0) {
+            goto release;
+        }
+        size_t len = (size_t)parts[nparts].len;
+        total += len;
+        if (len >= PE_BIG) {
+            nref++;
+        }
+        else {
+            copied += len;
+        }
+    }
+    if (lock_engine(self) < 0) {
+        goto release;
     }
     pe_slot *s = find_slot(self, id);
     if (s == NULL) {
         goto done;
     }
-    size_t n = (size_t)payload.len;
-    if (buf_reserve(&s->out, PE_HEADER + n) < 0) {
+    release_written(s);
+    if (s->nbig + nref > s->bigcap) {
+        size_t cap = s->bigcap ? s->bigcap : 4;
+        while (cap < s->nbig + nref) {
+            cap *= 2;
+        }
+        pe_big *q = PyMem_RawRealloc(s->big, cap * sizeof(pe_big));
+        if (q == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        s->big = q;
+        s->bigcap = cap;
+    }
+    if (buf_reserve_shift(&s->out, PE_HEADER + copied, s->big, s->nbig) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    unsigned char *p = (unsigned char *)s->out.data + s->out.len;
-    put_u64(p, (uint64_t)n);
-    p[8] = (unsigned char)kind;
-    put_u64(p + 9, (uint64_t)task);
-    put_u64(p + 17, (uint64_t)job);
-    memcpy(p + PE_HEADER, payload.buf, n);
     if (kind >= PE_K_APPLY && kind <= PE_K_STARMAP) {
         if (own_push(s, (uint64_t)task) < 0) {
             PyErr_NoMemory();
             goto done;
         }
     }
-    s->out.len += PE_HEADER + n;
+    unsigned char *p = (unsigned char *)s->out.data + s->out.len;
+    put_u64(p, (uint64_t)total);
+    p[8] = (unsigned char)kind;
+    put_u64(p + 9, (uint64_t)task);
+    put_u64(p + 17, (uint64_t)job);
+    s->out.len += PE_HEADER;
+    for (Py_ssize_t i = 0; i < nparts; i++) {
+        if ((size_t)parts[i].len >= PE_BIG) {
+            pe_big *b = &s->big[s->nbig++];
+            b->at = s->out.len;
+            b->pos = 0;
+            b->view = parts[i];     /* the slot owns the view now */
+            parts[i].obj = NULL;
+        }
+        else {
+            memcpy(s->out.data + s->out.len, parts[i].buf,
+                   (size_t)parts[i].len);
+            s->out.len += (size_t)parts[i].len;
+        }
+    }
     res = Py_None;
     Py_INCREF(res);
 done:
     unlock_engine(self);
-    PyBuffer_Release(&payload);
+release:
+    for (Py_ssize_t i = 0; i < nparts; i++) {
+        if (parts[i].obj != NULL) {
+            PyBuffer_Release(&parts[i]);
+        }
+    }
     return res;
 }
 
 /* Write as much of the slot's queued output as the pipe takes; called
  * with or without the GIL (touches only C memory).  A dead reader drops
  * the output: the sentinel will report the worker. */
+static int
+slot_has_output(pe_slot *s)
+{
+    return s->out.len > s->out.pos || s->nbig > s->bigdone;
+}
+
 static void
 slot_write(pe_slot *s)
 {
-    while (s->out.pos < s->out.len) {
-        ssize_t n = write(s->task_fd, s->out.data + s->out.pos,
-                          s->out.len - s->out.pos);
+    for (;;) {
+        pe_big *b = s->nbig > s->bigdone ? &s->big[s->bigdone] : NULL;
+        size_t stop = b != NULL ? b->at : s->out.len;
+        struct iovec iov[2];
+        int cnt = 0;
+        size_t head = stop - s->out.pos;
+        if (head > 0) {
+            iov[cnt].iov_base = s->out.data + s->out.pos;
+            iov[cnt].iov_len = head;
+            cnt++;
+        }
+        if (b != NULL) {
+            iov[cnt].iov_base = (char *)b->view.buf + b->pos;
+            iov[cnt].iov_len = (size_t)b->view.len - b->pos;
+            cnt++;
+        }
+        if (cnt == 0) {
+            break;
+        }
+        ssize_t n = writev(s->task_fd, iov, cnt);
         if (n > 0) {
-            s->out.pos += (size_t)n;
+            size_t k = (size_t)n;
+            size_t from_head = k < head ? k : head;
+            s->out.pos += from_head;
+            k -= from_head;
+            if (b != NULL) {
+                b->pos += k;
+                if (b->pos == (size_t)b->view.len) {
+                    s->bigdone++;
+                }
+            }
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -418,7 +557,9 @@ slot_write(pe_slot *s)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return;
         }
-        s->out.pos = s->out.len;     /* EPIPE and friends */
+        /* EPIPE and friends: drop everything */
+        s->out.pos = s->out.len;
+        s->bigdone = s->nbig;
     }
     s->out.pos = s->out.len = 0;
 }
@@ -463,8 +604,11 @@ PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
     }
     for (size_t i = 0; i < self->nslots; i++) {
         pe_slot *s = &self->slots[i];
-        if (s->used && s->out.len > s->out.pos) {
-            slot_write(s);
+        if (s->used) {
+            if (slot_has_output(s)) {
+                slot_write(s);
+            }
+            release_written(s);
         }
     }
     unlock_engine(self);
@@ -560,7 +704,7 @@ build_pollset(PoolEngineObject *self)
         pf[n].events = POLLIN;
         pf[n + 1].fd = s->sentinel;
         pf[n + 1].events = POLLIN;
-        pf[n + 2].fd = s->out.len > s->out.pos ? s->task_fd : -1;
+        pf[n + 2].fd = slot_has_output(s) ? s->task_fd : -1;
         pf[n + 2].events = POLLOUT;
         pf[n].revents = pf[n + 1].revents = pf[n + 2].revents = 0;
         n += 3;
@@ -687,6 +831,7 @@ again:
         if (s == NULL) {
             continue;
         }
+        release_written(s);
         if (slot_parse(s, events) < 0) {
             goto fail;
         }
@@ -772,6 +917,32 @@ PoolEngine_load(PoolEngineObject *self, PyObject *arg)
     return PyLong_FromSize_t(load);
 }
 
+/* Bytes queued for a slot that its pipe has not taken yet. */
+static PyObject *
+PoolEngine_unsent(PoolEngineObject *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (lock_engine(self) < 0) {
+        return NULL;
+    }
+    pe_slot *s = find_slot(self, id);
+    size_t n = 0;
+    if (s != NULL) {
+        n = s->out.len - s->out.pos;
+        for (size_t i = s->bigdone; i < s->nbig; i++) {
+            n += (size_t)s->big[i].view.len - s->big[i].pos;
+        }
+    }
+    unlock_engine(self);
+    if (s == NULL) {
+        return NULL;
+    }
+    return PyLong_FromSize_t(n);
+}
+
 static PyMethodDef PoolEngine_methods[] = {
     {"add", (PyCFunction)PoolEngine_add, METH_VARARGS,
      "add(slot, task_fd, result_fd, sentinel): manage a worker's pipes."},
@@ -787,6 +958,8 @@ static PyMethodDef PoolEngine_methods[] = {
      "owned(slot) -> (task ids in send order, acknowledged task id or 0)."},
     {"load", (PyCFunction)PoolEngine_load, METH_O,
      "load(slot) -> number of tasks the worker owns."},
+    {"unsent", (PyCFunction)PoolEngine_unsent, METH_O,
+     "unsent(slot) -> bytes queued that the pipe has not taken yet."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -215,6 +215,82 @@ def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
     return ForkingPickler.dumps(obj)      # a buffer; not copied again
 
 
+# Frames at least this large are read by the worker into a buffer of their
+# own size (see _FrameReader.big_frame) and sent by the parent from the
+# pickled buffer itself (PE_BIG in poolengine.c).
+_BIG_FRAME = 64 * 1024
+
+
+class _OutOfBand:
+    """Stands in for a big bytes object while a chunk is pickled: the
+    pickler hands its buffer to the buffer callback (the C pickler would
+    copy a bytes object into the pickle, and never asks a reducer_override
+    about bytes), and the worker gets bytes back."""
+
+    __slots__ = ('data',)
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce_ex__(self, protocol):
+        return bytes, (pickle.PickleBuffer(self.data),)
+
+
+_OOB_MARK = b'M'       # no pickle of protocol 2+ starts with it (b'\x80')
+
+
+def _dumps_chunk(items, _plain=_PLAIN):
+    """A task's payload: like _dumps, except that a short chunk of plain
+    data holding big bytes objects becomes a tuple of parts (a header, the
+    pickle, the bytes objects) so that nobody copies those in this process:
+    the engine writes them straight to the pipe."""
+    kind = type(items)
+    if (kind is list or kind is tuple) and len(items) <= 32:
+        big = False
+        for x in items:
+            t = type(x)
+            if t not in _plain:
+                big = False
+                break
+            if t is bytes and len(x) >= _BIG_FRAME:
+                big = True
+        if big:
+            stand_ins = {}      # one per object: repeats stay one object
+            wrapped = []
+            for x in items:
+                if type(x) is bytes and len(x) >= _BIG_FRAME:
+                    x = stand_ins.get(id(x)) or stand_ins.setdefault(
+                        id(x), _OutOfBand(x))
+                wrapped.append(x)
+            bufs = []
+            data = pickle.dumps(wrapped if kind is list else tuple(wrapped),
+                                5, buffer_callback=bufs.append)
+            sizes = [len(data)] + [b.raw().nbytes for b in bufs]
+            head = _OOB_MARK + struct.pack('<I%dQ' % len(sizes),
+                                           len(bufs), *sizes)
+            return (head, data) + tuple(bufs)
+    return _dumps(items)
+
+
+def _loads_chunk(payload):
+    """Inverse of _dumps_chunk, in the worker."""
+    if payload[:1] != _OOB_MARK:
+        return pickle.loads(payload)
+    count, = struct.unpack_from('<I', payload, 1)
+    sizes = struct.unpack_from('<%dQ' % (count + 1), payload, 5)
+    pos = 5 + 8 * (count + 1)
+    parts = []
+    with memoryview(payload) as view:
+        for size in sizes:
+            parts.append(view[pos:pos + size])
+            pos += size
+        try:
+            return pickle.loads(parts[0], buffers=parts[1:])
+        finally:
+            for part in parts:
+                part.release()
+
+
 class _FrameReader:
     """Splits a byte stream into frames."""
 
@@ -242,6 +318,35 @@ class _FrameReader:
         with memoryview(buf) as view:       # one copy, not two
             payload = bytes(view[pos + _HSIZE:end])
         self.pos = end
+        return kind, task, job, payload
+
+    def big_frame(self, fd, least=_BIG_FRAME):
+        """Finish reading a large frame whose header is buffered straight
+        into its own buffer (no growing buffer, no extra copy): the frame,
+        None when the buffered frame is small or incomplete in its header,
+        or False when the parent went away."""
+        buf, pos = self.buf, self.pos
+        if len(buf) - pos < _HSIZE:
+            return None
+        size, kind, task, job = _HEADER.unpack_from(buf, pos)
+        if size < least:
+            return None
+        payload = bytearray(size)
+        have = len(buf) - pos - _HSIZE
+        payload[:have] = memoryview(buf)[pos + _HSIZE:]
+        self.buf = bytearray()
+        self.pos = 0
+        with memoryview(payload) as view:
+            while have < size:
+                try:
+                    n = os.readv(fd, [view[have:]])
+                except (InterruptedError, KeyboardInterrupt):
+                    continue
+                except OSError:
+                    return False
+                if not n:
+                    return False
+                have += n
         return kind, task, job, payload
 
 
@@ -327,11 +432,15 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             if pending:
                 _write_all(result_fd, pending)
                 pending.clear()
-            data = _read_some(task_fd)
-            if not data:
+            frame = reader.big_frame(task_fd)
+            if frame is False:
                 return 0
-            reader.feed(data)
-            continue
+            if frame is None:
+                data = _read_some(task_fd)
+                if not data:
+                    return 0
+                reader.feed(data)
+                continue
         kind, task, job, payload = frame
         if kind == _K_JOBDEF:
             try:
@@ -364,7 +473,7 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
                 if not known:
                     raise func if func is not None else RuntimeError(
                         'pool worker got a chunk of unknown job %d' % job)
-                items = pickle.loads(payload)
+                items = _loads_chunk(payload)
                 if kind == _K_MAP:
                     value = list(map(func, items))
                 else:
@@ -1076,6 +1185,8 @@ class _PyCore:
 
     def send(self, slot, kind, task, job, payload):
         s = self.slots[slot]
+        if type(payload) is tuple:
+            payload = b''.join(payload)
         s.out += _frame(kind, task, job, payload)
         if _K_APPLY <= kind <= _K_STARMAP:
             s.owned.append(task)
@@ -1172,6 +1283,9 @@ class _PyCore:
 
     def load(self, slot):
         return len(self.slots[slot].owned)
+
+    def unsent(self, slot):
+        return len(self.slots[slot].out)
 
 
 def _make_core(wake_fd):
@@ -1462,7 +1576,8 @@ class _Engine:
                 continue
             index, kind, data = got
             try:
-                payload = _dumps(data)
+                payload = _dumps_chunk(data) if kind == _K_MAP \
+                    else _dumps(data)
             except BaseException as exc:
                 # cannot be sent: that task fails in the caller
                 job.result._set(index, (False, exc))
@@ -1499,6 +1614,10 @@ class _Engine:
             if w.dead or w.quitting:
                 continue
             room = depth - core.load(w.slot)
+            if room > 0 and core.unsent(w.slot) >= _BIG_FRAME:
+                # a big frame still on its way: pickling the next one now
+                # would keep this thread from moving the bytes of both
+                continue
             if self.maxtasks is not None:
                 room = min(room, self.maxtasks - w.sent)
             if room > 0:
