@@ -628,7 +628,7 @@ class _Link(object):
                       connection.address_type(address) == 'AF_UNIX')
         self.tls = util.ForkAwareLocal()
         self.idset = set()
-        self.counted = {}                 # id(proxy) -> weakref-free record
+        self.counted = {}                 # id(proxy) -> weakref to it
         self.ref_lock = threading.Lock()
         self.ref_conn = None
         util.register_after_fork(self, _Link._after_fork)
