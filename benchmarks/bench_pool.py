@@ -4,9 +4,11 @@ the PyPI multiprocess with --pypi DIR).
     python benchmarks/bench_pool.py [--quick] [--only map_chunksize_1]
     python benchmarks/bench_pool.py --pypi /work/pypi-mp
 
-Every (case, implementation) runs in a fresh subprocess; the best of
---repeat runs is kept.  The ratio printed is stdlib time / our time (above
-1 means we are faster); `target` is the least acceptable ratio.
+Every measurement runs in a fresh subprocess, the implementations taking
+turns (stdlib, ours, stdlib, ours, ...) --repeat times, so that a change in
+the machine's load hits both; the best of each is kept.  The ratio printed
+is stdlib time / our time (above 1 means we are faster); `target` is the
+least acceptable ratio.
 """
 import argparse
 import os
@@ -131,11 +133,30 @@ def measure(impl, name, quick, repeat):
     return min(fn(mp, quick) for _ in range(repeat))
 
 
+def _run_one(here, ns, impl, name):
+    """One measurement of `name` in a fresh subprocess: seconds or None."""
+    env = dict(os.environ)
+    if impl == 'pypi':
+        env['PYTHONPATH'] = ns.pypi
+    cmd = [sys.executable, os.path.join(here, 'bench_pool.py'),
+           '--measure', impl, name, '--repeat', '1']
+    if ns.quick:
+        cmd.append('--quick')
+    cwd = ns.pypi if impl == 'pypi' else here
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                         cwd=cwd, timeout=900)
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        sys.stderr.write(out.stderr[-2000:])
+        return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument('--only', action='append', default=[])
     ap.add_argument('--quick', action='store_true')
-    ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--repeat', type=int, default=5)
     ap.add_argument('--pypi')
     ap.add_argument('--measure', nargs=2, help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
@@ -151,27 +172,16 @@ def main(argv=None):
     for name in names:
         fn, target, pypi_target = CASES[name]
         times = {}
-        for impl in impls:
-            if impl == 'stdlib' and target is None:
-                continue
-            env = dict(os.environ)
-            if impl == 'pypi':
-                env['PYTHONPATH'] = ns.pypi
-                cmd_impl = 'pypi'
-            else:
-                cmd_impl = impl
-            cmd = [sys.executable, os.path.join(here, 'bench_pool.py'),
-                   '--measure', cmd_impl, name, '--repeat', str(ns.repeat)]
-            if ns.quick:
-                cmd.append('--quick')
-            cwd = ns.pypi if impl == 'pypi' else here
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                 cwd=cwd, timeout=900)
-            try:
-                times[impl] = float(out.stdout.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                times[impl] = None
-                sys.stderr.write(out.stderr[-2000:])
+        for _ in range(ns.repeat):
+            for impl in impls:
+                if impl == 'stdlib' and target is None:
+                    continue
+                got = _run_one(here, ns, impl, name)
+                best = times.get(impl)
+                if got is not None and (best is None or got < best):
+                    times[impl] = got
+                elif impl not in times:
+                    times[impl] = None
         ours = times.get('ours')
         base = times.get('stdlib') if target is not None else times.get('pypi')
         goal = target if target is not None else pypi_target

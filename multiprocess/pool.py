@@ -49,11 +49,27 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import types
 import warnings
 
 from . import util
+
+
+class _Lazy:
+    """A module imported on first use: `traceback` pulls in linecache,
+    tokenize and textwrap (~2 ms), needed only once something failed."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        import importlib
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+traceback = _Lazy('traceback')
 from .exceptions import ProcessError, TimeoutError, WorkerLostError
 
 try:
