@@ -231,6 +231,11 @@ def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
     return ForkingPickler.dumps(obj)      # a buffer; not copied again
 
 
+def _dumps_rich(obj):
+    from .reduction import ForkingPickler
+    return ForkingPickler.dumps(obj)
+
+
 # Frames at least this large are read by the worker into a buffer of their
 # own size (see _FrameReader.big_frame) and sent by the parent from the
 # pickled buffer itself (PE_BIG in poolengine.c).
@@ -255,7 +260,7 @@ class _OutOfBand:
 _OOB_MARK = b'M'       # no pickle of protocol 2+ starts with it (b'\x80')
 
 
-def _dumps_chunk(items, _plain=_PLAIN):
+def _dumps_chunk(items, _plain=_PLAIN, _fast=pickle.dumps):
     """A task's payload: like _dumps, except that a short chunk of plain
     data holding big bytes objects becomes a tuple of parts (a header, the
     pickle, the bytes objects) so that nobody copies those in this process:
@@ -266,25 +271,25 @@ def _dumps_chunk(items, _plain=_PLAIN):
         for x in items:
             t = type(x)
             if t not in _plain:
-                big = False
-                break
+                return _dumps_rich(items)
             if t is bytes and len(x) >= _BIG_FRAME:
                 big = True
-        if big:
-            stand_ins = {}      # one per object: repeats stay one object
-            wrapped = []
-            for x in items:
-                if type(x) is bytes and len(x) >= _BIG_FRAME:
-                    x = stand_ins.get(id(x)) or stand_ins.setdefault(
-                        id(x), _OutOfBand(x))
-                wrapped.append(x)
-            bufs = []
-            data = pickle.dumps(wrapped if kind is list else tuple(wrapped),
-                                5, buffer_callback=bufs.append)
-            sizes = [len(data)] + [b.raw().nbytes for b in bufs]
-            head = _OOB_MARK + struct.pack('<I%dQ' % len(sizes),
-                                           len(bufs), *sizes)
-            return (head, data) + tuple(bufs)
+        if not big:
+            return _fast(items, _PROTOCOL)
+        stand_ins = {}      # one per object: repeats stay one object
+        wrapped = []
+        for x in items:
+            if type(x) is bytes and len(x) >= _BIG_FRAME:
+                x = stand_ins.get(id(x)) or stand_ins.setdefault(
+                    id(x), _OutOfBand(x))
+            wrapped.append(x)
+        bufs = []
+        data = _fast(wrapped if kind is list else tuple(wrapped), 5,
+                     buffer_callback=bufs.append)
+        sizes = [len(data)] + [b.raw().nbytes for b in bufs]
+        head = _OOB_MARK + struct.pack('<I%dQ' % len(sizes),
+                                       len(bufs), *sizes)
+        return (head, data) + tuple(bufs)
     return _dumps(items)
 
 
