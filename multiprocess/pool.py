@@ -964,6 +964,10 @@ class Pool(object):
                            ctx.Process(*args, **kwds))
 
     def _make_engine(self):
+        # Functions and most arguments go through the reduction layer;
+        # imported before the workers exist, forked workers inherit it
+        # instead of each importing it while the first task waits.
+        from . import reduction     # noqa: F401
         return _Engine(self._ctx, self._pool, self._cache, self._processes,
                        self._initializer, self._initargs,
                        self._maxtasksperchild, self._wrap_exception,
