@@ -173,11 +173,15 @@ def test_lambdas_work_with_stdlib_multiprocessing_blocked():
         from multiprocess.reduction import ForkingPickler as FP
         k = 5
         f = FP.loads(FP.dumps(lambda x: x + 37))
-        print(f(k), sys.modules['multiprocessing'],
+        # a class of __main__ travels by value, through dill
+        class Shape:
+            sides = 4
+        copy = FP.loads(FP.dumps(Shape))
+        print(f(k), copy.sides, sys.modules['multiprocessing'],
               'multiprocessing.reduction' in sys.modules,
               sys.modules['dill']._dill.reduce_socket.__module__)
     ''').stdout.strip()
-    assert out == '42 None False multiprocess.reduction'
+    assert out == '42 4 None False multiprocess.reduction'
 
 
 @pytest.mark.timeout(120)
@@ -215,10 +219,12 @@ def test_byref_setting_sends_main_functions_by_name():
         by_name = bytes(FP.dumps(f))
         dill.settings['byref'] = False
         by_value = bytes(FP.dumps(f))
-        print(b'dill' in by_name, b'dill' in by_value,
-              pickle.loads(by_name) is f)
+        copy = pickle.loads(by_value)
+        print(b'dill' in by_name, pickle.loads(by_name) is f,
+              copy is f, copy())
     ''').stdout.strip()
-    assert out == 'False True True'
+    # by name: the receiver's own f; by value: a rebuilt copy
+    assert out == 'False True False 1'
 
 
 @pytest.mark.timeout(120)
