@@ -1465,6 +1465,8 @@ class _Engine:
 
     def _close_wake(self):
         for fd in (self.wake_r, self.wake_w):
+            if fd < 0:
+                continue        # closed already (join, then terminate)
             try:
                 os.close(fd)
             except OSError:
@@ -1508,7 +1510,7 @@ class _Engine:
         return None
 
     def wake(self):
-        if not self.woken:
+        if not self.woken and self.wake_w >= 0:
             self.woken = True
             try:
                 os.write(self.wake_w, b'x')
