@@ -706,7 +706,7 @@ def test_idle_forkserver_preimports_dill_for_its_children():
 
 
 _MAIN_GLOBALS_AFTER_WARM_UP = '''
-import sys, time
+import functools, sys, time
 import multiprocess as mp
 
 # Runs in the forkserver too when preloaded: fails there (the server's argv
@@ -715,10 +715,19 @@ MODE = sys.argv[1]
 if MODE not in ('preload-none', 'preload-fails'):
     raise SystemExit('bad mode')
 
+def logged(func):
+    # functools.wraps: such functions travel through dill, by value
+    @functools.wraps(func)
+    def wrapper(*args):
+        return func(*args)
+    return wrapper
+
+@logged
 def uses_an_import(q):
     q.put(('child', time.time() > 0))
     q.put(double)
 
+@logged
 def double(x):
     return 2 * len(sys.argv) * x
 
