@@ -31,8 +31,15 @@ __all__ = ()
 
 
 def _sibling(name):
-    """Import and return ``multiprocess.<name>``."""
-    return importlib.import_module(f'{__package__}.{name}')
+    """Return ``multiprocess.<name>``, importing it on first use."""
+    # Factories such as RawValue() run this on every call: a dict lookup
+    # first, because import_module() costs about a microsecond even when
+    # the module is already loaded.
+    qualified = __package__ + '.' + name
+    module = sys.modules.get(qualified)
+    if module is None:
+        module = importlib.import_module(qualified)
+    return module
 
 
 def _reduction():
