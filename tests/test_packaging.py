@@ -104,11 +104,16 @@ def test_main_module_leaves_out_only_what_is_absent():
 
 @pytest.mark.timeout(120)
 def test_python_m_multiprocess_tests_collects(tmp_path):
-    try:
-        import multiprocess.tests as installed
-    except ImportError:
-        pytest.skip("multiprocess.tests not importable: reinstall (pip install -e .)")
-    assert os.path.isfile(os.path.join(os.path.dirname(installed.__file__), "__main__.py"))
+    # Ask a fresh interpreter outside the checkout: run from the repository
+    # root, `multiprocess` is the source tree, which has no tests package.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import multiprocess.tests as t; print(t.__file__)"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        stdin=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        pytest.skip("multiprocess.tests not installed: pip install . (or -e .)")
+    installed = probe.stdout.strip().splitlines()[-1]
+    assert os.path.isfile(os.path.join(os.path.dirname(installed), "__main__.py"))
     r = subprocess.run([sys.executable, "-m", "multiprocess.tests", "--collect-only", "-q"],
                        capture_output=True, text=True, timeout=100, cwd=tmp_path,
                        stdin=subprocess.DEVNULL, env=dict(os.environ, MP_CONFORMANCE="0"))
