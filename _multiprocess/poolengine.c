@@ -213,16 +213,17 @@ own_remove(pe_slot *s, uint64_t id)
 
 /* ----------------------------------------------------------------- slots */
 
+static pe_slot *lookup_slot(PoolEngineObject *self, long id);
+
+/* lookup_slot() that raises KeyError for an unknown id.  GIL held. */
 static pe_slot *
 find_slot(PoolEngineObject *self, long id)
 {
-    for (size_t i = 0; i < self->nslots; i++) {
-        if (self->slots[i].used && self->slots[i].id == id) {
-            return &self->slots[i];
-        }
+    pe_slot *s = lookup_slot(self, id);
+    if (s == NULL) {
+        PyErr_Format(PyExc_KeyError, "no pool worker slot %ld", id);
     }
-    PyErr_Format(PyExc_KeyError, "no pool worker slot %ld", id);
-    return NULL;
+    return s;
 }
 
 /* Drop the views of payloads already written.  GIL held. */
@@ -383,8 +384,11 @@ PoolEngine_add(PoolEngineObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *
-PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
+/* The prologue of the per-slot methods: parse the slot id, take the engine
+ * lock and find the slot.  Returns the slot with the lock held, or NULL with
+ * an exception set and the lock not held. */
+static pe_slot *
+lock_slot_arg(PoolEngineObject *self, PyObject *arg)
 {
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred()) {
@@ -394,13 +398,21 @@ PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
         return NULL;
     }
     pe_slot *s = find_slot(self, id);
-    if (s != NULL) {
-        slot_clear(s);
+    if (s == NULL) {
+        unlock_engine(self);
     }
-    unlock_engine(self);
+    return s;
+}
+
+static PyObject *
+PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
+{
+    pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
+    slot_clear(s);
+    unlock_engine(self);
     Py_RETURN_NONE;
 }
 
@@ -868,29 +880,21 @@ fail:
 static PyObject *
 PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
 {
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) {
+    pe_slot *s = lock_slot_arg(self, arg);
+    if (s == NULL) {
         return NULL;
     }
-    if (lock_engine(self) < 0) {
-        return NULL;
-    }
-    PyObject *ids = NULL;
-    unsigned long long acked = 0;
-    pe_slot *s = find_slot(self, id);
-    if (s != NULL) {
-        ids = PyList_New((Py_ssize_t)s->own_len);
-        for (size_t i = 0; ids != NULL && i < s->own_len; i++) {
-            PyObject *v = PyLong_FromUnsignedLongLong(
-                s->own[(s->own_head + i) % s->own_cap]);
-            if (v == NULL) {
-                Py_CLEAR(ids);
-                break;
-            }
-            PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
+    PyObject *ids = PyList_New((Py_ssize_t)s->own_len);
+    for (size_t i = 0; ids != NULL && i < s->own_len; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(
+            s->own[(s->own_head + i) % s->own_cap]);
+        if (v == NULL) {
+            Py_CLEAR(ids);
+            break;
         }
-        acked = s->acked;
+        PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
     }
+    unsigned long long acked = s->acked;
     unlock_engine(self);
     if (ids == NULL) {
         return NULL;
@@ -901,19 +905,12 @@ PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
 static PyObject *
 PoolEngine_load(PoolEngineObject *self, PyObject *arg)
 {
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (lock_engine(self) < 0) {
-        return NULL;
-    }
-    pe_slot *s = find_slot(self, id);
-    size_t load = s != NULL ? s->own_len : 0;
-    unlock_engine(self);
+    pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
+    size_t load = s->own_len;
+    unlock_engine(self);
     return PyLong_FromSize_t(load);
 }
 
@@ -921,25 +918,15 @@ PoolEngine_load(PoolEngineObject *self, PyObject *arg)
 static PyObject *
 PoolEngine_unsent(PoolEngineObject *self, PyObject *arg)
 {
-    long id = PyLong_AsLong(arg);
-    if (id == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (lock_engine(self) < 0) {
-        return NULL;
-    }
-    pe_slot *s = find_slot(self, id);
-    size_t n = 0;
-    if (s != NULL) {
-        n = s->out.len - s->out.pos;
-        for (size_t i = s->bigdone; i < s->nbig; i++) {
-            n += (size_t)s->big[i].view.len - s->big[i].pos;
-        }
-    }
-    unlock_engine(self);
+    pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
+    size_t n = s->out.len - s->out.pos;
+    for (size_t i = s->bigdone; i < s->nbig; i++) {
+        n += (size_t)s->big[i].view.len - s->big[i].pos;
+    }
+    unlock_engine(self);
     return PyLong_FromSize_t(n);
 }
 
