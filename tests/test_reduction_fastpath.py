@@ -186,21 +186,6 @@ def test_closure_of_a_module_function_uses_that_modules_globals(tmp_path):
 
 
 @pytest.mark.timeout(200)
-def test_method_of_main_class_travels(tmp_path):
-    # The class itself still goes to dill; the method comes back bound.
-    body = '''
-    class Counter:
-        def __init__(self, start):
-            self.start = start
-        def plus(self, n):
-            return self.start + n
-    payload = Counter(40).plus
-    '''
-    result, _, _ = ship(tmp_path, body, 'obj(2)')
-    assert result == '42'
-
-
-@pytest.mark.timeout(200)
 def test_unusual_functions_still_go_to_dill():
     out = run('''
         import sys, functools, threading
