@@ -59,8 +59,9 @@ def short_id(test):
 class RecordingResult(unittest.TestResult):
     """Records each outcome as an event; a test with a failing subtest fails."""
 
-    def __init__(self, events, watchdog):
+    def __init__(self, events, watchdog, slow=None):
         super().__init__()
+        self._slow = slow or {}
         self._events = events
         self._watchdog = watchdog
         self._current = {}
@@ -68,7 +69,7 @@ class RecordingResult(unittest.TestResult):
 
     def startTest(self, test):
         super().startTest(test)
-        self._watchdog()
+        self._watchdog(self._slow.get(short_id(test)))
         self._current[test.id()] = [time.monotonic(), "pass", ""]
         self._events.emit(ev="start", id=short_id(test))
 
@@ -134,13 +135,15 @@ def main(argv=None):
     ap.add_argument("--events", required=True)
     ap.add_argument("--skip-file")
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--slow", default="{}",
+                    help="JSON: test id -> watchdog seconds, for tests slow by nature")
     ap.add_argument("-k", action="append", default=[])
     ns = ap.parse_args(argv)
 
     events = _Events(ns.events)
 
-    def watchdog():
-        faulthandler.dump_traceback_later(ns.timeout, exit=True)
+    def watchdog(seconds=None):
+        faulthandler.dump_traceback_later(seconds or ns.timeout, exit=True)
 
     watchdog()  # importing the suite and the target package counts too
     loader = unittest.TestLoader()
@@ -160,7 +163,7 @@ def main(argv=None):
         with open(ns.skip_file) as f:
             skip = {line.strip() for line in f if line.strip()}
     todo = unittest.TestSuite([t for t in tests if short_id(t) not in skip])
-    result = RecordingResult(events, watchdog)
+    result = RecordingResult(events, watchdog, json.loads(ns.slow))
     try:
         todo.run(result)
     except BaseException:
