@@ -162,6 +162,21 @@ def _import_dill():
     return dill
 
 
+def _main_is_transient():
+    """True when a fresh interpreter cannot rebuild this process's __main__:
+    ``python -c``, a script read from stdin, an interactive session (a
+    spawned child re-runs a main script by path or module name, nothing
+    else).  Functions and classes of such a __main__ carry the globals they
+    use, as with dill's ``recurse``."""
+    main = sys.modules.get('__main__')
+    if main is None:
+        return False
+    if getattr(getattr(main, '__spec__', None), 'name', None):
+        return False
+    path = getattr(main, '__file__', None)
+    return not path or (path.startswith('<') and path.endswith('>'))
+
+
 def _no_retry(exc):
     # Marks an error raised by dill itself: retrying with dill is pointless.
     try:
@@ -190,7 +205,10 @@ def _dill_blob(obj, protocol=None):
     if protocol is None:
         protocol = dill.settings.get('protocol', pickle.DEFAULT_PROTOCOL)
     buf = io.BytesIO()
-    pickler = dill.Pickler(buf, protocol)
+    if _main_is_transient():
+        pickler = dill.Pickler(buf, protocol, recurse=True)
+    else:
+        pickler = dill.Pickler(buf, protocol)
     # An instance attribute: dill's pickler is the Python one, which looks
     # it up per object.  It keeps our registered reducers, our refusals and
     # the by-name matching of __main__ classes valid inside dill payloads.
@@ -277,7 +295,8 @@ def _reusable_blob(obj, protocol=None):
     settings = _settings()
     if protocol is None:
         protocol = settings.get('protocol', pickle.DEFAULT_PROTOCOL)
-    if settings.get('recurse'):
+    if settings.get('recurse') or _main_is_transient():
+        # the globals travel by value: a snapshot would not see them change
         return _dill_blob(obj, protocol)
     try:
         state = _snapshot(obj)
@@ -515,6 +534,10 @@ def _plain_function(func, cautious):
         attrs['__annotations__'] = notes
     if fdict:
         attrs['__dict__'] = fdict
+    if where is None and _main_is_transient():
+        used = _main_globals_used(code, space)
+        if used:
+            attrs[_MAIN_GLOBALS] = used
     if cautious:
         parts = (*values, *(func.__defaults__ or ()),
                  *(func.__kwdefaults__ or {}).values(), *fdict.values())
@@ -525,6 +548,66 @@ def _plain_function(func, cautious):
         return _make_function, args
     return (_make_function, args, (tuple(values), tuple(empty), attrs),
             None, None, _fill_function)
+
+
+# Key, in a function's state, of the __main__ globals it brings along.
+_MAIN_GLOBALS = '<main globals>'
+_PORTABLE_GLOBALS = frozenset((types.FunctionType, type, types.ModuleType,
+                               types.BuiltinFunctionType)) | _SCALARS
+
+
+def _global_names(code):
+    """Names a code object (and the code nested in it) may read as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if type(const) is types.CodeType:
+            names |= _global_names(const)
+    return names
+
+
+def _main_globals_used(code, space):
+    """The entries of __main__'s namespace that code refers to and that can
+    travel.  A value the pickler cannot handle stays behind: a forked
+    receiver has it anyway, and elsewhere the name is missing as it would
+    have been without this."""
+    used = {}
+    trying = _trials.setdefault(_thread.get_ident(), set())
+    for name in _global_names(code):
+        if name.startswith('__') and name.endswith('__'):
+            continue
+        try:
+            value = space[name]
+        except KeyError:
+            continue            # a builtin, an attribute name, not defined yet
+        if type(value) not in _PORTABLE_GLOBALS and id(value) not in trying:
+            # (a value met again inside its own trial is taken as it is:
+            # the outer trial decides)
+            trying.add(id(value))
+            try:
+                if not _travels(value):
+                    continue
+            finally:
+                trying.discard(id(value))
+        used[name] = value
+    if not trying:
+        _trials.pop(_thread.get_ident(), None)
+    return used
+
+
+_trials = {}    # thread id -> ids of the globals being tried right now
+
+
+class _Discard:
+    write = staticmethod(len)
+
+
+def _travels(value):
+    """Whether value pickles as it is (no whole-object retry with dill)."""
+    try:
+        pickle.Pickler.dump(ForkingPickler(_Discard()), value)
+    except Exception:
+        return False
+    return True
 
 
 def _make_function(blob, where, name, ncells):
@@ -559,6 +642,11 @@ def _fill_function(func, state):
     for name, value in attrs.items():
         if name == '__dict__':
             func.__dict__.update(value)
+        elif name == _MAIN_GLOBALS:
+            # the receiver's own definitions win (a forked child has them)
+            space = func.__globals__
+            for key, item in value.items():
+                space.setdefault(key, item)
         else:
             setattr(func, name, value)
     return func

@@ -343,3 +343,74 @@ def test_first_dill_use_from_several_threads_at_once():
         print(sorted(results), 'multiprocessing.reduction' in sys.modules)
     ''').stdout.strip()
     assert out == '[0, 2, 4, 6] False'
+
+
+GLOBALS_BODY = '''
+K = 7
+def helper(v):
+    return v * K
+class Adder:
+    def add(self, v):
+        return v + K
+def task(x):
+    return helper(x) + 1
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('stdin_script', [True, False], ids=['stdin', 'dash_c'])
+def test_main_globals_travel_when_main_cannot_be_rerun(tmp_path, stdin_script):
+    # A fresh interpreter cannot re-run `python -c` or a script from stdin,
+    # so what a __main__ function or class uses travels with it.
+    body = GLOBALS_BODY + 'payload = (task, lambda v: Adder().add(v))\n'
+    assert ship(tmp_path, body, '(obj[0](2), obj[1](1))',
+                stdin_script=stdin_script) == '(15, 8)'
+
+
+@pytest.mark.timeout(120)
+def test_main_globals_from_a_script_file_stay_behind(tmp_path):
+    # A script file is re-run by spawned children: nothing extra travels,
+    # so a receiver without the script's definitions does not have K.
+    path = str(tmp_path / 'payload.pkl')
+    script = tmp_path / 'script.py'
+    script.write_text(SENDER_HEAD + GLOBALS_BODY + 'payload = task\n' + SENDER_TAIL)
+    run('import runpy, sys; sys.argv[1:] = [%r]; runpy.run_path(%r, run_name="__main__")'
+        % (path, str(script)))
+    out = run(RECEIVER % 'obj.__code__.co_name' + '''
+try:
+    obj(2)
+except NameError as exc:
+    print('NameError', exc.name)
+''', args=[path]).stdout.split()
+    assert out == ["'task'", 'NameError', 'helper']
+
+
+@pytest.mark.timeout(120)
+def test_unportable_main_global_is_left_behind(tmp_path):
+    # A thread lock cannot travel; the function still does, and a forked
+    # receiver (which has the lock) is unaffected.
+    body = '''
+    import threading
+    LOCK = threading.Lock()
+    registry = {}
+    def locked(x):
+        with LOCK:
+            return x
+    def listed():
+        return sorted(registry)
+    registry['listed'] = listed
+    payload = (locked, listed)
+    '''
+    assert ship(tmp_path, body, "(obj[1](), 'LOCK' in obj[0].__globals__)") \
+        == "(['listed'], False)"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+def test_pool_of_dash_c_script_uses_its_globals(method):
+    code = GLOBALS_BODY + textwrap.dedent('''
+    import multiprocess as mp
+    with mp.get_context(%r).Pool(1) as pool:
+        print(pool.map(task, [1, 2]), pool.map(lambda v: Adder().add(v), [1]))
+    ''' % method)
+    assert run(code).stdout.strip() == '[8, 15] [8]'
