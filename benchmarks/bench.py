@@ -29,21 +29,32 @@ IMPLS = ("stdlib", "ours", "pypi")
 
 
 class Case:
-    def __init__(self, name, fn, n, quick_n, unit, target, pypi_target, doc):
+    def __init__(self, name, fn, n, quick_n, unit, target, pypi_target, doc,
+                 floor_of=None):
         self.name, self.fn, self.n, self.quick_n = name, fn, n, quick_n
         self.unit, self.target, self.pypi_target, self.doc = unit, target, pypi_target, doc
+        # A reference case measures the machine, not an implementation: it
+        # runs once per table and `floor_of` names the case it bounds.
+        self.floor_of = floor_of
+
+    @property
+    def reference(self):
+        return self.floor_of is not None
 
 
 CASES = {}
 
 
-def case(name, n, quick_n=None, unit="op", target=0.9, pypi_target=None):
+def case(name, n, quick_n=None, unit="op", target=0.9, pypi_target=None,
+         floor_of=None):
     """Register a benchmark.  target: the least acceptable speed ratio of
     ours over the stdlib (stdlib time / our time); pypi_target likewise over
-    the PyPI multiprocess."""
+    the PyPI multiprocess.  floor_of: this is a reference measurement (no
+    package involved, no target), the floor under the named case."""
     def deco(fn):
         CASES[name] = Case(name, fn, n, quick_n or max(1, n // 10), unit, target,
-                           pypi_target, (fn.__doc__ or "").strip().split("\n")[0])
+                           pypi_target, (fn.__doc__ or "").strip().split("\n")[0],
+                           floor_of)
         return fn
     return deco
 
@@ -107,6 +118,62 @@ def bench_pipe_small(mp, n):
     dt = time.perf_counter() - t
     a.send(None)
     p.join()
+    return dt
+
+
+def _read_exact(fd, size):
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise EOFError
+        data += more
+    return data
+
+
+def _raw_echo(fd):
+    # The same frames as a Connection, but moved by bare os.read/os.write
+    # (header read, then payload read): no pickling, no package code.
+    while True:
+        head = os.read(fd, 4)
+        if len(head) < 4:
+            return
+        size = int.from_bytes(head, "big", signed=True)
+        os.write(fd, head + _read_exact(fd, size))
+
+
+@case("pipe_raw_floor", n=20000, quick_n=2000, target=None,
+      floor_of="pipe_small_roundtrip")
+def bench_pipe_raw_floor(mp, n):
+    """REFERENCE, no target: pipe_small_roundtrip's frames echoed by os.write/os.read.
+
+    A socketpair and a forked child; each side writes header+payload in one
+    os.write and reads header, then payload: the syscalls and wake-ups of a
+    Connection round trip without pickling or any package code."""
+    import pickle
+    import socket
+    frame = len(pickle.dumps(SMALL)).to_bytes(4, "big") + pickle.dumps(SMALL)
+    mine, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mine.close()
+            _raw_echo(theirs.fileno())
+        finally:
+            os._exit(0)
+    theirs.close()
+    fd = mine.fileno()
+
+    def round_trips(count):
+        for _ in range(count):
+            os.write(fd, frame)
+            _read_exact(fd, int.from_bytes(_read_exact(fd, 4), "big", signed=True))
+    round_trips(200)
+    t = time.perf_counter()
+    round_trips(n)
+    dt = time.perf_counter() - t
+    mine.close()
+    os.waitpid(pid, 0)
     return dt
 
 
@@ -249,6 +316,8 @@ def bench_pickle_range(mp, n):
 # measuring (in a subprocess per case and implementation)
 
 def _import_impl(impl):
+    if impl == "raw":
+        return None
     if impl == "stdlib":
         import multiprocessing as mp
     else:
@@ -263,7 +332,7 @@ def measure(impl, name, quick, repeat):
     n = c.quick_n if quick else c.n
     times = [c.fn(mp, n) / n for _ in range(repeat)]
     return {"impl": impl, "case": name, "n": n, "best": min(times),
-            "times": times, "module": os.path.dirname(mp.__file__)}
+            "times": times, "module": mp and os.path.dirname(mp.__file__)}
 
 
 def run_one(impl, name, ns, env):
@@ -299,9 +368,25 @@ def table(results, impls, cases):
     rows = []
     head = ["case", "stdlib", "ours"] + (["pypi"] if "pypi" in impls else []) + \
         ["stdlib/ours", "target"] + (["pypi/ours", "target"] if "pypi" in impls else [])
+    notes = []
     for name in cases:
         c = CASES[name]
         res = results[name]
+        if c.reference:
+            t = res["raw"].get("best")
+            shown = fmt_time(t) if t else "ERR"
+            rows.append([name, shown, shown] + (["-"] if "pypi" in impls else []) +
+                        ["ref", "reference, no target"] +
+                        (["", ""] if "pypi" in impls else []))
+            above = results.get(c.floor_of)
+            if t and above:
+                def gap(sec):
+                    return ("+" if sec >= 0 else "-") + fmt_time(abs(sec))
+                gaps = ", ".join(
+                    f"{i} {gap(above[i]['best'] - t)}" for i in impls
+                    if above[i].get("best"))
+                notes.append(f"{c.floor_of} above {name}: {gaps}")
+            continue
         best = {i: res[i].get("best") for i in impls}
         row = [name] + [fmt_time(best[i]) if best[i] else "ERR" for i in ("stdlib", "ours")]
         if "pypi" in impls:
@@ -323,6 +408,9 @@ def table(results, impls, cases):
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
     return "\n".join(lines)
 
 
@@ -352,6 +440,10 @@ def main(argv=None):
     cases = [n for n in CASES if not ns.only or any(o in n for o in ns.only)]
     if not cases:
         ap.error("no case matches --only")
+    # A floor runs whenever the case it bounds does, right before it.
+    for name in [n for n in CASES if CASES[n].reference]:
+        if CASES[name].floor_of in cases and name not in cases:
+            cases.insert(cases.index(CASES[name].floor_of), name)
     impls = ["stdlib", "ours"] + (["pypi"] if ns.pypi else [])
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = ns.mmap_threshold
@@ -359,7 +451,8 @@ def main(argv=None):
     results = {}
     for name in cases:
         results[name] = {}
-        for impl in impls:  # interleaved, so drift hits every implementation alike
+        # interleaved, so drift hits every implementation alike
+        for impl in (["raw"] if CASES[name].reference else impls):
             results[name][impl] = run_one(impl, name, ns, env)
             err = results[name][impl].get("error")
             status = f"ERROR {err}" if err else fmt_time(results[name][impl]["best"]) + f"/{CASES[name].unit}"
