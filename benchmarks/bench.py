@@ -359,7 +359,7 @@ def fmt_time(sec):
     if sec is None:
         return "-"
     for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if sec >= scale:
+        if sec >= scale * 0.9995:   # what rounds to 1.00 shows in this unit
             return f"{sec / scale:.3g} {unit}"
     return f"{sec * 1e9:.3g} ns"
 
