@@ -50,23 +50,28 @@ _dumps = _ForkingPickler.dumps
 _loads = _ForkingPickler.loads
 
 
-# Building a ForkingPickler costs several times more than pickling a small
-# message with it, so send() keeps picklers and reuses them: same class, same
-# reducers, only the construction is saved.  A pickler is taken off the idle
-# list for the duration of one message (list.pop/append are atomic, so
-# threads and re-entrant sends each get their own), writes into a plain list
-# (one chunk for a small pickle, so nothing is copied; big byte strings come
-# as chunks of their own) and has its memo cleared afterwards, so that it
-# keeps nothing of the message alive.  Anything unusual -- pickling raised,
-# whether dill would rescue the object or the error must reach the caller --
-# is handed to ForkingPickler.dumps, which owns that policy.
-_idle_picklers = []
-# The C pickler's own dump(): ForkingPickler.dump() adds a rewind-and-retry
-# for file targets, which send() replaces by handing failures to dumps().
-_pickle_into = pickle.Pickler.dump
-_DEFAULT_PROTOCOL = pickle.DEFAULT_PROTOCOL
-_NO_SETTINGS = {}
-_modules = sys.modules
+# send() and recv() are done in C (``_core.Endpoint``, the base class of
+# Connection) in one call each; what they pickle with is decided here and
+# handed over as this tuple, in the order connection.c expects:
+#
+# * a factory of picklers: building a ForkingPickler costs several times
+#   more than pickling a small message with it, so send() keeps idle ones
+#   (same class, same reducers, only the construction is saved).  Each
+#   writes into a plain list (one chunk for a small pickle, so nothing is
+#   copied; big byte strings come as chunks of their own, and all chunks
+#   go out with one writev) and is cleared after every message, so that it
+#   keeps nothing of it alive;
+# * the C pickler's own dump() and clear_memo(): ForkingPickler.dump() adds
+#   a rewind-and-retry for file targets, replaced here by handing any
+#   failure to ForkingPickler.dumps, which owns that policy (retry with
+#   dill, or raise the error the caller must see; nothing is written);
+# * loads for recv();
+# * the idle picklers: a list of (pickler, chunks, protocol) entries,
+#   taken off and put back whole, so threads and re-entrant sends each get
+#   their own;
+# * the default protocol, and the names under which reduction's knob
+#   lives: dill.settings['protocol'], read on every send once dill has been
+#   imported (a few dict lookups in C).
 
 
 class _Chunks(list):
@@ -77,6 +82,11 @@ class _Chunks(list):
 def _new_pickler(protocol):
     chunks = _Chunks()
     return _ForkingPickler(chunks, protocol), chunks
+
+
+_CODEC = (_new_pickler, pickle.Pickler.dump, pickle.Pickler.clear_memo,
+          _dumps, _loads, [], pickle.DEFAULT_PROTOCOL,
+          'dill', 'settings', 'protocol')
 
 
 BUFSIZE = 8192
@@ -147,19 +157,19 @@ class _ClosesOnExit:
         self.close()
 
 
-class _ConnectionBase(_ClosesOnExit):
+class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
     """State shared by every connection: the fd, its allowed directions,
-    closing, and the context-manager protocol."""
+    closing, and the context-manager protocol.  send() and recv() come from
+    the C base, which reads the fast fds ``_rfd``/``_wfd`` (-1 until set)."""
 
     # Class-level defaults make __del__ and the fast checks safe even on an
     # object whose __init__ raised half way.
     _fd = None
-    _rfd = -1
-    _wfd = -1
     _readable = False
     _writable = False
 
     def __init__(self, handle, readable=True, writable=True):
+        self._codec = _CODEC
         fd = operator.index(handle)
         if fd < 0:
             raise ValueError("invalid handle")
@@ -270,37 +280,6 @@ class Connection(_ConnectionBase):
                 raise ValueError("buffer length < offset + size")
             _frame_out(fd, flat[offset:offset + size])
 
-    def send(self, obj):
-        """Pickle ``obj`` and send it as one message.  If pickling fails the
-        exception propagates and nothing at all is written."""
-        fd = self._wfd
-        if fd < 0:
-            self._refuse(True)
-        # reduction's documented knob: dill.settings['protocol'], once dill
-        # has been imported.
-        dill = _modules.get('dill')
-        protocol = (_DEFAULT_PROTOCOL if dill is None else
-                    getattr(dill, 'settings', _NO_SETTINGS).get(
-                        'protocol', _DEFAULT_PROTOCOL))
-        try:
-            pickler, chunks, made_for = _idle_picklers.pop()
-        except IndexError:
-            made_for = None
-        if made_for != protocol:
-            pickler, chunks = _new_pickler(protocol)
-        try:
-            _pickle_into(pickler, obj)
-        except Exception:
-            # The pickler may be left in any state: drop it.
-            _frame_out(fd, _dumps(obj))
-            return
-        try:
-            _frame_out(fd, chunks[0] if len(chunks) == 1 else b''.join(chunks))
-        finally:
-            chunks.clear()
-            pickler.clear_memo()
-            _idle_picklers.append((pickler, chunks, protocol))
-
     def recv_bytes(self, maxlength=None):
         """Receive one message as bytes.  A message longer than
         ``maxlength`` raises OSError and leaves this end unreadable."""
@@ -333,13 +312,6 @@ class Connection(_ConnectionBase):
         if type(got) is not int:
             raise BufferTooShort(got)
         return got
-
-    def recv(self):
-        """Receive one message and unpickle it."""
-        fd = self._rfd
-        if fd < 0:
-            self._refuse(False)
-        return _loads(_frame_in(fd))
 
     def poll(self, timeout=0.0):
         """Whether a message (or end of file) can be read within ``timeout``
