@@ -26,6 +26,19 @@
  * when a worker is idle).  A mutex guards the slots; wait() drops it while
  * it sleeps in poll().
  *
+ * Lending (the latency path of apply_async().get()): on this machine class
+ * every hand-off between blocked threads/processes costs tens of
+ * microseconds, so a caller whose task went to an idle worker reads the
+ * result itself instead of being woken by the engine thread, which would
+ * first have to be woken by the worker.  A lent slot's result pipe is left
+ * out of the engine's poll set; the engine polls only result pipes of
+ * slots that own tasks, so lending an idle slot never races with a poll
+ * already in progress.  A caller that never comes to read is covered by a
+ * timerfd: lend() arms it, and once it fires the engine takes back every
+ * lent slot that has no reader.  Worker deaths stay the engine's business
+ * (it always polls the sentinels); reclaim() waits until a reader has left
+ * a slot before the engine inspects it or its fds are closed.
+ *
  * Python API:
  *   PoolEngine(wake_fd)
  *   add(slot, task_fd, result_fd, sentinel)   sentinel may be -1
@@ -42,9 +55,22 @@
  *   owned(slot)    -> (list of task ids in send order, acked task id or 0)
  *   load(slot)     -> number of owned tasks
  *   unsent(slot)   -> bytes queued, not yet written to the pipe
+ *   lend(slot)     -> True if the idle slot is now lent to the calling
+ *                     thread's result object (then send its one task)
+ *   read_lent(slot, timeout, spin=0) -> None if the slot is not lent or has
+ *                     a reader; else (events, wake): the result frames read
+ *                     (as wait() returns them) and whether the engine must
+ *                     look at the slot (tasks left, ended, timed out).  The
+ *                     slot is no longer lent afterwards.
+ *   reclaim(slot)  -> end any lending of the slot, waiting for its reader
+ *   timer_fd          the grace timer's fd (forked workers close it)
+ *   PoolEngine.spin_wait(fd, seconds) -> whether fd became readable while
+ *                     polled without sleeping (the worker's side of the
+ *                     spin; see read_lent's `spin`)
  */
 #include "multiprocess.h"
 #include "pythread.h"
+#include "structmember.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +78,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -61,6 +88,13 @@
 #define PE_K_ACK 10
 #define PE_READ_CHUNK (256 * 1024)
 #define PE_BIG (64 * 1024)
+/* How long a lent slot may wait for its reader before the engine takes it
+ * back: a caller that goes on to get() reads well within it, and a result
+ * nobody asks for yet is late by at most this much. */
+#define PE_LEND_GRACE_NS (5 * 1000 * 1000)
+/* A reader re-checks its slot at least this often (ms), so that reclaim()
+ * never waits on a poll() that nothing will end. */
+#define PE_READER_SLICE_MS 50
 
 typedef struct {
     char *data;
@@ -89,11 +123,16 @@ typedef struct {
     uint64_t *own;          /* ring buffer of owned task ids */
     size_t own_head, own_len, own_cap;
     uint64_t acked;
+    int lent;               /* result pipe left to a caller thread */
+    int reader;             /* a caller thread is in read_lent() on it */
+    int kick;               /* reclaim() wants the reader out */
+    int polled;             /* in the poll set the engine sleeps on */
 } pe_slot;
 
 typedef struct {
     PyObject_HEAD
     int wake_fd;
+    int timer_fd;               /* lend grace timer, -1 if unavailable */
     int busy;                   /* a thread is inside wait() */
     PyThread_type_lock mutex;   /* guards slots */
     pe_slot *slots;
@@ -297,6 +336,45 @@ unlock_engine(PoolEngineObject *self)
     PyThread_release_lock(self->mutex);
 }
 
+/* lock_engine() for code that has held the mutex before, so the mutex
+ * exists and taking it cannot fail. */
+static void
+relock_engine(PoolEngineObject *self)
+{
+    if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        slots_lock_nogil(self);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+/* End the lending of slot `id`, first making its reader (if any) leave and
+ * waiting until it has: the engine is about to read the slot's pipe, or
+ * its fds are about to be closed.  Mutex and GIL held on entry and exit;
+ * slots may move in memory meanwhile (add() grows the array), hence the
+ * lookup by id.  Returns the slot, or NULL if there is none. */
+static pe_slot *
+evict_reader(PoolEngineObject *self, long id)
+{
+    pe_slot *s = lookup_slot(self, id);
+    while (s != NULL && s->reader) {
+        s->kick = 1;
+        unlock_engine(self);
+        /* a reader re-checks within PE_READER_SLICE_MS, at once when the
+         * worker ended (it watches the sentinel too) */
+        Py_BEGIN_ALLOW_THREADS
+        (void)poll(NULL, 0, 1);
+        Py_END_ALLOW_THREADS
+        relock_engine(self);
+        s = lookup_slot(self, id);
+    }
+    if (s != NULL) {
+        s->lent = 0;
+        s->kick = 0;
+    }
+    return s;
+}
+
 /* ------------------------------------------------------------ the type */
 
 static int
@@ -310,8 +388,14 @@ PoolEngine_init(PoolEngineObject *self, PyObject *args, PyObject *kwds)
     }
     self->wake_fd = wake_fd;
     if (self->mutex == NULL) {
+        /* without a timer nothing is ever lent (lend() says no) */
+        self->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+                                        TFD_NONBLOCK | TFD_CLOEXEC);
         self->mutex = PyThread_allocate_lock();
         if (self->mutex == NULL) {
+            if (self->timer_fd >= 0) {
+                close(self->timer_fd);
+            }
             PyErr_NoMemory();
             return -1;
         }
@@ -338,6 +422,9 @@ PoolEngine_dealloc(PoolEngineObject *self)
     PyMem_RawFree(self->pfds);
     PyMem_RawFree(self->pfd_ids);
     if (self->mutex != NULL) {
+        if (self->timer_fd >= 0) {
+            close(self->timer_fd);
+        }
         PyThread_free_lock(self->mutex);
     }
     tp->tp_free((PyObject *)self);
@@ -404,10 +491,27 @@ lock_slot_arg(PoolEngineObject *self, PyObject *arg)
     return s;
 }
 
+/* reclaim(slot) and remove(slot): the slot without a reader, or NULL
+ * with KeyError set; mutex held on success. */
+static pe_slot *
+lock_slot_evicted(PoolEngineObject *self, PyObject *arg)
+{
+    pe_slot *s = lock_slot_arg(self, arg);
+    if (s == NULL) {
+        return NULL;
+    }
+    s = evict_reader(self, s->id);
+    if (s == NULL) {
+        unlock_engine(self);
+        PyErr_SetString(PyExc_KeyError, "pool worker slot went away");
+    }
+    return s;
+}
+
 static PyObject *
 PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
 {
-    pe_slot *s = lock_slot_arg(self, arg);
+    pe_slot *s = lock_slot_evicted(self, arg);
     if (s == NULL) {
         return NULL;
     }
@@ -680,12 +784,19 @@ now_monotonic(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Fill the poll set: [wake] then, per used slot, result / sentinel / task.
+/* pollfd layout: the wake-up pipe, the lend timer, then three per slot */
+#define PE_FIRST_SLOT 2
+
+/* Fill the poll set: per used slot result / sentinel / task.  A slot's
+ * result pipe is watched only while it owns tasks (nothing else arrives
+ * there; a dying worker's last frames are read when its sentinel fires)
+ * and is not lent.  Lent slots whose reader never came are taken back
+ * here, which is what the lend timer's wake-up is for.
  * Called with the mutex held.  Returns the number of pollfds, or -1. */
 static Py_ssize_t
 build_pollset(PoolEngineObject *self)
 {
-    size_t need = 1 + 3 * self->nslots;
+    size_t need = PE_FIRST_SLOT + 3 * self->nslots;
     if (need > self->pfd_cap) {
         struct pollfd *p = PyMem_RawRealloc(self->pfds,
                                             need * sizeof(struct pollfd));
@@ -706,13 +817,22 @@ build_pollset(PoolEngineObject *self)
     pf[n].events = POLLIN;
     pf[n].revents = 0;
     n++;
+    pf[n].fd = self->timer_fd;
+    pf[n].events = POLLIN;
+    pf[n].revents = 0;
+    n++;
     for (size_t i = 0; i < self->nslots; i++) {
         pe_slot *s = &self->slots[i];
         if (!s->used) {
             continue;
         }
+        if (s->lent && !s->reader) {
+            s->lent = 0;
+        }
+        s->polled = !s->eof && !s->lent &&
+                    (s->own_len > 0 || s->sentinel < 0);
         self->pfd_ids[n] = s->id;
-        pf[n].fd = s->eof ? -1 : s->result_fd;
+        pf[n].fd = s->polled ? s->result_fd : -1;
         pf[n].events = POLLIN;
         pf[n + 1].fd = s->sentinel;
         pf[n + 1].events = POLLIN;
@@ -736,12 +856,25 @@ move_bytes(PoolEngineObject *self, size_t n)
         while (read(self->wake_fd, drain, sizeof(drain)) > 0) {
         }
     }
-    for (size_t k = 1; k < n; k += 3) {
+    if (pf[1].revents) {
+        uint64_t expirations;
+        if (read(self->timer_fd, &expirations, sizeof(expirations)) < 0) {
+            /* EAGAIN: disarmed or re-armed meanwhile; nothing to drain */
+        }
+    }
+    for (size_t k = PE_FIRST_SLOT; k < n; k += 3) {
         pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
         if (s == NULL) {
             continue;
         }
-        if (pf[k].fd >= 0 && pf[k].fd == s->result_fd && pf[k].revents) {
+        /* a worker that ended may have written frames first (results,
+         * INITFAIL) to a pipe we were not watching: take them now, unless
+         * a reader is on it (it reads them) */
+        int ended = pf[k + 1].fd >= 0 && pf[k + 1].fd == s->sentinel
+                    && pf[k + 1].revents;
+        int readable = pf[k].fd >= 0 && pf[k].fd == s->result_fd
+                       && pf[k].revents;
+        if (readable || (ended && !s->eof && !s->reader)) {
             if (slot_read(s) == ENOMEM) {
                 err = ENOMEM;
             }
@@ -799,6 +932,9 @@ again:
             err = errno;
         }
         slots_lock_nogil(self);
+        for (size_t i = 0; i < self->nslots; i++) {
+            self->slots[i].polled = 0;
+        }
         if (ready > 0) {
             err = move_bytes(self, (size_t)n);
         }
@@ -838,13 +974,14 @@ again:
         goto fail;
     }
     struct pollfd *pf = self->pfds;
-    for (Py_ssize_t k = 1; k < n; k += 3) {
+    for (Py_ssize_t k = PE_FIRST_SLOT; k < n; k += 3) {
         pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
         if (s == NULL) {
             continue;
         }
         release_written(s);
-        if (slot_parse(s, events) < 0) {
+        /* a reader parses what it read itself, under this mutex */
+        if (!s->reader && slot_parse(s, events) < 0) {
             goto fail;
         }
         int ended = (pf[k + 1].fd >= 0 && pf[k + 1].fd == s->sentinel
@@ -930,7 +1067,214 @@ PoolEngine_unsent(PoolEngineObject *self, PyObject *arg)
     return PyLong_FromSize_t(n);
 }
 
+static PyObject *
+PoolEngine_reclaim(PoolEngineObject *self, PyObject *arg)
+{
+    pe_slot *s = lock_slot_evicted(self, arg);
+    if (s == NULL) {
+        return NULL;
+    }
+    unlock_engine(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+PoolEngine_lend(PoolEngineObject *self, PyObject *arg)
+{
+    pe_slot *s = lock_slot_arg(self, arg);
+    if (s == NULL) {
+        return NULL;
+    }
+    /* only an idle slot that the engine's current poll() does not watch:
+     * then its next frames can reach nobody but the reader */
+    int ok = self->timer_fd >= 0 && !s->lent && !s->reader && !s->polled
+             && s->own_len == 0 && s->sentinel >= 0 && !s->eof;
+    if (ok) {
+        struct itimerspec grace;
+        memset(&grace, 0, sizeof(grace));
+        grace.it_value.tv_nsec = PE_LEND_GRACE_NS;
+        ok = timerfd_settime(self->timer_fd, 0, &grace, NULL) == 0;
+        s->lent = ok;
+    }
+    unlock_engine(self);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *
+PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
+{
+    long id;
+    PyObject *arg;
+    double spin = 0;
+    if (!PyArg_ParseTuple(args, "lO|d:read_lent", &id, &arg, &spin)) {
+        return NULL;
+    }
+    double timeout = -1.0;
+    if (arg != Py_None) {
+        timeout = PyFloat_AsDouble(arg);
+        if (timeout == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (timeout < 0) {
+            timeout = 0;
+        }
+    }
+    PyObject *events = PyList_New(0);
+    if (events == NULL) {
+        return NULL;
+    }
+    if (lock_engine(self) < 0) {
+        Py_DECREF(events);
+        return NULL;
+    }
+    pe_slot *s = lookup_slot(self, id);
+    if (s == NULL || !s->lent || s->reader) {
+        unlock_engine(self);
+        Py_DECREF(events);
+        Py_RETURN_NONE;
+    }
+    s->reader = 1;
+    const int rfd = s->result_fd, sfd = s->sentinel;
+    const double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
+    int ended = 0, last = 0, failed = 0;
+    for (;;) {
+        if (slot_parse(s, events) < 0) {
+            failed = 1;
+            break;
+        }
+        if (PyList_GET_SIZE(events) > 0 || ended || s->eof || s->kick
+                || last) {
+            break;
+        }
+        int ms = PE_READER_SLICE_MS;
+        if (timeout >= 0) {
+            double left = deadline - now_monotonic();
+            if (left <= 0) {
+                ms = 0;
+                last = 1;
+            }
+            else if (left * 1000.0 < ms) {
+                ms = (int)(left * 1000.0 + 0.999);
+            }
+        }
+        struct pollfd pf[2];
+        pf[0].fd = rfd;
+        pf[0].events = POLLIN;
+        pf[1].fd = sfd;
+        pf[1].events = POLLIN;
+        pf[0].revents = pf[1].revents = 0;
+        int ready, err = 0, rerr = 0;
+        unlock_engine(self);
+        Py_BEGIN_ALLOW_THREADS
+        ready = 0;
+        if (ms != 0 && spin > 0) {
+            /* the worker usually answers within the spin: then nobody
+             * sleeps, and its write() need not wake us */
+            double spin_end = now_monotonic() + spin;
+            spin = 0;
+            do {
+                ready = poll(pf, 2, 0);
+            } while (ready == 0 && now_monotonic() < spin_end);
+        }
+        if (ready == 0) {
+            ready = poll(pf, 2, ms);
+        }
+        if (ready < 0) {
+            err = errno;
+        }
+        slots_lock_nogil(self);
+        /* remove() and reclaim() wait for us, so the slot is still there,
+         * though maybe elsewhere in memory */
+        s = lookup_slot(self, id);
+        if (s != NULL && ready > 0) {
+            ended = pf[1].revents != 0;
+            if (pf[0].revents || ended) {
+                rerr = slot_read(s);
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (s == NULL) {
+            break;
+        }
+        if (rerr == ENOMEM) {
+            PyErr_NoMemory();
+            failed = 1;
+            break;
+        }
+        if (ready < 0) {
+            if (err != EINTR) {
+                mp_raise_errno(err);
+                failed = 1;
+                break;
+            }
+            /* handlers may use the pool: not with the mutex held */
+            unlock_engine(self);
+            int sig = PyErr_CheckSignals();
+            relock_engine(self);
+            s = lookup_slot(self, id);
+            if (s == NULL || sig < 0) {
+                failed = sig < 0;
+                break;
+            }
+        }
+    }
+    int wake = 1;
+    if (s != NULL) {
+        wake = failed || ended || s->eof || s->own_len > 0
+               || s->in.len > s->in.pos;
+        s->reader = 0;
+        s->lent = 0;
+        s->kick = 0;
+    }
+    unlock_engine(self);
+    if (failed) {
+        Py_DECREF(events);
+        return NULL;
+    }
+    return Py_BuildValue("(NO)", events, wake ? Py_True : Py_False);
+}
+
+/* The worker's side of the spin: before it blocks on an empty task pipe,
+ * a worker polls it for a moment, so that a caller sending its next task
+ * right after reading a result finds it awake (a sleeping peer costs the
+ * sender a cross-CPU wake-up inside write()). */
+static PyObject *
+PoolEngine_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
+{
+    int fd;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "id:spin_wait", &fd, &seconds)) {
+        return NULL;
+    }
+    struct pollfd pf;
+    pf.fd = fd;
+    pf.events = POLLIN;
+    int ready, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double end = now_monotonic() + seconds;
+    do {
+        pf.revents = 0;
+        ready = poll(&pf, 1, 0);
+    } while ((ready == 0 || (ready < 0 && errno == EINTR))
+             && now_monotonic() < end);
+    if (ready < 0) {
+        err = errno;
+    }
+    Py_END_ALLOW_THREADS
+    if (ready < 0 && err != EINTR) {
+        return mp_raise_errno(err);
+    }
+    if (PyErr_CheckSignals() < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(ready > 0);
+}
+
 static PyMethodDef PoolEngine_methods[] = {
+    {"spin_wait", (PyCFunction)PoolEngine_spin_wait,
+     METH_VARARGS | METH_STATIC,
+     "spin_wait(fd, seconds) -> whether fd became readable while polling "
+     "it without sleeping for at most that long."},
     {"add", (PyCFunction)PoolEngine_add, METH_VARARGS,
      "add(slot, task_fd, result_fd, sentinel): manage a worker's pipes."},
     {"remove", (PyCFunction)PoolEngine_remove, METH_O,
@@ -947,10 +1291,26 @@ static PyMethodDef PoolEngine_methods[] = {
      "load(slot) -> number of tasks the worker owns."},
     {"unsent", (PyCFunction)PoolEngine_unsent, METH_O,
      "unsent(slot) -> bytes queued that the pipe has not taken yet."},
+    {"lend", (PyCFunction)PoolEngine_lend, METH_O,
+     "lend(slot) -> whether the idle slot's next result is left to a "
+     "caller thread (read_lent)."},
+    {"read_lent", (PyCFunction)PoolEngine_read_lent, METH_VARARGS,
+     "read_lent(slot, timeout, spin=0) -> (events, wake), or None if the "
+     "slot is not lent or has a reader; polls without sleeping for up to "
+     "`spin` seconds first; ends the lending."},
+    {"reclaim", (PyCFunction)PoolEngine_reclaim, METH_O,
+     "reclaim(slot): end the slot's lending, waiting for its reader."},
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef PoolEngine_members[] = {
+    {"timer_fd", T_INT, offsetof(PoolEngineObject, timer_fd), READONLY,
+     "fd of the lend grace timer (-1 if none)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot PoolEngine_slots[] = {
+    {Py_tp_members, PoolEngine_members},
     {Py_tp_doc, "The pipes and task ownership of one process pool."},
     {Py_tp_init, PoolEngine_init},
     {Py_tp_dealloc, PoolEngine_dealloc},

@@ -413,6 +413,8 @@ def _decode_error(payload):
 
 def _read_some(fd):
     """Block until the parent sends something; b'' when it went away."""
+    if _SPIN > 0 and _native is not None:
+        _native.PoolEngine.spin_wait(fd, _SPIN)
     while True:
         try:
             return os.read(fd, 1 << 20)
@@ -427,6 +429,25 @@ def _read_some(fd):
 
 
 _ACK = struct.Struct('<Q')
+
+
+def _spin_seconds():
+    try:
+        return max(0, int(os.environ.get('MULTIPROCESS_POOL_SPIN_US',
+                                          100))) / 1e6
+    except ValueError:
+        return 100e-6
+
+
+# How long a worker with an empty task pipe, and a caller waiting for the
+# result of a task it sent itself (ApplyResult.get), poll without sleeping
+# before they block.  On VMs a wake-up of a sleeping process on another CPU
+# costs tens of microseconds, paid by the writer inside write() and again
+# by the sleeper: a back-to-back apply() loop pays it twice per call unless
+# both ends are still awake.  The price is at most this much CPU time each
+# time a worker runs out of work or a caller waits for a longer task.
+# MULTIPROCESS_POOL_SPIN_US=0 turns it off.
+_SPIN = _spin_seconds()
 
 
 def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
@@ -620,28 +641,49 @@ class ApplyResult(object):
         self._event = threading.Event()
         self._callback, self._error_callback = callback, error_callback
         self._success = self._value = None
+        self._lent = None       # (engine, slot) whose result we may read
         self._job = next(job_counter)
         self._cache = pool._cache
         self._cache[self._job] = self
 
     def ready(self):
         """Whether the call has completed, successfully or not."""
+        if self._lent is not None and not self._event.is_set():
+            self._collect(0)
         return self._event.is_set()
 
     def successful(self):
         """Whether it completed without raising (ValueError until ready)."""
-        if self._event.is_set():
+        if self.ready():
             return self._success
         raise ValueError(f"{self!r} not ready")
 
+    def _collect(self, timeout):
+        """Our task went to an idle worker whose result pipe was lent to
+        us: read the result in this thread.  Afterwards the engine owns the
+        pipe again, whatever happened."""
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            lent[0].collect(lent[1], timeout)
+
+    def _wait(self, timeout):
+        if self._lent is not None and not self._event.is_set():
+            if timeout is None:
+                self._collect(None)
+            else:
+                deadline = time.monotonic() + timeout
+                self._collect(timeout)
+                timeout = max(0.0, deadline - time.monotonic())
+        return self._event.wait(timeout)
+
     def wait(self, timeout=None):
         """Block until ready, or for at most ``timeout`` seconds."""
-        self._event.wait(timeout)
+        self._wait(timeout)
 
     def get(self, timeout=None):
         """The value, or raise the call's exception; ``TimeoutError`` if
         it is not ready within ``timeout`` seconds."""
-        if not self._event.wait(timeout):
+        if not self._wait(timeout):
             raise TimeoutError
         if not self._success:
             raise self._value
@@ -1139,7 +1181,7 @@ class _Worker:
 
     __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
                  'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting',
-                 'ack_map')
+                 'ack_map', 'lent')
 
     def __init__(self, slot, process, task_fd, result_fd, ack_map):
         self.slot = slot
@@ -1155,6 +1197,7 @@ class _Worker:
         self.sent = 0
         self.dead = False
         self.quitting = False
+        self.lent = False       # its result pipe is lent to a caller
 
 
 def _widen_pipe(fd, size=1 << 20):
@@ -1312,6 +1355,9 @@ class _PyCore:
     def unsent(self, slot):
         return len(self.slots[slot].out)
 
+    def reclaim(self, slot):
+        pass        # nothing is lent without the native core
+
 
 def _make_core(wake_fd):
     if _native is not None and hasattr(_native, 'PoolEngine') and \
@@ -1387,6 +1433,9 @@ class _Engine:
         if method != 'fork':
             return []
         fds = [self.wake_r, self.wake_w]
+        timer = getattr(self.core, 'timer_fd', -1)
+        if timer >= 0:
+            fds.append(timer)
         for w in self.workers:
             fds += [w.task_fd, w.result_fd]
         return fds
@@ -1485,25 +1534,79 @@ class _Engine:
             raise ProcessError("the pool's engine has stopped (see the "
                                "traceback it printed); create a new pool")
         with self.lock:
-            self.jobs.append(job)
-            if (self.direct and job.kind == _K_APPLY and len(self.jobs) == 1
+            if (self.direct and job.kind == _K_APPLY and not self.jobs
                     and not self.retry and self.state == RUN):
-                # An idle worker: the caller sends the task itself, sparing
-                # the hand-over to the engine thread (apply latency).
                 w = self._idle_worker()
-                if w is not None:
-                    task = self._next_task()
-                    if task is not None:
-                        if len(task.payload) < 32768:
-                            self._send(w, task)
-                            self.core.flush()
-                            return
-                        self.retry.appendleft(task)
+                if w is not None and self._send_direct(w, job):
+                    return
+            self.jobs.append(job)
         self.wake()
+
+    def _send_direct(self, w, job):
+        """The latency path of apply_async: the caller's thread sends the
+        task to an idle worker itself, and when the result has no callbacks
+        the worker's result pipe is lent to it (see read_lent in
+        poolengine.c): get() reads the result without the engine thread
+        waking up at all.  Two hand-offs (caller -> worker -> caller)
+        instead of four.  False: leave the job to the engine."""
+        try:
+            payload = _dumps(job.source)
+        except BaseException as exc:
+            job.done_feeding = True
+            job.result._set(0, (False, exc))
+            return True
+        if len(payload) >= 32768:
+            return False        # the engine thread moves big ones
+        job.done_feeding = True
+        job.count = job.inflight = 1
+        job.source = None
+        self.live_jobs[job.id] = job
+        task = _Task(next(_task_counter), job, 0, _K_APPLY, payload)
+        result = job.result
+        core = self.core
+        lend = (result._callback is None and result._error_callback is None
+                and core.lend(w.slot))
+        self._send(w, task)
+        core.flush()
+        if lend:
+            w.lent = True
+            result._lent = (self, w.slot)
+        else:
+            # the engine does not watch an idle worker's result pipe yet
+            self.wake()
+        return True
+
+    def collect(self, slot, timeout):
+        """Read the result of a task lent to the calling thread (see
+        ApplyResult.get); returns once it was delivered, the time is up, or
+        the engine has to take over."""
+        try:
+            got = self.core.read_lent(slot, timeout, _SPIN)
+        except BaseException:
+            # (Ctrl-C in get()): the slot is the engine's again, and it
+            # does not watch it yet
+            with self.lock:
+                w = self.by_slot.get(slot)
+                if w is not None:
+                    w.lent = False
+            self.wake()
+            raise
+        if got is None:
+            return      # another thread reads it, or the engine took it
+        events, wake = got
+        with self.lock:
+            w = self.by_slot.get(slot)
+            if w is not None:
+                w.lent = False
+            if events:
+                self._handle_events(events)
+            wake = wake or self.jobs or self.retry or self.state != RUN
+        if wake:
+            self.wake()
 
     def _idle_worker(self):
         for w in self.workers:
-            if (not w.dead and not w.quitting
+            if (not w.dead and not w.quitting and not w.lent
                     and self.core.load(w.slot) == 0 and
                     (self.maxtasks is None or w.sent < self.maxtasks)):
                 return w
@@ -1638,7 +1741,9 @@ class _Engine:
         depth = self._depth()
         rooms = []
         for w in sorted(self.workers, key=lambda w: core.load(w.slot)):
-            if w.dead or w.quitting:
+            if w.dead or w.quitting or w.lent:
+                # (a lent worker's results are read by a caller thread:
+                # it must carry that caller's task alone)
                 continue
             room = depth - core.load(w.slot)
             if room > 0 and core.unsent(w.slot) >= _BIG_FRAME:
@@ -1724,6 +1829,10 @@ class _Engine:
 
     def _handle_events(self, events):
         for slot, kind, task_id, payload in events:
+            w = self.by_slot.get(slot)
+            if w is not None and w.lent and kind != -1:
+                # the engine took the slot back (nobody came to read it)
+                w.lent = False
             if kind == -1:
                 self.check_exits = True
                 continue
@@ -1785,7 +1894,10 @@ class _Engine:
     def _bury(self, w):
         """A worker ended: fail the task it had started, send the others
         elsewhere, forget it."""
-        # results it wrote just before ending are still in the pipe
+        # results it wrote just before ending are still in the pipe; a
+        # caller reading them must be done before we look
+        self.core.reclaim(w.slot)
+        w.lent = False
         if w.sentinel >= 0:
             self._handle(self.core.wait(0) or ())
         w.dead = True
@@ -1860,6 +1972,11 @@ class _Engine:
                 pass
         for w in list(self.workers):
             self._reap(w.process, 1.0)
+            if self.direct:
+                try:
+                    self.core.reclaim(w.slot)   # no reader left on its fds
+                except KeyError:
+                    pass
             self._close_worker_fds(w)
         self.workers.clear()
         self._fail_everything(ProcessError(
