@@ -189,6 +189,192 @@ def test_idle_worker_killed_is_replaced_silently():
         assert len(p._pool) == 2
 
 
+# -- the apply latency path: a caller reads its own result from the worker's
+# pipe (lent to it) when the task went to an idle worker and has no callbacks
+
+@pytest.mark.timeout(60)
+def test_apply_result_nobody_asks_for_is_delivered_by_the_engine():
+    with multiprocess.Pool(2) as p:
+        r = p.apply_async(square, (6,))
+        assert r._lent is not None          # the latency path was taken
+        deadline = time.monotonic() + 5
+        # look without get()/ready(), which would read it themselves
+        while not r._event.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert r._event.is_set()
+        assert r.get(timeout=0) == 36
+        assert not any(w.lent for w in p._engine.workers)
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+
+
+@pytest.mark.timeout(60)
+def test_ready_polling_sees_a_lent_result():
+    with multiprocess.Pool(2) as p:
+        r = p.apply_async(square, (3,))
+        deadline = time.monotonic() + 5
+        while not r.ready() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert r.ready() and r.successful() and r.get() == 9
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('method', METHODS)
+def test_worker_dying_while_its_caller_reads_the_result(method):
+    with multiprocess.get_context(method).Pool(2) as p:
+        r = p.apply_async(kill_self)
+        assert r._lent is not None
+        start = time.monotonic()
+        with pytest.raises(WorkerLostError):
+            r.get(timeout=10)
+        assert time.monotonic() - start < 5
+        assert [p.apply(square, (i,)) for i in range(5)] == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.timeout(60)
+def test_worker_killed_from_outside_while_its_caller_sleeps_in_get():
+    with multiprocess.Pool(1) as p:
+        pid = p._pool[0].pid
+        r = p.apply_async(time.sleep, (30,))
+        killer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        start = time.monotonic()
+        with pytest.raises(WorkerLostError):
+            r.get(timeout=10)
+        assert time.monotonic() - start < 5
+        killer.join()
+        assert p.apply(square, (4,)) == 16
+
+
+@pytest.mark.timeout(60)
+def test_lent_get_timing_out_leaves_the_result_to_the_engine():
+    with multiprocess.Pool(2) as p:
+        r = p.apply_async(sleep_then, (5, 0.5))
+        start = time.monotonic()
+        with pytest.raises(multiprocess.TimeoutError):
+            r.get(timeout=0.1)
+        assert 0.09 < time.monotonic() - start < 0.45
+        r.wait(0.05)
+        assert not r.ready()
+        assert r.get(timeout=5) == 5
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+
+
+@pytest.mark.timeout(60)
+def test_callbacks_run_in_the_pool_thread_not_in_the_caller():
+    caller = threading.current_thread()
+    with multiprocess.Pool(2) as p:
+        seen, failed = [], []
+        r = p.apply_async(square, (4,),
+                          callback=lambda v: seen.append(
+                              threading.current_thread()))
+        assert r.get(timeout=10) == 16
+        r = p.apply_async(raise_value_error, (1,),
+                          error_callback=lambda e: failed.append(
+                              threading.current_thread()))
+        with pytest.raises(ValueError):
+            r.get(timeout=10)
+        assert seen and seen[0] is not caller
+        assert failed and failed[0] is not caller
+
+
+@pytest.mark.timeout(60)
+def test_signal_handler_raising_in_lent_get_leaves_the_pool_working():
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    with multiprocess.Pool(1) as p:
+        old = signal.signal(signal.SIGALRM, handler)
+        try:
+            r = p.apply_async(sleep_then, (7, 0.6))
+            assert r._lent is not None
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(Interrupted):
+                r.get(timeout=10)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        assert r.get(timeout=10) == 7
+        assert p.apply(square, (5,)) == 25
+
+
+@pytest.mark.timeout(60)
+def test_terminate_while_another_thread_reads_a_lent_result():
+    p = multiprocess.Pool(1)
+    r = p.apply_async(time.sleep, (30,))
+    assert r._lent is not None
+    out = []
+
+    def waiter():
+        try:
+            r.get(timeout=20)
+        except BaseException as exc:
+            out.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    p.terminate()
+    p.join()
+    t.join(10)
+    assert not t.is_alive()
+    assert time.monotonic() - start < 3
+    assert len(out) == 1 and isinstance(out[0], ProcessError)
+
+
+@pytest.mark.timeout(120)
+def test_threads_applying_at_once_each_get_their_own_result():
+    with multiprocess.Pool(2) as p:
+        errors = []
+
+        def run(k):
+            try:
+                for i in range(150):
+                    x = k * 1000 + i
+                    assert p.apply(square, (x,)) == x * x
+                    if i % 50 == 0:
+                        assert p.map(square, [x, x]) == [x * x] * 2
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert not errors
+        assert not any(t.is_alive() for t in threads)
+
+
+@pytest.mark.timeout(60)
+def test_lent_worker_gets_no_other_work_until_its_caller_read():
+    with multiprocess.Pool(2) as p:
+        r = p.apply_async(sleep_then, (1, 0.3))
+        assert r._lent is not None
+        lent_pid = [w.pid for w in p._engine.workers if w.lent]
+        assert len(lent_pid) == 1
+        # map's chunks go to the other worker meanwhile
+        assert lent_pid[0] not in p.map(my_pid, range(6), chunksize=1)
+        assert r.get(timeout=10) == 1
+
+
+@pytest.mark.timeout(60)
+def test_apply_latency_path_with_maxtasksperchild():
+    with multiprocess.Pool(2, maxtasksperchild=1) as p:
+        pids = [p.apply(my_pid) for _ in range(6)]
+        assert len(set(pids)) == 6
+
+
+@pytest.mark.timeout(60)
+def test_apply_works_with_the_spin_turned_off(monkeypatch):
+    monkeypatch.setattr(mpool, '_SPIN', 0)
+    with multiprocess.Pool(2) as p:
+        assert [p.apply(square, (i,)) for i in range(50)] == \
+            [i * i for i in range(50)]
+
 # -- ending
 
 @pytest.mark.timeout(60)
