@@ -43,8 +43,8 @@
  *   PoolEngine(wake_fd)
  *   add(slot, task_fd, result_fd, sentinel)   sentinel may be -1
  *   remove(slot)                              the fds stay open (Python's)
- *   send(slot, kind, task, job, payload)      queue a frame; kinds 1-3 are
- *                                             tasks and become owned; the
+ *   send(slot, kind, task, job, payload)      queue a frame; kinds 1-3 and
+ *                                             7 are tasks, become owned; the
  *                                             payload may be a tuple of
  *                                             buffers, sent back to back
  *   flush()                                   write what can be written now
@@ -85,6 +85,7 @@
 #define PE_HEADER 25
 #define PE_K_APPLY 1
 #define PE_K_STARMAP 3
+#define PE_K_APPLY_WAITED 7
 #define PE_K_ACK 10
 #define PE_READ_CHUNK (256 * 1024)
 #define PE_BIG (64 * 1024)
@@ -583,7 +584,8 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    if (kind >= PE_K_APPLY && kind <= PE_K_STARMAP) {
+    if ((kind >= PE_K_APPLY && kind <= PE_K_STARMAP)
+            || kind == PE_K_APPLY_WAITED) {
         if (own_push(s, (uint64_t)task) < 0) {
             PyErr_NoMemory();
             goto done;

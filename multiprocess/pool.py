@@ -202,6 +202,8 @@ _K_STARMAP = 3    # payload: pickle of a list of argument tuples
 _K_JOBDEF = 4     # payload: pickle of the job's callable
 _K_FORGET = 5     # payload: job ids (little-endian uint64) to drop
 _K_QUIT = 6
+_K_APPLY_WAITED = 7   # as _K_APPLY; its caller is waiting for the result
+                      # (the worker then spins before sleeping, see _SPIN)
 # worker -> parent
 _K_ACK = 10       # the task is starting
 _K_OK = 11        # payload: pickle of the value
@@ -240,6 +242,10 @@ def _dumps_rich(obj):
 # own size (see _FrameReader.big_frame) and sent by the parent from the
 # pickled buffer itself (PE_BIG in poolengine.c).
 _BIG_FRAME = 64 * 1024
+
+# A task payload at least this large is written as soon as it is pickled
+# (see _Engine._add_work), smaller ones are batched.
+_EAGER_SEND = 8 * 1024
 
 
 class _OutOfBand:
@@ -411,9 +417,9 @@ def _decode_error(payload):
 
 # ------------------------------------------------------------- the worker
 
-def _read_some(fd):
+def _read_some(fd, spin=False):
     """Block until the parent sends something; b'' when it went away."""
-    if _SPIN > 0 and _native is not None:
+    if spin and _SPIN > 0 and _native is not None:
         _native.PoolEngine.spin_wait(fd, _SPIN)
     while True:
         try:
@@ -439,13 +445,15 @@ def _spin_seconds():
         return 100e-6
 
 
-# How long a worker with an empty task pipe, and a caller waiting for the
-# result of a task it sent itself (ApplyResult.get), poll without sleeping
+# How long a caller waiting for the result of a task it sent itself
+# (ApplyResult.get on a lent result pipe), and the worker that ran such a
+# task (_K_APPLY_WAITED) once its task pipe is empty, poll without sleeping
 # before they block.  On VMs a wake-up of a sleeping process on another CPU
 # costs tens of microseconds, paid by the writer inside write() and again
 # by the sleeper: a back-to-back apply() loop pays it twice per call unless
-# both ends are still awake.  The price is at most this much CPU time each
-# time a worker runs out of work or a caller waits for a longer task.
+# both ends are still awake.  The price is at most this much CPU time per
+# such call.  Workers running map chunks never spin: there the parent is
+# the bottleneck and a spinning worker would take a CPU from it.
 # MULTIPROCESS_POOL_SPIN_US=0 turns it off.
 _SPIN = _spin_seconds()
 
@@ -468,6 +476,7 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
     funcs = {}
     pending = bytearray()        # frames not yet written to the parent
     done = 0
+    waited = False               # the last task's caller waits for it
     while maxtasks is None or done < maxtasks:
         frame = reader.next()
         if frame is None:
@@ -478,7 +487,7 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             if frame is False:
                 return 0
             if frame is None:
-                data = _read_some(task_fd)
+                data = _read_some(task_fd, waited)
                 if not data:
                     return 0
                 reader.feed(data)
@@ -506,8 +515,9 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             pending += _frame(_K_ACK, task)
             _write_all(result_fd, pending)
             pending.clear()
+        waited = kind == _K_APPLY_WAITED
         try:
-            if kind == _K_APPLY:
+            if kind == _K_APPLY or waited:
                 func, args, kwds = pickle.loads(payload)
                 value = func(*args, **kwds)
             else:
@@ -1256,7 +1266,7 @@ class _PyCore:
         if type(payload) is tuple:
             payload = b''.join(payload)
         s.out += _frame(kind, task, job, payload)
-        if _K_APPLY <= kind <= _K_STARMAP:
+        if _K_APPLY <= kind <= _K_STARMAP or kind == _K_APPLY_WAITED:
             s.owned.append(task)
 
     def _write(self, s):
@@ -1561,11 +1571,12 @@ class _Engine:
         job.count = job.inflight = 1
         job.source = None
         self.live_jobs[job.id] = job
-        task = _Task(next(_task_counter), job, 0, _K_APPLY, payload)
         result = job.result
         core = self.core
         lend = (result._callback is None and result._error_callback is None
                 and core.lend(w.slot))
+        task = _Task(next(_task_counter), job, 0,
+                     _K_APPLY_WAITED if lend else _K_APPLY, payload)
         self._send(w, task)
         core.flush()
         if lend:
@@ -1754,9 +1765,11 @@ class _Engine:
                 room = min(room, self.maxtasks - w.sent)
             if room > 0:
                 rooms.append([room, w])
-        # one task per worker per round, each sent at once: with big chunks
+        # One task per worker per round.  A big task is written at once:
         # every worker starts early instead of waiting for the others'
-        # pickling
+        # pickling.  Small ones go out together at the end, one write()
+        # per worker instead of one per task: a write() may have to wake
+        # the worker, which costs far more than pickling a small task.
         while rooms:
             for entry in rooms:
                 task = self._next_task()
@@ -1764,7 +1777,8 @@ class _Engine:
                     rooms = ()
                     break
                 self._send(entry[1], task)
-                core.flush()
+                if len(task.payload) >= _EAGER_SEND:
+                    core.flush()
                 entry[0] -= 1
             rooms = [entry for entry in rooms if entry[0] > 0]
         if self.state == CLOSE and not self._has_work():
@@ -1794,7 +1808,7 @@ class _Engine:
             core.send(w.slot, _K_FORGET, 0, 0,
                       struct.pack('<%dQ' % len(ids), *ids))
             w.forget = []
-        if task.kind != _K_APPLY and job.id not in w.jobs:
+        if job.kind != _K_APPLY and job.id not in w.jobs:
             core.send(w.slot, _K_JOBDEF, 0, job.id, job.wire_func)
             w.jobs.add(job.id)
         # registered before the frame can leave: the result may come back
