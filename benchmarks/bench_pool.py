@@ -75,13 +75,23 @@ def b_apply_latency(mp, quick):
         return (time.perf_counter() - t) / n
 
 
-@case('map_lambda', target=None, pypi_target=5.0)
+def plus_one(x):
+    return x + 1
+
+
+@case('map_lambda', target=1 / 1.5, pypi_target=5.0)
 def b_map_lambda(mp, quick):
+    # The standard library cannot send a lambda: it maps the same function
+    # defined at module level, so the ratio is the price of dill's reach.
+    if mp.__name__ == 'multiprocessing':
+        warm, func = identity, plus_one
+    else:
+        warm, func = (lambda x: x), (lambda x: x + 1)
     n = 20_000 if quick else 100_000
     with mp.Pool(2) as p:
-        p.map(lambda x: x, range(10))
+        p.map(warm, range(10))
         t = time.perf_counter()
-        p.map(lambda x: x + 1, range(n), chunksize=1)
+        p.map(func, range(n), chunksize=1)
         return (time.perf_counter() - t) * 100_000 / n
 
 
@@ -187,13 +197,17 @@ def main(argv=None):
         goal = target if target is not None else pypi_target
         ratio = base / ours if base and ours else float('nan')
         fmt = lambda v: '-' if v is None else '%.4g' % v
+        verdict = lambda r, g: 'ok' if g and r >= g else ('LOW' if g else '')
         print('%-28s %12s %12s %12s %8.2f %8s %s' % (
             name, fmt(times.get('stdlib')), fmt(ours), fmt(times.get('pypi')),
-            ratio, '%.2f' % goal if goal else '-',
-            'ok' if goal and ratio >= goal else ('LOW' if goal else '')),
+            ratio, '%.2f' % goal if goal else '-', verdict(ratio, goal)),
             flush=True)
         if ns.pypi and target is not None and times.get('pypi') and ours:
-            print('%-28s vs pypi: %.2f' % ('', times['pypi'] / ours))
+            vs_pypi = times['pypi'] / ours
+            print('%-28s vs pypi: %.2f %s' % (
+                '', vs_pypi, ('(target %.2f) %s' % (
+                    pypi_target, verdict(vs_pypi, pypi_target))
+                    if pypi_target else '')))
     return 0
 
 
