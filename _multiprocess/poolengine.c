@@ -34,8 +34,8 @@
  * out of the engine's poll set; the engine polls only result pipes of
  * slots that own tasks, so lending an idle slot never races with a poll
  * already in progress.  A caller that never comes to read is covered by a
- * timerfd: lend() arms it, and once it fires the engine takes back every
- * lent slot that has no reader.  Worker deaths stay the engine's business
+ * timerfd: lend() arms it, and once a slot's grace period is over the
+ * engine takes it back if it has no reader.  Worker deaths stay the engine's business
  * (it always polls the sentinels); reclaim() waits until a reader has left
  * a slot before the engine inspects it or its fds are closed.
  *
@@ -128,6 +128,7 @@ typedef struct {
     int reader;             /* a caller thread is in read_lent() on it */
     int kick;               /* reclaim() wants the reader out */
     int polled;             /* in the poll set the engine sleeps on */
+    double lent_until;      /* end of the grace period of the lending */
 } pe_slot;
 
 typedef struct {
@@ -815,6 +816,7 @@ build_pollset(PoolEngineObject *self)
     }
     struct pollfd *pf = self->pfds;
     size_t n = 0;
+    double now = -1;
     pf[n].fd = self->wake_fd;
     pf[n].events = POLLIN;
     pf[n].revents = 0;
@@ -829,7 +831,14 @@ build_pollset(PoolEngineObject *self)
             continue;
         }
         if (s->lent && !s->reader) {
-            s->lent = 0;
+            /* the timer was armed by the latest lend(), so it fires at or
+             * after every lent slot's deadline */
+            if (now < 0) {
+                now = now_monotonic();
+            }
+            if (now >= s->lent_until) {
+                s->lent = 0;
+            }
         }
         s->polled = !s->eof && !s->lent &&
                     (s->own_len > 0 || s->sentinel < 0);
@@ -1095,6 +1104,8 @@ PoolEngine_lend(PoolEngineObject *self, PyObject *arg)
         struct itimerspec grace;
         memset(&grace, 0, sizeof(grace));
         grace.it_value.tv_nsec = PE_LEND_GRACE_NS;
+        /* deadline first: the timer, armed after, cannot fire before it */
+        s->lent_until = now_monotonic() + PE_LEND_GRACE_NS * 1e-9;
         ok = timerfd_settime(self->timer_fd, 0, &grace, NULL) == 0;
         s->lent = ok;
     }

@@ -22,6 +22,15 @@ Data flow of a process ``Pool``::
                                    acknowledged (WorkerLostError), re-queues the tasks it
                                    never started, and is replaced
 
+The latency path skips the engine thread: ``apply_async`` finding an idle
+worker (and no callbacks) sends the task from the caller's thread and
+borrows that worker's result pipe, so ``get()`` reads the result itself::
+
+    caller: lend + send  ========>  worker: run  ========>  caller: read_lent
+
+two hand-offs instead of the four of a handler-thread design; the engine
+never wakes (see _Engine._send_direct and poolengine.c).
+
 The engine is a loop of small named steps (``_Engine._step``).  Its waiting
 and its pipe I/O are done by the native core when ``_multiprocess`` has a
 ``PoolEngine`` (poolengine.c), by ``select.poll`` otherwise; the steps and
@@ -710,7 +719,7 @@ class ApplyResult(object):
 
     def _retire(self):
         self._cache.pop(self._job, None)
-        self._pool = None
+        self._pool = self._lent = None
 
     __class_getitem__ = classmethod(types.GenericAlias)
 
