@@ -12,6 +12,15 @@ with the same environment; glibc's mmap threshold is pinned for all of them
 (MALLOC_MMAP_THRESHOLD_), because importing dill moves the dynamic threshold
 and with it the cost of every multi-megabyte buffer.
 
+Bytecode: before measuring, the packages under test are byte-compiled
+(compileall, into their __pycache__), because a process imports a module
+whose .pyc is missing or stale by compiling its source again -- and with
+PYTHONDONTWRITEBYTECODE set (or a read-only tree) it does so in every new
+process.  An installed package has current .pyc files (pip writes them, the
+standard library ships them), so that is what is compared; a spawned child
+would otherwise pay milliseconds for every module edited since the last
+compile.  --no-compile measures the tree as it is.
+
 Adding a case: write `def bench_x(mp, n): ...` returning the seconds that n
 operations took, and decorate it with @case(...).  `mp` is the package under
 test (multiprocess, multiprocessing or the PyPI multiprocess), imported in
@@ -335,6 +344,21 @@ def measure(impl, name, quick, repeat):
             "times": times, "module": mp and os.path.dirname(mp.__file__)}
 
 
+def compile_packages(ns):
+    """Bring the .pyc files of multiprocess (and the PyPI copy) up to date."""
+    import compileall
+    import importlib.util
+    dirs = []
+    spec = importlib.util.find_spec("multiprocess")
+    if spec is not None and spec.submodule_search_locations:
+        dirs.extend(spec.submodule_search_locations)
+    if ns.pypi:
+        dirs.append(os.path.join(ns.pypi, "multiprocess"))
+    for d in dirs:
+        if os.path.isdir(d):
+            compileall.compile_dir(d, quiet=2, workers=1)
+
+
 def run_one(impl, name, ns, env):
     cmd = [sys.executable, os.path.abspath(__file__), "--measure", impl, name,
            "--repeat", str(ns.repeat)]
@@ -426,6 +450,8 @@ def main(argv=None):
     ap.add_argument("--mmap-threshold", default="33554432",
                     help="MALLOC_MMAP_THRESHOLD_ for every measuring process")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="do not byte-compile the packages under test first")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--measure", nargs=2, metavar=("IMPL", "CASE"), help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
@@ -445,6 +471,8 @@ def main(argv=None):
         if CASES[name].floor_of in cases and name not in cases:
             cases.insert(cases.index(CASES[name].floor_of), name)
     impls = ["stdlib", "ours"] + (["pypi"] if ns.pypi else [])
+    if not ns.no_compile:
+        compile_packages(ns)
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = ns.mmap_threshold
     env.pop("PYTHONMALLOC", None)

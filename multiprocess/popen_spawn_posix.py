@@ -16,6 +16,20 @@ from . import util
 __all__ = ['Popen']
 
 
+# A pipe's default capacity on Linux.  A payload that fits is written at
+# once and start() returns; a bigger one would hold start() until the child
+# has started and drained it, so the pipe is enlarged first when it can be.
+_PIPE_CAPACITY = 65536
+
+
+def _make_room(fd, size):
+    import fcntl
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except (OSError, AttributeError):
+        pass        # over /proc/sys/fs/pipe-max-size: start() waits instead
+
+
 class _DupFd(int):
     """What a pickled fd carries to a spawned child: the fd number itself,
     since ``spawnv_passfds`` keeps it open under the same number."""
@@ -43,7 +57,8 @@ class Popen(popen_fork.Popen):
         self._fds.append(resource_tracker.getfd())
         tracker_fd = self._fds[-1]
         # Pickling may call duplicate_for_child() and so add to _fds.
-        payload = spawn.serialize_for_child(process_obj, self)
+        payload = spawn.serialize_for_child(process_obj, self,
+                                            main_code=True)
 
         mine = []       # ends we keep; closed by close() or at exit
         theirs = []     # ends only the child keeps
@@ -54,6 +69,8 @@ class Popen(popen_fork.Popen):
             data_r, data_w = os.pipe()      # job data; EOF when we are gone
             theirs.append(data_r)
             mine.append(data_w)
+            if len(payload) > _PIPE_CAPACITY:
+                _make_room(data_w, len(payload))
             argv = spawn.get_command_line(tracker_fd=tracker_fd,
                                           pipe_handle=data_r)
             self.pid = util.spawnv_passfds(spawn.get_executable(), argv,

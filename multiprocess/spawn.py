@@ -18,8 +18,19 @@ under the name ``__mp_main__`` and aliased as ``__main__``, so functions
 defined at its top level resolve by name.  A main module without a file
 (``python -c``, ``python -`` reading stdin, an interactive session) is left
 alone: dill ships its functions by value instead.
+
+Start-up cost.  Compiling the main script is a large share of a spawned
+child's start (4 ms for a 500-line script, against ~40 ms for the whole
+interpreter start), and every child would compile the same file again.  So
+a spawning parent compiles it once and sends the marshalled code with the
+preparation data, stamped with the interpreter version, optimisation level
+and the file's size and modification time; the child runs that code if the
+stamp still matches its own view of the file, and otherwise reads and
+compiles the file itself, as before (runpy).
 """
 
+import io
+import marshal
 import os
 import struct
 import sys
@@ -126,15 +137,21 @@ def _read_frame(stream):
     return _read_exactly(stream, size)
 
 
-def serialize_for_child(process_obj, spawning_popen):
+def serialize_for_child(process_obj, spawning_popen, main_code=False):
     """Pickle the preparation data and ``process_obj`` for a fresh child.
 
     Returns the bytes to write on the child's data pipe.  ``spawning_popen``
     is registered as the spawning Popen while pickling, which is what lets
-    fds, authkeys and locks reduce themselves for the child.
+    fds, authkeys and locks reduce themselves for the child.  With
+    ``main_code``, the compiled main script goes along (a fresh interpreter
+    would otherwise compile it again; a forked server child has it already).
     """
     from . import context
     prep = get_preparation_data(process_obj._name)
+    if main_code and 'init_main_from_path' in prep:
+        compiled = _compiled_main(prep['init_main_from_path'])
+        if compiled is not None:
+            prep['main_code'] = compiled
     pickler = context.reduction.ForkingPickler
     context.set_spawning_popen(spawning_popen)
     try:
@@ -339,7 +356,8 @@ def prepare(data):
     if by_name is not None:
         _fixup_main_from_name(by_name)
     elif data.get('init_main_from_path') is not None:
-        _fixup_main_from_path(data['init_main_from_path'])
+        _fixup_main_from_path(data['init_main_from_path'],
+                              data.get('main_code'))
     elif data.get('main_module_imports'):
         _replay_main_imports(data['main_module_imports'])
 
@@ -383,15 +401,109 @@ def _fixup_main_from_name(mod_name):
                                    alter_sys=True))
 
 
-def _fixup_main_from_path(main_path):
+def _fixup_main_from_path(main_path, shipped=None):
     # IPython's historical launcher script has no __name__ guard.
     stem = os.path.splitext(os.path.basename(main_path))[0]
     if stem == 'ipython':
         return
     if getattr(sys.modules['__main__'], '__file__', None) == main_path:
         return      # already there (e.g. a forkserver child)
+    code = _usable_main_code(main_path, shipped)
+    if code is not None:
+        _run_main_code(main_path, code)
+        return
     import runpy
     _install_main(runpy.run_path(main_path, run_name='__mp_main__'))
+
+
+# ---------------------------------------------------------------------------
+# the main script compiled once, in the parent
+
+# path -> (stamp, marshalled code), or (stamp, None) for a file that is not
+# plain source (a .pyc, a zip archive ...: runpy knows those).
+_compiled_mains = {}
+
+# Larger code is compiled by the child: the whole payload must fit in the
+# data pipe for start() not to wait for the child to drain it.
+_MAIN_CODE_MAX = 512 * 1024
+
+
+def _main_stamp(path):
+    """What must not have changed for compiled code of path to be reused."""
+    info = os.stat(path)
+    return (sys.hexversion, sys.flags.optimize, info.st_mtime_ns,
+            info.st_size)
+
+
+def _compiled_main(path):
+    """(stamp, marshalled code) of the script at path compiled as runpy
+    compiles it, or None when the child had better do it itself."""
+    try:
+        stamp = _main_stamp(path)
+    except OSError:
+        return None
+    known = _compiled_mains.get(path)
+    if known is None or known[0] != stamp:
+        try:
+            with io.open_code(path) as source:
+                text = source.read()
+            blob = marshal.dumps(compile(text, path, 'exec',
+                                         dont_inherit=True))
+        except Exception:
+            blob = None     # the child's runpy will say what is wrong
+        if blob is not None and len(blob) > _MAIN_CODE_MAX:
+            blob = None
+        known = _compiled_mains[path] = (stamp, blob)
+    return None if known[1] is None else known
+
+
+def _usable_main_code(path, shipped):
+    """The code object sent by the parent, if it was made from the file
+    this process sees, by an interpreter that runs it the same way."""
+    if not shipped:
+        return None
+    stamp, blob = shipped
+    try:
+        if blob is None or tuple(stamp) != _main_stamp(path):
+            return None
+        return marshal.loads(blob)
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+
+
+_NO_ENTRY = object()
+
+
+def _run_main_code(path, code):
+    """Run the main script's code as module __mp_main__, then make it
+    __main__ too: what runpy.run_path(path, run_name='__mp_main__') and
+    _install_main() do, minus reading and compiling the file."""
+    import types
+    module = types.ModuleType('__mp_main__')
+    module.__dict__.update(__file__=path, __cached__=None, __package__='')
+    # While it runs, the script sees itself as sys.modules['__mp_main__']
+    # and as argv[0]; a failure leaves both as they were.
+    earlier = sys.modules.get('__mp_main__', _NO_ENTRY)
+    argv = sys.argv
+    argv0 = argv[0] if argv else _NO_ENTRY
+    sys.modules['__mp_main__'] = module
+    if argv:
+        argv[0] = path
+    ok = False
+    try:
+        exec(code, module.__dict__)
+        ok = True
+    finally:
+        if argv0 is not _NO_ENTRY and argv:
+            argv[0] = argv0
+        if not ok:
+            if earlier is _NO_ENTRY:
+                sys.modules.pop('__mp_main__', None)
+            else:
+                sys.modules['__mp_main__'] = earlier
+    old_main_modules.append(sys.modules['__main__'])
+    sys.modules['__main__'] = module
+    _repoint_dill(module)
 
 
 def import_main_path(main_path):
