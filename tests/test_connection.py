@@ -680,3 +680,116 @@ def test_validate_family():
         with pytest.raises(ValueError):
             connection._validate_family(bad)
 
+
+
+# -- the C send()/recv() (Endpoint) ------------------------------------------
+
+def test_send_and_recv_are_the_native_ones():
+    import _multiprocess
+    assert Connection.send is _multiprocess.Endpoint.send
+    assert Connection.recv is _multiprocess.Endpoint.recv
+    assert issubclass(Connection, _multiprocess.Endpoint)
+
+
+def test_fast_fds_follow_handle_and_direction(simplex):
+    r, w = simplex
+    assert (r._rfd, r._wfd) == (r.fileno(), -1)
+    assert (w._rfd, w._wfd) == (-1, w.fileno())
+    r.close()
+    assert (r._rfd, r._wfd) == (-1, -1)
+
+
+def test_wrong_direction_names_it(simplex):
+    r, w = simplex
+    with pytest.raises(OSError, match='read-only'):
+        r.send(1)
+    with pytest.raises(OSError, match='write-only'):
+        w.recv()
+
+
+def test_disowned_handle_stops_the_fast_path(duplex):
+    # CPython's suite sets _handle = None to take a descriptor away.
+    a, b = duplex
+    fd = a.fileno()
+    a._handle = None
+    try:
+        with pytest.raises(OSError, match='handle is closed'):
+            a.send(1)
+        with pytest.raises(OSError, match='handle is closed'):
+            a.recv()
+    finally:
+        os.close(fd)
+
+
+def test_uninitialised_connection_refuses_cleanly():
+    conn = Connection.__new__(Connection)
+    with pytest.raises(OSError, match='handle is closed'):
+        conn.send(1)
+    with pytest.raises(OSError, match='handle is closed'):
+        conn.recv()
+
+
+def test_codec_must_be_the_connection_layers_tuple(duplex):
+    a, _ = duplex
+    with pytest.raises(TypeError, match='codec'):
+        a._codec = (1, 2, 3)
+    assert a._codec is connection._CODEC
+    a._codec = None
+    with pytest.raises(RuntimeError, match='not initialised'):
+        a.send(1)
+
+
+def test_big_multi_chunk_pickle_arrives_whole(duplex):
+    # Big byte strings leave the pickler as separate chunks: one frame.
+    a, b = duplex
+    payload = [b'a' * 300000, bytearray(b'b' * 200000), 'tail']
+    t = threading.Thread(target=a.send, args=(payload,))
+    t.start()
+    assert b.recv() == payload
+    t.join()
+
+
+def test_failed_write_keeps_sending_usable(duplex):
+    a, b = duplex
+    b.close()
+    with pytest.raises(OSError):
+        a.send({'x': 1})
+    c, d = Pipe()
+    try:
+        c.send({'x': 2})                  # picklers went back to the pool
+        assert d.recv() == {'x': 2}
+    finally:
+        c.close()
+        d.close()
+
+
+def test_keyboard_interrupt_while_pickling_propagates(duplex):
+    a, b = duplex
+
+    class Interrupts:
+        def __reduce__(self):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        a.send(Interrupts())
+    assert not b.poll(0.1)
+    a.send('after')
+    assert b.recv() == 'after'
+
+
+def test_pickle_error_falls_back_to_dumps(duplex):
+    # The reused pickler fails on a lambda in __main__-less context only if
+    # reduction says so; whatever dumps() produces is what goes out.
+    a, b = duplex
+    f = (lambda x: x * 3)
+    a.send(f)
+    assert b.recv()(5) == 15
+
+
+def test_unpickling_error_reaches_the_receiver(duplex):
+    a, b = duplex
+    a.send_bytes(b'not a pickle')
+    with pytest.raises(pickle.UnpicklingError):
+        b.recv()
+    a.send('fine')
+    assert b.recv() == 'fine'
