@@ -1200,7 +1200,7 @@ class _Worker:
 
     __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
                  'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting',
-                 'ack_map', 'lent')
+                 'ack_map', 'lent', 'pidfd')
 
     def __init__(self, slot, process, task_fd, result_fd, ack_map):
         self.slot = slot
@@ -1211,6 +1211,7 @@ class _Worker:
         self.result_fd = result_fd      # parent's read end, non-blocking
         sentinel = getattr(process, 'sentinel', None)
         self.sentinel = sentinel if isinstance(sentinel, int) else -1
+        self.pidfd = None       # see _Engine._exit_fd
         self.jobs = set()                  # jobs whose callable it holds
         self.forget = []                   # finished jobs it should drop
         self.sent = 0
@@ -1457,6 +1458,8 @@ class _Engine:
             fds.append(timer)
         for w in self.workers:
             fds += [w.task_fd, w.result_fd]
+            if w.pidfd is not None:
+                fds.append(w.pidfd)
         return fds
 
     def _spawn(self):
@@ -1489,11 +1492,32 @@ class _Engine:
         for fd in (task_w, result_r):
             _widen_pipe(fd)
         w = _Worker(next(self.slot_ids), proc, task_w, result_r, ack_map)
-        self.core.add(w.slot, task_w, result_r, w.sentinel)
+        w.pidfd = self._exit_fd(proc)
+        self.core.add(w.slot, task_w, result_r,
+                      w.sentinel if w.pidfd is None else w.pidfd)
         self.workers.append(w)
         self.by_slot[w.slot] = w
         self.pool.append(proc)
         return w
+
+    def _exit_fd(self, proc):
+        """A pidfd for a worker that is our own child (fork, spawn), or
+        None.  The engine (and a caller reading a lent result) watches it
+        instead of the sentinel.  The sentinel pipe hangs up as soon as the
+        dying process's files are closed, ~1 ms before its address space
+        is torn down and it can be reaped.  In that window is_alive() is
+        still true and a readable sentinel would spin the engine.  A pidfd
+        becomes readable exactly when the process can be reaped.  (Under
+        forkserver the sentinel fires only after the server reaped it.)"""
+        pid = getattr(proc, 'pid', None)
+        if not hasattr(os, 'pidfd_open') or type(pid) is not int:
+            return None
+        try:
+            if self.ctx.get_start_method() not in ('fork', 'spawn'):
+                return None
+            return os.pidfd_open(pid)
+        except Exception:
+            return None
 
     def populate(self):
         """Start the first workers; on failure stop those already started
@@ -1520,13 +1544,13 @@ class _Engine:
                 self._spawn()
 
     def _close_worker_fds(self, w):
-        for fd in (w.task_fd, w.result_fd):
+        for fd in (w.task_fd, w.result_fd, w.pidfd):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        w.task_fd = w.result_fd = None
+        w.task_fd = w.result_fd = w.pidfd = None
         if w.ack_map is not None:
             w.ack_map.close()
             w.ack_map = None
