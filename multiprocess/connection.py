@@ -30,7 +30,6 @@ import operator
 import os
 import pickle
 import socket
-import sys
 
 import _multiprocess as _core
 
