@@ -432,6 +432,26 @@ def test_keyboard_interrupt_in_parent_during_map_stops_pool_cleanly(tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize('method', METHODS)
+def test_engine_does_not_spin_while_workers_exit(method, monkeypatch):
+    # A dying worker's sentinel hangs up before it can be reaped; an engine
+    # polling it would turn ~100 times a millisecond until then.
+    turns = []
+    real_wait = mpool._Engine._wait
+
+    def counting_wait(self):
+        turns.append(1)
+        return real_wait(self)
+
+    monkeypatch.setattr(mpool._Engine, '_wait', counting_wait)
+    p = multiprocess.get_context(method).Pool(2)
+    assert p.map(square, range(10)) == [x * x for x in range(10)]
+    turns.clear()
+    p.close()
+    p.join()
+    assert len(turns) < 20
+
+@pytest.mark.timeout(60)
 def test_close_then_join_waits_for_queued_work():
     p = multiprocess.Pool(2)
     results = [p.apply_async(sleep_then, (i, 0.05)) for i in range(10)]
