@@ -94,7 +94,7 @@ import marshal
 import operator
 import os
 import pickle
-import socket
+import _socket
 import sys
 import types
 import weakref
@@ -104,9 +104,12 @@ from abc import ABCMeta
 __all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
            'DupFd', 'sendfds', 'recvfds']
 
-HAVE_SEND_HANDLE = all((hasattr(socket, 'CMSG_LEN'),
-                        hasattr(socket, 'SCM_RIGHTS'),
-                        hasattr(socket.socket, 'sendmsg')))
+# Asked of _socket: the socket module itself (2-3 ms) is imported only by
+# the functions that use it, so a spawned child that never meets a socket
+# does not pay for it.
+HAVE_SEND_HANDLE = all((hasattr(_socket, 'CMSG_LEN'),
+                        hasattr(_socket, 'SCM_RIGHTS'),
+                        hasattr(_socket.socket, 'sendmsg')))
 
 # Receipt of passed fds is never acknowledged on Linux (macOS needed it).
 ACKNOWLEDGE = False
@@ -747,6 +750,16 @@ _PLAIN = object()
 
 def _first_sight(obj):
     kind = type(obj)
+    where = (getattr(kind, '__module__', None),
+             getattr(kind, '__qualname__', None))
+    try:
+        late = _LATE_REDUCERS.get(where)
+    except TypeError:       # a class with an unhashable __module__
+        late = None
+    if late is not None and _lookup(sys.modules.get(where[0]),
+                                    where[1]) is kind:
+        register(kind, late)
+        return late(obj)
     if isinstance(obj, type):       # a class with a custom metaclass
         verdict = _reduce_class
     else:
@@ -870,6 +883,7 @@ def dump(obj, file, protocol=None):
 
 def sendfds(sock, fds):
     """Send the file descriptors ``fds`` over the AF_UNIX socket ``sock``."""
+    import socket
     packed = array.array('i', fds)
     # One byte of real data must accompany the ancillary data; it carries
     # the count (mod 256) so that the receiver can check nothing was lost.
@@ -879,6 +893,7 @@ def sendfds(sock, fds):
 
 def recvfds(sock, size):
     """Receive at most ``size`` file descriptors sent by ``sendfds``."""
+    import socket
     width = array.array('i').itemsize
     marker, ancillary, _flags, _addr = sock.recvmsg(
         1, socket.CMSG_SPACE(size * width))
@@ -905,6 +920,7 @@ def recvfds(sock, size):
 
 def send_handle(conn, handle, destination_pid):
     """Send the file descriptor ``handle`` over the connection ``conn``."""
+    import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM,
                        fileno=os.dup(conn.fileno())) as sock:
         sendfds(sock, [handle])
@@ -912,6 +928,7 @@ def send_handle(conn, handle, destination_pid):
 
 def recv_handle(conn):
     """Receive one file descriptor sent with ``send_handle``."""
+    import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM,
                        fileno=os.dup(conn.fileno())) as sock:
         return recvfds(sock, 1)[0]
@@ -965,6 +982,7 @@ def _reduce_partial(part):
 
 
 def _rebuild_socket(df, family, type, proto):
+    import socket
     return socket.socket(family, type, proto, fileno=df.detach())
 
 
@@ -978,8 +996,13 @@ _DEFAULT_REDUCERS = (
     (types.MethodDescriptorType, _reduce_method_descriptor),
     (types.WrapperDescriptorType, _reduce_method_descriptor),
     (functools.partial, _reduce_partial),
-    (socket.socket, _reduce_socket),
 )
+
+# Reducers for types of modules we do not import ourselves, keyed by
+# (module, qualified name): registered now if the module is loaded, else by
+# _first_sight when the first such object is pickled (it exists, so its
+# module has been imported by then).
+_LATE_REDUCERS = {('socket', 'socket'): _reduce_socket}
 
 
 _OWN_LOADERS |= {_bind, _rebuild_partial, _rebuild_socket}
@@ -988,6 +1011,10 @@ _OWN_LOADERS |= {_bind, _rebuild_partial, _rebuild_socket}
 def _register_defaults():
     for kind, reduce in _DEFAULT_REDUCERS:
         register(kind, reduce)
+    for (modname, qualname), reduce in _LATE_REDUCERS.items():
+        kind = _lookup(sys.modules.get(modname), qualname)
+        if isinstance(kind, type):
+            register(kind, reduce)
 
 
 _register_defaults()

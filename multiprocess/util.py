@@ -23,7 +23,6 @@ import sys
 import threading        # set up before our atexit hook exists: the hook
                         # joins children, and threading must still work
 import weakref
-from subprocess import _args_from_interpreter_flags   # noqa: F401 (re-export)
 
 from . import process
 
@@ -460,6 +459,15 @@ def _flush_std_streams():
             stream.flush()
         except (AttributeError, ValueError):
             pass
+
+
+def _args_from_interpreter_flags():
+    """The command-line options that reproduce this interpreter's settings
+    (-O, -W, -X ...) in a child interpreter.  subprocess is imported only
+    here: a spawned child that never starts a program should not pay for it
+    (with selectors and locale, about 3 ms)."""
+    import subprocess
+    return subprocess._args_from_interpreter_flags()
 
 
 def spawnv_passfds(path, args, passfds):
