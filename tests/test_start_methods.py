@@ -785,3 +785,54 @@ def test_spawned_child_imports_nothing_it_does_not_use(tmp_path):
     rc, out, err = _run([str(script), 'spawn'])
     assert rc == 0, err
     assert out.strip().splitlines()[-1] == '[]', out + err
+
+
+_MAIN_VIEW = '''
+import os, sys
+mp = __import__(sys.argv[1])
+MARK = 'original'
+
+def view():
+    main = sys.modules['__main__']
+    names = ('__name__', '__file__', '__package__', '__spec__', '__loader__',
+             '__cached__')
+    print(repr((MARK, [getattr(main, n, '-') for n in names],
+                sys.modules['__mp_main__'] is main, sys.argv[0])), flush=True)
+
+if __name__ == '__main__':
+    if sys.argv[2] == 'edit':
+        # the file changes after the parent compiled it: the child must run
+        # what it finds on disk, as a child that compiles it itself would
+        with open(__file__) as f:
+            text = f.read()
+        with open(__file__, 'w') as f:
+            f.write(text.replace("MARK = 'original'", "MARK = 'edited!!'"))
+        os.utime(__file__, ns=(0, 0))
+    p = mp.get_context('spawn').Process(target=view)
+    p.start()
+    p.join()
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('edit', ['keep', 'edit'])
+def test_spawned_main_matches_the_stdlib_view(tmp_path, edit):
+    # The parent ships the main script compiled; the child's __main__ must
+    # look as the stdlib's runpy-made one does, and a script changed on
+    # disk in between is read again.
+    def child_view(lib):
+        script = tmp_path / lib / 'viewer.py'
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(_MAIN_VIEW)
+        rc, out, err = _run([str(script), lib, edit])
+        assert rc == 0, err
+        return eval(out.strip().splitlines()[-1]), str(script)
+
+    ours, ours_path = child_view('multiprocess')
+    theirs, their_path = child_view('multiprocessing')
+    mark, attrs, aliased, argv0 = ours
+    assert mark == ('edited!!' if edit == 'edit' else 'original')
+    assert attrs[1] == ours_path and argv0 == ours_path
+    # the same view as the stdlib's child, but for the script's own path
+    assert (mark, attrs[:1] + attrs[2:], aliased) == \
+        (theirs[0], theirs[1][:1] + theirs[1][2:], theirs[2])
