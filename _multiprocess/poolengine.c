@@ -35,9 +35,10 @@
  * slots that own tasks, so lending an idle slot never races with a poll
  * already in progress.  A caller that never comes to read is covered by a
  * timerfd: lend() arms it, and once a slot's grace period is over the
- * engine takes it back if it has no reader.  Worker deaths stay the engine's business
- * (it always polls the sentinels); reclaim() waits until a reader has left
- * a slot before the engine inspects it or its fds are closed.
+ * engine takes it back if it has no reader.  Worker deaths stay the
+ * engine's business (it always polls the sentinels, which pool.py makes
+ * pidfds where it can); reclaim() waits until a reader has left a slot
+ * before the engine inspects it or its fds are closed.
  *
  * Python API:
  *   PoolEngine(wake_fd)
@@ -75,6 +76,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -375,6 +377,17 @@ evict_reader(PoolEngineObject *self, long id)
         s->kick = 0;
     }
     return s;
+}
+
+/* One turn of a spin: give the CPU to anything else that is runnable on
+ * it (a spinner must never delay the very process it waits for, nor the
+ * machine's other work); on an otherwise idle CPU this returns at once.
+ * Always true, so it can sit in a loop condition. */
+static int
+spin_yield(void)
+{
+    (void)sched_yield();
+    return 1;
 }
 
 /* ------------------------------------------------------------ the type */
@@ -1187,7 +1200,8 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
             spin = 0;
             do {
                 ready = poll(pf, 2, 0);
-            } while (ready == 0 && now_monotonic() < spin_end);
+            } while (ready == 0 && spin_yield()
+                     && now_monotonic() < spin_end);
         }
         if (ready == 0) {
             ready = poll(pf, 2, ms);
@@ -1268,7 +1282,7 @@ PoolEngine_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
     do {
         pf.revents = 0;
         ready = poll(&pf, 1, 0);
-    } while ((ready == 0 || (ready < 0 && errno == EINTR))
+    } while ((ready == 0 || (ready < 0 && errno == EINTR)) && spin_yield()
              && now_monotonic() < end);
     if (ready < 0) {
         err = errno;

@@ -60,6 +60,7 @@ import threading
 import time
 import types
 import warnings
+import weakref
 
 from . import util
 
@@ -240,6 +241,38 @@ def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
         return _fast(obj, _PROTOCOL)
     from .reduction import ForkingPickler
     return ForkingPickler.dumps(obj)      # a buffer; not copied again
+
+
+# Functions living in the main module are sent by value (the receiver's
+# main module may differ); reduction.py decides how.
+_MAIN_MODULES = frozenset({'__main__', '__mp_main__'})
+_BY_NAME = (types.FunctionType, types.BuiltinFunctionType)
+_not_by_name = weakref.WeakSet()     # functions pickle.dumps refused
+
+
+def _dumps_call(call, _plain=_PLAIN, _fast=pickle.dumps):
+    """An apply task's payload: pickle of (func, args, kwds).  A function
+    found again by its module and qualified name, called with plain data,
+    is pickled by reference both by the C pickler and by the reduction
+    layer, so the C pickler does it alone (~1.5 us instead of ~8 us: no
+    ForkingPickler to set up).  pickle.dumps checks that the name leads
+    back to the very object and raises otherwise; the reduction layer
+    then decides (nested functions, lambdas, dill's reach)."""
+    func, args, kwds = call
+    if (type(func) in _BY_NAME
+            and getattr(func, '__module__', None) not in _MAIN_MODULES
+            and all(type(x) in _plain for x in args)
+            and (not kwds or all(type(x) in _plain
+                                 for x in kwds.values()))
+            and func not in _not_by_name):
+        try:
+            return _fast(call, _PROTOCOL)
+        except Exception:
+            try:
+                _not_by_name.add(func)
+            except TypeError:
+                pass
+    return _dumps_rich(call)
 
 
 def _dumps_rich(obj):
@@ -1593,7 +1626,7 @@ class _Engine:
         waking up at all.  Two hand-offs (caller -> worker -> caller)
         instead of four.  False: leave the job to the engine."""
         try:
-            payload = _dumps(job.source)
+            payload = _dumps_call(job.source)
         except BaseException as exc:
             job.done_feeding = True
             job.result._set(0, (False, exc))
@@ -1750,8 +1783,12 @@ class _Engine:
                 continue
             index, kind, data = got
             try:
-                payload = _dumps_chunk(data) if kind == _K_MAP \
-                    else _dumps(data)
+                if kind == _K_MAP:
+                    payload = _dumps_chunk(data)
+                elif kind == _K_APPLY:
+                    payload = _dumps_call(data)
+                else:
+                    payload = _dumps(data)
             except BaseException as exc:
                 # cannot be sent: that task fails in the caller
                 job.result._set(index, (False, exc))

@@ -361,6 +361,34 @@ def test_lent_worker_gets_no_other_work_until_its_caller_read():
         assert r.get(timeout=10) == 1
 
 
+def _nested_function():
+    def inner(x):
+        return x + 1
+    return inner
+
+
+def test_apply_payload_of_a_named_function_is_the_reduction_layers():
+    from multiprocess.reduction import ForkingPickler
+    import pickle
+    for call in [(square, (3,), {}), (time.sleep, (0,), {}),
+                 (square, (), {'x': 'text'})]:
+        fast = mpool._dumps_call(call)
+        assert pickle.loads(fast) == pickle.loads(
+            bytes(ForkingPickler.dumps(call)))
+    # not found again by name: the reduction layer pickles it, by value
+    inner = _nested_function()
+    func, args, kwds = pickle.loads(mpool._dumps_call((inner, (1,), {})))
+    assert func(*args) == 2
+    assert inner in mpool._not_by_name
+
+
+@pytest.mark.timeout(60)
+def test_apply_of_nested_functions_and_lambdas_still_works():
+    with multiprocess.Pool(2) as p:
+        assert p.apply(_nested_function(), (4,)) == 5
+        assert p.apply(lambda x: x * 3, (4,)) == 12
+        assert p.apply(time.sleep, (0,)) is None
+
 @pytest.mark.timeout(60)
 def test_apply_latency_path_with_maxtasksperchild():
     with multiprocess.Pool(2, maxtasksperchild=1) as p:
