@@ -414,7 +414,9 @@ def test_poll_timeouts(duplex):
     t = time.monotonic()
     assert a.poll() is False
     assert a.poll(-1) is False
-    assert time.monotonic() - t < 0.5
+    # neither waits: a poll that blocked would never return at all, so the
+    # bound only has to rule out waiting, with room for a busy CI machine
+    assert time.monotonic() - t < 5.0
     t = time.monotonic()
     assert a.poll(0.2) is False
     assert time.monotonic() - t >= 0.18
