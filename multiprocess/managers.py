@@ -1246,7 +1246,24 @@ class BaseManager(object):
             server = cls._Server(registry, address, authkey, serializer)
             writer.send(server.address)
         util.info('manager serving at %r', server.address)
+        # A manager started by start() is shut down by its parent's exit
+        # handlers; if the parent dies without running them (SIGKILL, a
+        # crash), nobody would ever stop it, and it would keep its pools'
+        # workers and shared objects alive: stop when the parent is gone.
+        parent = process.parent_process()
+        if parent is not None:
+            threading.Thread(target=cls._stop_with_parent,
+                             args=(server, parent), daemon=True,
+                             name='manager-parent-watch').start()
         server.serve_forever()
+
+    @staticmethod
+    def _stop_with_parent(server, parent):
+        parent.join()
+        if not server.stop_event.is_set():
+            util.info('manager: parent process %s is gone, shutting down',
+                      parent.pid)
+            server.stop_event.set()
 
     def _create(self, typeid, /, *args, **kwds):
         """Make an object of ``typeid`` on the server: (token, exposed).

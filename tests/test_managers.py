@@ -490,3 +490,48 @@ def test_calls_from_short_lived_threads_and_children_share_one_list():
         p.join(30)
         assert p.exitcode == 0
         assert sorted(lst[:]) == sorted(list(range(8)) + list(range(4)))
+
+
+def _start_manager_and_report(method, conn):
+    manager = mp.get_context(method).Manager()
+    shared = manager.list([1, 2])
+    conn.send((manager._process.pid, shared[1]))
+    time.sleep(60)      # killed long before
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (not yet reaped by init) counts as gone
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_manager_stops_when_its_parent_is_killed(method):
+    # Its parent's exit handlers would shut it down; SIGKILL skips them, and
+    # an orphaned server would live for ever.  It must notice and exit.
+    here, there = mp.Pipe()
+    middle = mp.get_context('fork').Process(
+        target=_start_manager_and_report, args=(method, there))
+    middle.start()
+    assert here.poll(60), 'the manager did not start'
+    server_pid, value = here.recv()
+    assert value == 2
+    time.sleep(1.5)
+    assert _pid_alive(server_pid), 'the manager stopped while its parent lived'
+    os.kill(middle.pid, 9)
+    middle.join(10)
+    deadline = time.monotonic() + 20
+    while _pid_alive(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone = not _pid_alive(server_pid)
+    if not gone:
+        os.kill(server_pid, 9)
+    assert gone, 'the manager outlived its killed parent by 20 s'
