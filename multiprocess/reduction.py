@@ -197,9 +197,20 @@ def _refuse(obj):
         "process (use a multiprocess Lock or RLock)" % name))
 
 
-# Per-thread set of ids of the objects dill is serializing right now, so
-# that __main__ classes referring to each other do not nest forever.
-_in_progress = {}
+# Per thread, sets of object ids: under 'dilling' the objects dill is
+# serializing right now (so that __main__ classes referring to each other
+# do not nest forever), under 'trying' the __main__ globals whose
+# picklability is being tried (see _main_globals_used).
+_marks = _thread._local()
+
+
+def _marked(kind):
+    """This thread's set of ids of the given kind."""
+    ids = getattr(_marks, kind, None)
+    if ids is None:
+        ids = set()
+        setattr(_marks, kind, ids)
+    return ids
 
 
 def _dill_blob(obj, protocol=None):
@@ -216,8 +227,7 @@ def _dill_blob(obj, protocol=None):
     # it up per object.  It keeps our registered reducers, our refusals and
     # the by-name matching of __main__ classes valid inside dill payloads.
     pickler.reducer_override = _DillHooks(obj, protocol).reducer_override
-    me = _thread.get_ident()
-    busy = _in_progress.setdefault(me, set())
+    busy = _marked('dilling')
     busy.add(id(obj))
     try:
         pickler.dump(obj)
@@ -225,8 +235,6 @@ def _dill_blob(obj, protocol=None):
         raise _no_retry(exc)
     finally:
         busy.discard(id(obj))
-        if not busy:
-            _in_progress.pop(me, None)
     return buf.getvalue()
 
 
@@ -249,11 +257,13 @@ _SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
 _reusable = {}   # id(obj) -> (weakref to obj, settings key, snapshot, blob)
 
 
-def _forgetter(key):
+def _forgetter(table, key):
+    """Weakref callback dropping table[key] if it still holds that ref
+    (ids are reused: a newer entry under the same key must stay)."""
     def forget(ref):
-        kept = _reusable.get(key)
+        kept = table.get(key)
         if kept is not None and kept[0] is ref:
-            del _reusable[key]
+            del table[key]
     return forget
 
 
@@ -315,7 +325,7 @@ def _reusable_blob(obj, protocol=None):
         return kept[3]
     blob = _dill_blob(obj, protocol)
     try:
-        ref = weakref.ref(obj, _forgetter(id(obj)))
+        ref = weakref.ref(obj, _forgetter(_reusable, id(obj)))
     except TypeError:
         return blob
     _reusable[id(obj)] = (ref, key, state, blob)
@@ -344,10 +354,8 @@ class _DillHooks:
 
 
 def _main_class_payload(cls, protocol=None):
-    if _in_progress:
-        busy = _in_progress.get(_thread.get_ident())
-        if busy and id(cls) in busy:
-            return NotImplemented   # let dill inline it (it handles cycles)
+    if id(cls) in _marked('dilling'):
+        return NotImplemented   # let dill inline it (it handles cycles)
     blob = _by_value_or_name(cls, protocol)
     return _load_main_object, (cls.__qualname__, blob)
 
@@ -459,19 +467,11 @@ def _marshalled(code):
     cells = tuple(types.CellType() for _ in code.co_freevars) or None
     doc = types.FunctionType(code, {}, None, None, cells).__doc__
     try:
-        ref = weakref.ref(code, _code_forgetter(id(code)))
+        ref = weakref.ref(code, _forgetter(_code_bytes, id(code)))
     except TypeError:
         return blob, doc
     _code_bytes[id(code)] = (ref, blob, doc)
     return blob, doc
-
-
-def _code_forgetter(key):
-    def forget(ref):
-        kept = _code_bytes.get(key)
-        if kept is not None and kept[0] is ref:
-            del _code_bytes[key]
-    return forget
 
 
 def _plain_value(value):
@@ -574,7 +574,7 @@ def _main_globals_used(code, space):
     receiver has it anyway, and elsewhere the name is missing as it would
     have been without this."""
     used = {}
-    trying = _trials.setdefault(_thread.get_ident(), set())
+    trying = _marked('trying')
     for name in _global_names(code):
         if name.startswith('__') and name.endswith('__'):
             continue
@@ -592,12 +592,7 @@ def _main_globals_used(code, space):
             finally:
                 trying.discard(id(value))
         used[name] = value
-    if not trying:
-        _trials.pop(_thread.get_ident(), None)
     return used
-
-
-_trials = {}    # thread id -> ids of the globals being tried right now
 
 
 class _Discard:
