@@ -32,9 +32,8 @@ two hand-offs instead of the four of a handler-thread design; the engine
 never wakes (see _Engine._send_direct and poolengine.c).
 
 The engine is a loop of small named steps (``_Engine._step``).  Its waiting
-and its pipe I/O are done by the native core when ``_multiprocess`` has a
-``PoolEngine`` (poolengine.c), by ``select.poll`` otherwise; the steps and
-the bookkeeping are the same either way.
+and its pipe I/O are done by the native core, ``_multiprocess.PoolEngine``
+(poolengine.c); the steps and the bookkeeping are Python.
 
 Every task is owned by exactly one worker from the moment it is sent, and
 the worker acknowledges it when it starts running it, so the death of a
@@ -52,7 +51,6 @@ import itertools
 import mmap
 import os
 import pickle
-import select
 import signal
 import struct
 import sys
@@ -82,10 +80,7 @@ class _Lazy:
 traceback = _Lazy('traceback')
 from .exceptions import ProcessError, TimeoutError, WorkerLostError
 
-try:
-    import _multiprocess as _native
-except ImportError:          # the pure Python engine below still works
-    _native = None
+import _multiprocess as _native
 
 __all__ = ['Pool', 'ThreadPool']
 
@@ -461,7 +456,7 @@ def _decode_error(payload):
 
 def _read_some(fd, spin=False):
     """Block until the parent sends something; b'' when it went away."""
-    if spin and _SPIN > 0 and _native is not None:
+    if spin and _SPIN > 0:
         _native.PoolEngine.spin_wait(fd, _SPIN)
     while True:
         try:
@@ -1279,146 +1274,6 @@ def _ack_word():
         raise
 
 
-class _PyCore:
-    """Pure Python stand-in for ``_multiprocess.PoolEngine`` (poolengine.c):
-    the same methods, the same frames, the same ownership rules."""
-
-    class _Slot:
-        __slots__ = ('task_fd', 'result_fd', 'sentinel', 'reader', 'out',
-                     'owned', 'acked', 'eof')
-
-    def __init__(self, wake_fd):
-        self.wake_fd = wake_fd
-        self.slots = {}
-
-    def add(self, slot, task_fd, result_fd, sentinel):
-        s = self._Slot()
-        s.task_fd, s.result_fd, s.sentinel = task_fd, result_fd, sentinel
-        s.reader = _FrameReader()
-        s.out = bytearray()
-        s.owned = collections.deque()
-        s.acked = 0
-        s.eof = False
-        self.slots[slot] = s
-
-    def remove(self, slot):
-        del self.slots[slot]
-
-    def send(self, slot, kind, task, job, payload):
-        s = self.slots[slot]
-        if type(payload) is tuple:
-            payload = b''.join(payload)
-        s.out += _frame(kind, task, job, payload)
-        if _K_APPLY <= kind <= _K_STARMAP or kind == _K_APPLY_WAITED:
-            s.owned.append(task)
-
-    def _write(self, s):
-        try:
-            n = os.write(s.task_fd, s.out)
-        except BlockingIOError:
-            return
-        except OSError:
-            n = len(s.out)            # reader gone: the sentinel will tell
-        del s.out[:n]
-
-    def flush(self):
-        for s in self.slots.values():
-            if s.out:
-                self._write(s)
-
-    def wait(self, timeout):
-        poller = select.poll()
-        poller.register(self.wake_fd, select.POLLIN)
-        where = {}
-        for key, s in self.slots.items():
-            if not s.eof:
-                poller.register(s.result_fd, select.POLLIN)
-                where[s.result_fd] = (key, 'r')
-            if s.sentinel >= 0:
-                poller.register(s.sentinel, select.POLLIN)
-                where[s.sentinel] = (key, 's')
-            if s.out:
-                poller.register(s.task_fd, select.POLLOUT)
-                where[s.task_fd] = (key, 'w')
-        ms = None if timeout is None else max(0, int(timeout * 1000))
-        fired = poller.poll(ms)
-        if not fired:
-            return None
-        events = []
-        ended = set()
-        for fd, _ in fired:
-            if fd == self.wake_fd:
-                try:
-                    while os.read(fd, 4096):
-                        pass
-                except OSError:
-                    pass
-                continue
-            key, what = where[fd]
-            s = self.slots[key]
-            if what == 'r':
-                self._read(s)
-            elif what == 'w':
-                self._write(s)
-            else:
-                ended.add(key)
-        for key, s in self.slots.items():
-            while True:
-                frame = s.reader.next()
-                if frame is None:
-                    break
-                kind, task, _, payload = frame
-                if kind == _K_ACK:
-                    s.acked = task
-                    continue
-                if task:
-                    try:
-                        s.owned.remove(task)
-                    except ValueError:
-                        pass
-                    if s.acked == task:
-                        s.acked = 0
-                events.append((key, kind, task, payload))
-            if s.eof or key in ended:
-                events.append((key, -1, 0, None))
-        return events
-
-    def _read(self, s):
-        while True:
-            try:
-                data = os.read(s.result_fd, 1 << 18)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b''
-            if not data:
-                s.eof = True
-                return
-            s.reader.feed(data)
-            if len(data) < (1 << 18):
-                return
-
-    def owned(self, slot):
-        s = self.slots[slot]
-        return list(s.owned), s.acked
-
-    def load(self, slot):
-        return len(self.slots[slot].owned)
-
-    def unsent(self, slot):
-        return len(self.slots[slot].out)
-
-    def reclaim(self, slot):
-        pass        # nothing is lent without the native core
-
-
-def _make_core(wake_fd):
-    if _native is not None and hasattr(_native, 'PoolEngine') and \
-            not os.environ.get('MULTIPROCESS_PURE_POOL'):
-        return _native.PoolEngine(wake_fd)
-    return _PyCore(wake_fd)
-
-
 class _Task:
     __slots__ = ('id', 'job', 'index', 'kind', 'payload')
 
@@ -1463,8 +1318,7 @@ class _Engine:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.core = _make_core(self.wake_r)
-        self.direct = not isinstance(self.core, _PyCore)
+        self.core = _native.PoolEngine(self.wake_r)
         self.rate_start = time.monotonic()
         self.rate_count = 0
         self.woken = False
@@ -1610,7 +1464,7 @@ class _Engine:
             raise ProcessError("the pool's engine has stopped (see the "
                                "traceback it printed); create a new pool")
         with self.lock:
-            if (self.direct and job.kind == _K_APPLY and not self.jobs
+            if (job.kind == _K_APPLY and not self.jobs
                     and not self.retry and self.state == RUN):
                 w = self._idle_worker()
                 if w is not None and self._send_direct(w, job):
@@ -2056,11 +1910,10 @@ class _Engine:
                 pass
         for w in list(self.workers):
             self._reap(w.process, 1.0)
-            if self.direct:
-                try:
-                    self.core.reclaim(w.slot)   # no reader left on its fds
-                except KeyError:
-                    pass
+            try:
+                self.core.reclaim(w.slot)   # no reader left on its fds
+            except KeyError:
+                pass
             self._close_worker_fds(w)
         self.workers.clear()
         self._fail_everything(ProcessError(

@@ -758,43 +758,7 @@ def test_async_result_api():
             it.next(timeout=1)
 
 
-# -- the two engine cores
-
-@pytest.mark.timeout(120)
-def test_pure_python_core_passes_the_same_basics(tmp_path):
-    script = tmp_path / 'pure.py'
-    script.write_text(textwrap.dedent('''
-        import functools, os, signal
-        import multiprocess
-        from multiprocess import pool as mpool
-
-        def kill_on(x, target):
-            if x == target:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return x * 2
-
-        if __name__ == '__main__':
-            with multiprocess.Pool(2) as p:
-                assert isinstance(p._engine.core, mpool._PyCore)
-                assert p.map(lambda x: x + 1, range(100), chunksize=3) == \\
-                    list(range(1, 101))
-                assert sorted(p.imap_unordered(abs, range(-5, 0))) == \\
-                    [1, 2, 3, 4, 5]
-                try:
-                    p.map(functools.partial(kill_on, target=3), range(6), 1)
-                except multiprocess.WorkerLostError:
-                    pass
-                else:
-                    raise SystemExit('no WorkerLostError')
-                assert p.apply(abs, (-3,)) == 3
-            print('OK')
-    '''))
-    env = dict(os.environ, MULTIPROCESS_PURE_POOL='1')
-    out = subprocess.run([sys.executable, str(script)], capture_output=True,
-                         text=True, timeout=100, env=env)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'OK'
-
+# -- the native engine
 
 def test_poolengine_c_never_returns_with_the_gil_released():
     """A return (or goto) between Py_BEGIN_ALLOW_THREADS and
