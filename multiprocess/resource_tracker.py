@@ -27,6 +27,8 @@ import sys
 import threading
 import warnings
 
+import _multiprocess
+
 from . import spawn
 from . import util
 
@@ -39,37 +41,12 @@ _SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ATOMIC_WRITE = 512
 
 
-def _dev_shm_unlink(name, prefix=''):
-    # On Linux, named semaphores and POSIX shared memory objects are files
-    # of /dev/shm ('sem.NAME' and 'NAME').  Used only where the native call
-    # is missing; OSError (ENOENT ...) propagates like the native one's.
-    os.unlink(os.path.join('/dev/shm', prefix + name.lstrip('/')))
-
-
-def _unlink_semaphore(name):
-    import _multiprocess
-    native = getattr(_multiprocess, 'sem_unlink', None)
-    if native is None:
-        _dev_shm_unlink(name, 'sem.')
-    else:
-        native(name)
-
-
-def _unlink_shared_memory(name):
-    import _multiprocess
-    native = getattr(_multiprocess, 'shm_unlink', None)
-    if native is None:
-        _dev_shm_unlink(name)
-    else:
-        native(name)
-
-
 # resource type -> function unlinking a resource of that type by name.
 # 'noop' is what liveness probes carry.
 _CLEANUP_FUNCS = {
     'noop': lambda: None,
-    'semaphore': _unlink_semaphore,
-    'shared_memory': _unlink_shared_memory,
+    'semaphore': _multiprocess.sem_unlink,
+    'shared_memory': _multiprocess.shm_unlink,
 }
 
 
