@@ -1320,7 +1320,8 @@ static PyType_Slot endpoint_slots[] = {
 static PyType_Spec endpoint_spec = {
     .name = "_multiprocess.Endpoint",
     .basicsize = sizeof(endpoint_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
     .slots = endpoint_slots,
 };
 
