@@ -33,6 +33,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -62,6 +63,44 @@ await_fd(int fd, short events)
     struct pollfd p = {.fd = fd, .events = events, .revents = 0};
     return poll(&p, 1, -1) < 0 ? -1 : 0;
 }
+
+int
+mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds)
+{
+    const double end = mp_monotonic() + seconds;
+    for (;;) {
+        for (nfds_t i = 0; i < n; i++) {
+            pfds[i].revents = 0;
+        }
+        int ready = poll(pfds, n, 0);
+        if (ready != 0 || mp_monotonic() >= end) {
+            return ready;
+        }
+        /* On an idle CPU this returns at once; otherwise whatever else is
+         * runnable here (possibly the very peer we wait for) goes first. */
+        (void)sched_yield();
+    }
+}
+
+/*
+ * Spinning before a blocking receive.  On a VM, waking a process that
+ * sleeps on another CPU costs tens of microseconds, several times the
+ * cost of the message itself; a receiver still awake when the message
+ * lands pays nothing of it.  So a receive that finds nothing waiting
+ * first polls for up to `recv_spin_ns` -- but only on an fd whose previous
+ * message came within that time (a conversation in full swing).  Any
+ * longer wait marks the fd cold: it then blocks at once, until a message
+ * again arrives within the spin time of the receive starting.  The cost
+ * is bounded by one spin per change of pace, never per idle receive.
+ *
+ * The marks are per fd number and process-wide, like fds themselves; a
+ * reused number inherits a stale mark, which one receive corrects.  Fds
+ * beyond the table never spin.  Racing updates of a mark are harmless.
+ * The time is set by the Python layer (set_recv_spin); 0 turns it off.
+ */
+#define MP_SPIN_TRACKED_FDS 4096
+static long recv_spin_ns;
+static unsigned char fd_cold[MP_SPIN_TRACKED_FDS];
 
 /*
  * Parse a timeout argument.  Returns 1 for "wait forever" (None or
@@ -360,6 +399,39 @@ reader_step(frame_reader *r, int limited)
 }
 
 /*
+ * Without the GIL: reader_step for a frame not yet begun, so that it may
+ * have to wait for the peer; spins first on a warm fd (see recv_spin_ns).
+ */
+static int
+reader_await_frame(frame_reader *r)
+{
+    long spin_ns = __atomic_load_n(&recv_spin_ns, __ATOMIC_RELAXED);
+    if (spin_ns <= 0 || r->fd < 0 || r->fd >= MP_SPIN_TRACKED_FDS) {
+        return reader_step(r, 0);
+    }
+    const double spin = spin_ns * 1e-9;
+    unsigned char *cold = &fd_cold[r->fd];
+    const double start = mp_monotonic();
+    if (!__atomic_load_n(cold, __ATOMIC_RELAXED)) {
+        struct pollfd pf = {.fd = r->fd, .events = POLLIN, .revents = 0};
+        int ready = mp_spin_poll(&pf, 1, spin);
+        if (ready > 0) {
+            return reader_step(r, 0);
+        }
+        if (ready < 0 && errno == EINTR) {
+            /* handlers must run before we block */
+            r->err = EINTR;
+            return FR_ERROR;
+        }
+        /* nothing yet (or a poll error, which read() will report) */
+    }
+    int rc = reader_step(r, 0);
+    __atomic_store_n(cold, (unsigned char)(mp_monotonic() - start > spin),
+                     __ATOMIC_RELAXED);
+    return rc;
+}
+
+/*
  * Drive the reader with the GIL held, releasing it only to wait.  Returns
  * FR_DONE or FR_NEED_DEST, or -1 with EOFError (nothing of the frame was
  * there) or OSError set.
@@ -378,7 +450,7 @@ reader_pump(frame_reader *r)
         }
         else {
             Py_BEGIN_ALLOW_THREADS
-            rc = reader_step(r, 0);
+            rc = r->hdr_got == 0 ? reader_await_frame(r) : reader_step(r, 0);
             Py_END_ALLOW_THREADS
         }
         switch (rc) {
@@ -1325,7 +1397,31 @@ static PyType_Spec endpoint_spec = {
     .slots = endpoint_slots,
 };
 
+PyDoc_STRVAR(set_recv_spin_doc,
+"set_recv_spin($module, seconds, /)\n--\n\n"
+"How long a receive on a busy fd polls before it sleeps (process-wide;\n"
+"0 never spins).  Returns the previous setting.");
+
+static PyObject *
+mp_set_recv_spin(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(seconds >= 0.0 && seconds <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "spin time must be between 0 and 1 second");
+        return NULL;
+    }
+    long old = __atomic_exchange_n(&recv_spin_ns, (long)(seconds * 1e9),
+                                   __ATOMIC_RELAXED);
+    return PyFloat_FromDouble(old * 1e-9);
+}
+
 static PyMethodDef connection_functions[] = {
+    {"set_recv_spin", (PyCFunction)mp_set_recv_spin, METH_O,
+     set_recv_spin_doc},
     {"send_bytes", (PyCFunction)(void (*)(void))mp_send_bytes, METH_FASTCALL,
      send_bytes_doc},
     {"send_pieces", (PyCFunction)(void (*)(void))mp_send_pieces,

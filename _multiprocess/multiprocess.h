@@ -20,6 +20,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <poll.h>
+#include <time.h>
+
 /*
  * Per-module state.  RULE: only `PyObject *` / `PyTypeObject *` members, so
  * module.c can traverse and clear the whole struct as an array of object
@@ -57,6 +60,26 @@ mp_state *mp_state_from_type(PyTypeObject *tp);
  * Callers save errno before any cleanup and pass the saved value.
  */
 PyObject *mp_raise_errno(int err);
+
+/* CLOCK_MONOTONIC in seconds (0.0 should the clock ever fail). */
+static inline double
+mp_monotonic(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0.0;
+    }
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/*
+ * Busy-wait, without the GIL, for one of `pfds` to become ready: poll
+ * them without sleeping, giving the CPU to any other runnable task between
+ * looks, for at most `seconds`.  Returns what poll() returned last: > 0
+ * ready, 0 still nothing, -1 with errno (EINTR included: the caller must
+ * let signal handlers run before it blocks).  connection.c.
+ */
+int mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds);
 
 /* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
 int mp_semlock_exec(PyObject *module);

@@ -76,7 +76,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -377,17 +376,6 @@ evict_reader(PoolEngineObject *self, long id)
         s->kick = 0;
     }
     return s;
-}
-
-/* One turn of a spin: give the CPU to anything else that is runnable on
- * it (a spinner must never delay the very process it waits for, nor the
- * machine's other work); on an otherwise idle CPU this returns at once.
- * Always true, so it can sit in a loop condition. */
-static int
-spin_yield(void)
-{
-    (void)sched_yield();
-    return 1;
 }
 
 /* ------------------------------------------------------------ the type */
@@ -790,16 +778,6 @@ slot_parse(pe_slot *s, PyObject *events)
     }
 }
 
-static double
-now_monotonic(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        return 0.0;     /* cannot happen with CLOCK_MONOTONIC on Linux */
-    }
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* pollfd layout: the wake-up pipe, the lend timer, then three per slot */
 #define PE_FIRST_SLOT 2
 
@@ -847,7 +825,7 @@ build_pollset(PoolEngineObject *self)
             /* the timer was armed by the latest lend(), so it fires at or
              * after every lent slot's deadline */
             if (now < 0) {
-                now = now_monotonic();
+                now = mp_monotonic();
             }
             if (now >= s->lent_until) {
                 s->lent = 0;
@@ -931,7 +909,7 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
     if (lock_engine(self) < 0) {
         return NULL;
     }
-    double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
+    double deadline = timeout >= 0 ? mp_monotonic() + timeout : 0;
     PyObject *events = NULL;
     int ready, err;
     Py_ssize_t n;
@@ -946,7 +924,7 @@ again:
     for (;;) {
         int ms = -1;
         if (timeout >= 0) {
-            double left = deadline - now_monotonic();
+            double left = deadline - mp_monotonic();
             ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
         }
         err = 0;
@@ -1118,7 +1096,7 @@ PoolEngine_lend(PoolEngineObject *self, PyObject *arg)
         memset(&grace, 0, sizeof(grace));
         grace.it_value.tv_nsec = PE_LEND_GRACE_NS;
         /* deadline first: the timer, armed after, cannot fire before it */
-        s->lent_until = now_monotonic() + PE_LEND_GRACE_NS * 1e-9;
+        s->lent_until = mp_monotonic() + PE_LEND_GRACE_NS * 1e-9;
         ok = timerfd_settime(self->timer_fd, 0, &grace, NULL) == 0;
         s->lent = ok;
     }
@@ -1161,7 +1139,7 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
     }
     s->reader = 1;
     const int rfd = s->result_fd, sfd = s->sentinel;
-    const double deadline = timeout >= 0 ? now_monotonic() + timeout : 0;
+    const double deadline = timeout >= 0 ? mp_monotonic() + timeout : 0;
     int ended = 0, last = 0, failed = 0;
     for (;;) {
         if (slot_parse(s, events) < 0) {
@@ -1174,7 +1152,7 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
         }
         int ms = PE_READER_SLICE_MS;
         if (timeout >= 0) {
-            double left = deadline - now_monotonic();
+            double left = deadline - mp_monotonic();
             if (left <= 0) {
                 ms = 0;
                 last = 1;
@@ -1196,12 +1174,8 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
         if (ms != 0 && spin > 0) {
             /* the worker usually answers within the spin: then nobody
              * sleeps, and its write() need not wake us */
-            double spin_end = now_monotonic() + spin;
+            ready = mp_spin_poll(pf, 2, spin);
             spin = 0;
-            do {
-                ready = poll(pf, 2, 0);
-            } while (ready == 0 && spin_yield()
-                     && now_monotonic() < spin_end);
         }
         if (ready == 0) {
             ready = poll(pf, 2, ms);
@@ -1278,12 +1252,7 @@ PoolEngine_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
     pf.events = POLLIN;
     int ready, err = 0;
     Py_BEGIN_ALLOW_THREADS
-    double end = now_monotonic() + seconds;
-    do {
-        pf.revents = 0;
-        ready = poll(&pf, 1, 0);
-    } while ((ready == 0 || (ready < 0 && errno == EINTR)) && spin_yield()
-             && now_monotonic() < end);
+    ready = mp_spin_poll(&pf, 1, seconds);
     if (ready < 0) {
         err = errno;
     }

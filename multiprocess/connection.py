@@ -44,6 +44,29 @@ _frame_into = _core.recv_bytes_into
 _readable_within = _core.poll
 _ready_fds = _core.wait_fds
 
+
+
+def _recv_spin_seconds(default_us=50):
+    # How long a blocking receive polls before it sleeps, on an fd whose
+    # messages have been arriving within that time (connection.c,
+    # "Spinning before a blocking receive").  Waking a sleeping process on
+    # another CPU costs a VM tens of microseconds per message; a receiver
+    # still polling pays none of it.  With one usable CPU the peer cannot
+    # run while we poll, so there is nothing to gain.
+    # MULTIPROCESS_RECV_SPIN_US=0 turns it off.
+    try:
+        micros = int(os.environ.get('MULTIPROCESS_RECV_SPIN_US', default_us))
+    except ValueError:
+        micros = default_us
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return min(max(micros, 0), 1000000) / 1e6 if cpus > 1 else 0.0
+
+
+_core.set_recv_spin(_recv_spin_seconds())
+
 _ForkingPickler = reduction.ForkingPickler
 _dumps = _ForkingPickler.dumps
 _loads = _ForkingPickler.loads
