@@ -322,6 +322,23 @@ def bench_pickle_range(mp, n):
     return _dumps_loads(mp, list(range(100000)), n)
 
 
+@case("pickle_range_loads_floor", n=100, quick_n=10, target=None,
+      floor_of="pickle_range_100k")
+def bench_pickle_range_floor(mp, n):
+    """REFERENCE, no target: pickle.loads alone of pickle_range_100k's payload.
+
+    The stdlib, the PyPI package and we all load with this C unpickler, and
+    the 100,000 int objects it must create are most of its time: even a
+    dumps that cost nothing leaves this much under pickle_range_100k."""
+    import pickle
+    data = pickle.dumps(list(range(100000)), pickle.DEFAULT_PROTOCOL)
+    pickle.loads(data)
+    t = time.perf_counter()
+    for _ in range(n):
+        pickle.loads(data)
+    return time.perf_counter() - t
+
+
 # ----------------------------------------------------------------------------
 # measuring (in a subprocess per case and implementation)
 
@@ -411,6 +428,12 @@ def table(results, impls, cases):
                     f"{i} {gap(above[i]['best'] - t)}" for i in impls
                     if above[i].get("best"))
                 notes.append(f"{c.floor_of} above {name}: {gaps}")
+                bounded = CASES[c.floor_of]
+                if bounded.pypi_target and above.get("pypi", {}).get("best"):
+                    notes.append(
+                        f"{c.floor_of}: pypi/ours could reach at most "
+                        f"{above['pypi']['best'] / t:.2f}x (ours taking no "
+                        f"more than {name})")
             continue
         best = {i: res[i].get("best") for i in impls}
         row = [name] + [fmt_time(best[i]) if best[i] else "ERR" for i in ("stdlib", "ours")]
