@@ -1272,6 +1272,26 @@ endpoint_send(endpoint_object *self, PyObject *obj)
     if (protocol == NULL) {
         goto done;
     }
+    /* Plain data is written by plainpickle.c, without the pickler (the
+     * same result: a pickler's reducers never apply to exact builtins). */
+    int overflow = 0;
+    long proto = PyLong_CheckExact(protocol)
+        ? PyLong_AsLongAndOverflow(protocol, &overflow) : -1;
+    if (proto == 4 || proto == 5) {
+        PyObject *plain = mp_plain_dumps(obj, (int)proto);
+        if (plain == NULL) {
+            goto done;
+        }
+        if (plain != Py_None) {
+            int rc = write_frame(fd, &plain, 1);
+            Py_DECREF(plain);
+            if (rc == 0) {
+                result = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        Py_DECREF(plain);
+    }
     entry = codec_take_pickler(codec, protocol);
     if (entry == NULL) {
         goto done;

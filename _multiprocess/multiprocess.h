@@ -13,6 +13,8 @@
  *   arena.c       shared memory arenas and the block allocator (sharedctypes)
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
  *   poolengine.c  the Pool's task/result handler loops
+ *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
+ *                 written without the general pickler
  */
 #ifndef MULTIPROCESS_NATIVE_H
 #define MULTIPROCESS_NATIVE_H
@@ -81,11 +83,19 @@ mp_monotonic(void)
  */
 int mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds);
 
+/*
+ * The pickle of obj written without the pickler, as a new bytes, when obj
+ * is plain data and protocol is 4 or 5; a new reference to None when not;
+ * NULL with an exception (memory) on failure.  plainpickle.c.
+ */
+PyObject *mp_plain_dumps(PyObject *obj, int protocol);
+
 /* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
 int mp_semlock_exec(PyObject *module);
 int mp_connection_exec(PyObject *module);
 int mp_arena_exec(PyObject *module);
 int mp_shm_exec(PyObject *module);
 int mp_poolengine_exec(PyObject *module);
+int mp_plainpickle_exec(PyObject *module);
 
 #endif /* MULTIPROCESS_NATIVE_H */

@@ -100,6 +100,7 @@ import types
 import weakref
 import _thread
 from abc import ABCMeta
+from _multiprocess import dumps_plain as _dumps_plain
 
 __all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
            'DupFd', 'sendfds', 'recvfds']
@@ -827,6 +828,15 @@ class ForkingPickler(pickle.Pickler):
     @classmethod
     def dumps(cls, obj, protocol=None):
         """Return the pickle of obj as a bytes-like object."""
+        if cls is ForkingPickler:
+            # Plain data (numbers, strings, bytes, and lists, tuples and
+            # dicts of them) is written by _multiprocess in one C pass, at
+            # about twice the C pickler's speed; None means "not plain".
+            if protocol is None:
+                protocol = _settings().get('protocol', pickle.DEFAULT_PROTOCOL)
+            data = _dumps_plain(obj, protocol)
+            if data is not None:
+                return memoryview(data)
         buf = io.BytesIO()
         pickler = cls(buf, protocol)
         # Our own dump() would only add the rewind bookkeeping; a subclass's

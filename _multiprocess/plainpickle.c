@@ -1,0 +1,588 @@
+/*
+ * plainpickle.c -- pickles of plain data, written without the pickler.
+ *
+ * Most messages between processes are plain data: numbers, strings, bytes
+ * and the lists, tuples and dicts that hold them.  For those the general
+ * pickler's machinery (reducer lookups, per-object dispatch through the
+ * Pickler object, frame bookkeeping, a file object to write to) is most of
+ * the cost.  `dumps_plain(obj, protocol)` walks such a graph once and
+ * writes the pickle straight into the bytes object it returns.
+ *
+ * Scope.  Only exact None, bool, int (up to 64 bits), float, str, bytes,
+ * list, tuple and dict, and only protocols 4 and 5 (the default and the
+ * highest; the opcodes used are the same for both).  Anything else -- a
+ * subclass, another type, an int beyond 64 bits, a str that is not valid
+ * UTF-8 even with surrogates passed, an object over 4 GiB, a tuple that
+ * contains itself through a list or dict, nesting deeper than
+ * MP_PLAIN_MAX_DEPTH -- makes it return None, and the caller pickles the
+ * whole object the general way.  No Python code can run during the walk
+ * (no __reduce__, __hash__ or __eq__ of exact builtins is called), so the
+ * graph cannot change under it.
+ *
+ * Equivalence.  pickle.loads of the result builds a graph equal to the
+ * one the C pickler's output builds, with the same sharing: every str,
+ * bytes, list, dict and non-empty tuple is memoized the first time it is
+ * written, and written as a memo reference after that.  The bytes differ
+ * in small ways (no FRAME opcodes, which are optional), so the result is
+ * not byte-identical to pickle.dumps.
+ */
+#include "multiprocess.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define MP_PLAIN_MAX_DEPTH 200
+#define MP_PLAIN_BATCH 1000        /* items per APPENDS / SETITEMS, as pickle */
+#define MP_PLAIN_FIRST_SIZE 256
+
+/* pickle opcodes (protocol 2 and later spellings) */
+#define OP_PROTO            '\x80'
+#define OP_STOP             '.'
+#define OP_NONE             'N'
+#define OP_NEWTRUE          '\x88'
+#define OP_NEWFALSE         '\x89'
+#define OP_BININT1          'K'
+#define OP_BININT2          'M'
+#define OP_BININT           'J'
+#define OP_LONG1            '\x8a'
+#define OP_BINFLOAT         'G'
+#define OP_SHORT_BINUNICODE '\x8c'
+#define OP_BINUNICODE       'X'
+#define OP_SHORT_BINBYTES   'C'
+#define OP_BINBYTES         'B'
+#define OP_EMPTY_LIST       ']'
+#define OP_APPEND           'a'
+#define OP_APPENDS          'e'
+#define OP_EMPTY_DICT       '}'
+#define OP_SETITEM          's'
+#define OP_SETITEMS         'u'
+#define OP_EMPTY_TUPLE      ')'
+#define OP_TUPLE            't'
+#define OP_MARK             '('
+#define OP_MEMOIZE          '\x94'
+#define OP_BINGET           'h'
+#define OP_LONG_BINGET      'j'
+
+/* What a writer returns besides 0 (done): -1 with an exception set, or
+ * NOT_PLAIN (no exception) when the graph is outside this file's scope. */
+#define NOT_PLAIN 1
+
+/* Memo entries: object address -> memo index, or IN_PROGRESS for a tuple
+ * whose items are being written (tuples are memoized after their items). */
+#define IN_PROGRESS ((Py_ssize_t)-1)
+
+typedef struct {
+    PyObject *key;
+    Py_ssize_t index;
+} memo_entry;
+
+typedef struct {
+    PyObject *out;          /* the bytes object being filled */
+    char *buf;              /* its data */
+    Py_ssize_t len, cap;
+    memo_entry *memo;       /* open addressing, linear probing */
+    size_t memo_mask;       /* table size - 1 (a power of two) */
+    size_t memo_used;
+    Py_ssize_t next_index;  /* what the next MEMOIZE will be called */
+    int depth;
+} encoder;
+
+/* ------------------------------------------------------------- output */
+
+static int
+grow(encoder *e, Py_ssize_t need)
+{
+    Py_ssize_t cap = e->cap;
+    while (cap - e->len < need) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    if (_PyBytes_Resize(&e->out, cap) < 0) {
+        return -1;
+    }
+    e->buf = PyBytes_AS_STRING(e->out);
+    e->cap = cap;
+    return 0;
+}
+
+/* Room for `need` more bytes; then write with the put_* helpers below. */
+static inline int
+reserve(encoder *e, Py_ssize_t need)
+{
+    return e->cap - e->len >= need ? 0 : grow(e, need);
+}
+
+static inline void
+put_byte(encoder *e, char c)
+{
+    e->buf[e->len++] = c;
+}
+
+static inline void
+put_le(encoder *e, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        e->buf[e->len++] = (char)(v >> (8 * i));
+    }
+}
+
+static inline void
+put_data(encoder *e, const char *data, Py_ssize_t n)
+{
+    memcpy(e->buf + e->len, data, (size_t)n);
+    e->len += n;
+}
+
+static int
+write_op(encoder *e, char op)
+{
+    if (reserve(e, 1) < 0) {
+        return -1;
+    }
+    put_byte(e, op);
+    return 0;
+}
+
+/* --------------------------------------------------------------- memo */
+
+static inline size_t
+memo_hash(PyObject *obj)
+{
+    /* objects are at least 16-byte aligned; mix the rest (Fibonacci) */
+    return (size_t)(((uintptr_t)obj >> 4) * (uintptr_t)0x9E3779B97F4A7C15ULL);
+}
+
+/* The entry for obj: its own, or the empty one where it would go. */
+static memo_entry *
+memo_find(encoder *e, PyObject *obj)
+{
+    size_t i = memo_hash(obj) & e->memo_mask;
+    for (;;) {
+        memo_entry *m = &e->memo[i];
+        if (m->key == obj || m->key == NULL) {
+            return m;
+        }
+        i = (i + 1) & e->memo_mask;
+    }
+}
+
+static int
+memo_resize(encoder *e)
+{
+    size_t size = (e->memo_mask + 1) * 2;
+    memo_entry *old = e->memo;
+    size_t old_size = e->memo_mask + 1;
+    e->memo = PyMem_Calloc(size, sizeof(memo_entry));
+    if (e->memo == NULL) {
+        e->memo = old;
+        PyErr_NoMemory();
+        return -1;
+    }
+    e->memo_mask = size - 1;
+    for (size_t i = 0; i < old_size; i++) {
+        if (old[i].key != NULL) {
+            *memo_find(e, old[i].key) = old[i];
+        }
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+/* Record obj in its (empty) entry `m` with `index`.  Invalidates entry
+ * pointers when the table grows. */
+static int
+memo_add(encoder *e, memo_entry *m, PyObject *obj, Py_ssize_t index)
+{
+    m->key = obj;
+    m->index = index;
+    if (++e->memo_used * 2 > e->memo_mask + 1) {
+        return memo_resize(e);
+    }
+    return 0;
+}
+
+/* Write MEMOIZE for obj, whose entry is `m` (empty, or IN_PROGRESS). */
+static int
+memoize(encoder *e, memo_entry *m, PyObject *obj)
+{
+    if (reserve(e, 1) < 0) {
+        return -1;
+    }
+    put_byte(e, OP_MEMOIZE);
+    if (m->key == obj) {            /* a tuple finishing */
+        m->index = e->next_index++;
+        return 0;
+    }
+    return memo_add(e, m, obj, e->next_index++);
+}
+
+static int
+write_get(encoder *e, Py_ssize_t index)
+{
+    if (reserve(e, 5) < 0) {
+        return -1;
+    }
+    if (index < 256) {
+        put_byte(e, OP_BINGET);
+        put_le(e, (uint64_t)index, 1);
+    }
+    else if (index <= 0xffffffffLL) {
+        put_byte(e, OP_LONG_BINGET);
+        put_le(e, (uint64_t)index, 4);
+    }
+    else {
+        return NOT_PLAIN;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ writers */
+
+static int save(encoder *e, PyObject *obj);
+
+/* The value of an int of at most one digit, which is most of them; read
+ * from the 3.11 layout directly (3.12 changed it), saving a call per int. */
+#if PY_VERSION_HEX < 0x030C0000
+#define SMALL_INT(obj, out) \
+    (Py_SIZE(obj) >= -1 && Py_SIZE(obj) <= 1 \
+     ? (*(out) = (long long)Py_SIZE(obj) * \
+                 (long long)((PyLongObject *)(obj))->ob_digit[0], 1) : 0)
+#else
+#define SMALL_INT(obj, out) 0
+#endif
+
+static int
+save_int(encoder *e, PyObject *obj)
+{
+    long long v;
+    if (!SMALL_INT(obj, &v)) {
+        int overflow;
+        v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow) {
+            return NOT_PLAIN;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (reserve(e, 10) < 0) {
+        return -1;
+    }
+    if (v >= 0 && v <= 0xff) {
+        put_byte(e, OP_BININT1);
+        put_le(e, (uint64_t)v, 1);
+    }
+    else if (v >= 0 && v <= 0xffff) {
+        put_byte(e, OP_BININT2);
+        put_le(e, (uint64_t)v, 2);
+    }
+    else if (v >= INT32_MIN && v <= INT32_MAX) {
+        put_byte(e, OP_BININT);
+        put_le(e, (uint64_t)v, 4);
+    }
+    else {
+        /* LONG1: the fewest little-endian two's-complement bytes that
+         * keep the sign (5 to 8 here, since v is outside 32 bits) */
+        int n = 5;
+        while (n < 8) {
+            long long limit = 1LL << (8 * n - 1);
+            if (v >= -limit && v < limit) {
+                break;
+            }
+            n++;
+        }
+        put_byte(e, OP_LONG1);
+        put_byte(e, (char)n);
+        put_le(e, (uint64_t)v, n);
+    }
+    return 0;
+}
+
+static int
+save_float(encoder *e, PyObject *obj)
+{
+    if (reserve(e, 9) < 0) {
+        return -1;
+    }
+    put_byte(e, OP_BINFLOAT);
+    if (PyFloat_Pack8(PyFloat_AS_DOUBLE(obj), e->buf + e->len, 0) < 0) {
+        return -1;
+    }
+    e->len += 8;
+    return 0;
+}
+
+/* A str or bytes payload: short (1-byte length) or 4-byte length form. */
+static int
+save_blob(encoder *e, char short_op, char long_op, const char *data,
+          Py_ssize_t size)
+{
+    if ((uint64_t)size > 0xffffffffULL) {
+        return NOT_PLAIN;
+    }
+    if (reserve(e, size + 5) < 0) {
+        return -1;
+    }
+    if (size < 256) {
+        put_byte(e, short_op);
+        put_le(e, (uint64_t)size, 1);
+    }
+    else {
+        put_byte(e, long_op);
+        put_le(e, (uint64_t)size, 4);
+    }
+    put_data(e, data, size);
+    return 0;
+}
+
+static int
+save_str(encoder *e, PyObject *obj)
+{
+    if (PyUnicode_IS_ASCII(obj)) {
+        return save_blob(e, OP_SHORT_BINUNICODE, OP_BINUNICODE,
+                         (const char *)PyUnicode_DATA(obj),
+                         PyUnicode_GET_LENGTH(obj));
+    }
+    /* as pickle does: lone surrogates pass through */
+    PyObject *utf8 = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+    if (utf8 == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return NOT_PLAIN;
+    }
+    int rc = save_blob(e, OP_SHORT_BINUNICODE, OP_BINUNICODE,
+                       PyBytes_AS_STRING(utf8), PyBytes_GET_SIZE(utf8));
+    Py_DECREF(utf8);
+    return rc;
+}
+
+/* Items [0, n) of a list, in batches of MARK ... APPENDS (APPEND for a
+ * batch of one).  The list is not resized meanwhile: no Python code runs. */
+static int
+save_list_items(encoder *e, PyObject *list)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    /* at least two bytes per item: grow once, not by doubling */
+    if (n > 64 && reserve(e, 2 * n) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t start = 0; start < n; start += MP_PLAIN_BATCH) {
+        Py_ssize_t stop = start + MP_PLAIN_BATCH < n ? start + MP_PLAIN_BATCH
+                                                     : n;
+        int batch = stop - start > 1;
+        if (batch && write_op(e, OP_MARK) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = start; i < stop; i++) {
+            int rc = save(e, PyList_GET_ITEM(list, i));
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        if (write_op(e, batch ? OP_APPENDS : OP_APPEND) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+save_dict_items(encoder *e, PyObject *dict)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(dict), pos = 0, done = 0;
+    PyObject *key, *value;
+    while (done < n) {
+        Py_ssize_t batch = n - done < MP_PLAIN_BATCH ? n - done
+                                                     : MP_PLAIN_BATCH;
+        if (batch > 1 && write_op(e, OP_MARK) < 0) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < batch; i++) {
+            if (!PyDict_Next(dict, &pos, &key, &value)) {
+                return NOT_PLAIN;       /* cannot happen: nothing runs */
+            }
+            int rc = save(e, key);
+            if (rc == 0) {
+                rc = save(e, value);
+            }
+            if (rc != 0) {
+                return rc;
+            }
+        }
+        if (write_op(e, batch > 1 ? OP_SETITEMS : OP_SETITEM) < 0) {
+            return -1;
+        }
+        done += batch;
+    }
+    return 0;
+}
+
+static int
+save_tuple_items(encoder *e, PyObject *tuple)
+{
+    static const char sized[4] = {0, '\x85', '\x86', '\x87'};  /* TUPLEn */
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    if (n > 3 && write_op(e, OP_MARK) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int rc = save(e, PyTuple_GET_ITEM(tuple, i));
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return write_op(e, n > 3 ? OP_TUPLE : sized[n]);
+}
+
+static int
+save(encoder *e, PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+
+    /* not memoized, as in pickle */
+    if (type == &PyLong_Type) {
+        return save_int(e, obj);
+    }
+    if (type == &PyFloat_Type) {
+        return save_float(e, obj);
+    }
+    if (obj == Py_None) {
+        return write_op(e, OP_NONE);
+    }
+    if (type == &PyBool_Type) {
+        return write_op(e, obj == Py_True ? OP_NEWTRUE : OP_NEWFALSE);
+    }
+    if (type == &PyTuple_Type && PyTuple_GET_SIZE(obj) == 0) {
+        return write_op(e, OP_EMPTY_TUPLE);
+    }
+    if (type != &PyUnicode_Type && type != &PyBytes_Type &&
+            type != &PyList_Type && type != &PyDict_Type &&
+            type != &PyTuple_Type) {
+        return NOT_PLAIN;
+    }
+
+    memo_entry *m = memo_find(e, obj);
+    if (m->key == obj) {
+        /* seen: a reference, unless it is a tuple inside itself */
+        return m->index == IN_PROGRESS ? NOT_PLAIN : write_get(e, m->index);
+    }
+    int rc;
+    if (type == &PyUnicode_Type) {
+        rc = save_str(e, obj);
+        return rc != 0 ? rc : memoize(e, m, obj);
+    }
+    if (type == &PyBytes_Type) {
+        rc = save_blob(e, OP_SHORT_BINBYTES, OP_BINBYTES,
+                       PyBytes_AS_STRING(obj), PyBytes_GET_SIZE(obj));
+        return rc != 0 ? rc : memoize(e, m, obj);
+    }
+
+    if (e->depth >= MP_PLAIN_MAX_DEPTH) {
+        return NOT_PLAIN;
+    }
+    e->depth++;
+    if (type == &PyTuple_Type) {
+        /* memoized after its items; meanwhile marked, to catch cycles */
+        if (memo_add(e, m, obj, IN_PROGRESS) < 0) {
+            return -1;
+        }
+        rc = save_tuple_items(e, obj);
+        if (rc == 0) {
+            rc = memoize(e, memo_find(e, obj), obj);
+        }
+    }
+    else {
+        /* lists and dicts are memoized first: items may refer to them */
+        rc = write_op(e, type == &PyList_Type ? OP_EMPTY_LIST : OP_EMPTY_DICT);
+        if (rc == 0) {
+            rc = memoize(e, m, obj);
+        }
+        if (rc == 0) {
+            rc = type == &PyList_Type ? save_list_items(e, obj)
+                                      : save_dict_items(e, obj);
+        }
+    }
+    e->depth--;
+    return rc;
+}
+
+/* --------------------------------------------------------------- entry */
+
+PyObject *
+mp_plain_dumps(PyObject *obj, int protocol)
+{
+    if (protocol != 4 && protocol != 5) {
+        Py_RETURN_NONE;
+    }
+    encoder e;
+    memset(&e, 0, sizeof(e));
+    e.out = PyBytes_FromStringAndSize(NULL, MP_PLAIN_FIRST_SIZE);
+    if (e.out == NULL) {
+        return NULL;
+    }
+    e.buf = PyBytes_AS_STRING(e.out);
+    e.cap = MP_PLAIN_FIRST_SIZE;
+    e.memo_mask = 63;
+    e.memo = PyMem_Calloc(e.memo_mask + 1, sizeof(memo_entry));
+    if (e.memo == NULL) {
+        Py_DECREF(e.out);
+        return PyErr_NoMemory();
+    }
+
+    put_byte(&e, OP_PROTO);
+    put_byte(&e, (char)protocol);
+    int rc = save(&e, obj);
+    if (rc == 0) {
+        rc = write_op(&e, OP_STOP);
+    }
+    PyMem_Free(e.memo);
+    if (rc == 0 && _PyBytes_Resize(&e.out, e.len) == 0) {
+        return e.out;           /* _PyBytes_Resize clears it on failure */
+    }
+    Py_XDECREF(e.out);
+    if (rc == NOT_PLAIN) {
+        Py_RETURN_NONE;
+    }
+    return NULL;
+}
+
+PyDoc_STRVAR(dumps_plain_doc,
+"dumps_plain($module, obj, protocol, /)\n--\n\n"
+"The pickle of obj as bytes when obj is plain data (exact None, bool,\n"
+"int, float, str, bytes, list, tuple and dict) and protocol is 4 or 5;\n"
+"otherwise None.  pickle.loads of it equals pickle.loads of\n"
+"pickle.dumps(obj, protocol), sharing included.");
+
+static PyObject *
+mp_dumps_plain(PyObject *Py_UNUSED(module), PyObject *const *args,
+               Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "dumps_plain expected 2 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int overflow;
+    long protocol = PyLong_AsLongAndOverflow(args[1], &overflow);
+    if (protocol == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return mp_plain_dumps(args[0], overflow ? -1 : (int)protocol);
+}
+
+static PyMethodDef plainpickle_functions[] = {
+    {"dumps_plain", (PyCFunction)(void (*)(void))mp_dumps_plain,
+     METH_FASTCALL, dumps_plain_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+mp_plainpickle_exec(PyObject *module)
+{
+    return PyModule_AddFunctions(module, plainpickle_functions);
+}
