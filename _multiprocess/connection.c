@@ -264,6 +264,8 @@ typedef struct {
     uint64_t got;           /* payload bytes read */
     size_t ready;           /* bytes known to be waiting (FIONREAD) */
     int err;                /* errno of the last FR_ERROR */
+    int spun;               /* the spin before this frame is over */
+    double wait_start;      /* when waiting for this frame began */
 } frame_reader;
 
 enum {
@@ -273,6 +275,7 @@ enum {
     FR_EOF,
     FR_ERROR,               /* see r->err */
     FR_CORRUPT,             /* negative length other than -1 */
+    FR_SPUN_OUT,            /* a spin ended with nothing to read */
 };
 
 static void
@@ -400,7 +403,10 @@ reader_step(frame_reader *r, int limited)
 
 /*
  * Without the GIL: reader_step for a frame not yet begun, so that it may
- * have to wait for the peer; spins first on a warm fd (see recv_spin_ns).
+ * have to wait for the peer.  On a warm fd (see recv_spin_ns) it spins
+ * first; a spin that finds nothing returns FR_SPUN_OUT, so that the caller
+ * runs signal handlers (a signal that lands during a spin interrupts no
+ * system call) before it comes back here to block.
  */
 static int
 reader_await_frame(frame_reader *r)
@@ -411,22 +417,21 @@ reader_await_frame(frame_reader *r)
     }
     const double spin = spin_ns * 1e-9;
     unsigned char *cold = &fd_cold[r->fd];
-    const double start = mp_monotonic();
-    if (!__atomic_load_n(cold, __ATOMIC_RELAXED)) {
-        struct pollfd pf = {.fd = r->fd, .events = POLLIN, .revents = 0};
-        int ready = mp_spin_poll(&pf, 1, spin);
-        if (ready > 0) {
-            return reader_step(r, 0);
+    if (!r->spun) {
+        r->spun = 1;
+        r->wait_start = mp_monotonic();
+        if (!__atomic_load_n(cold, __ATOMIC_RELAXED)) {
+            struct pollfd pf = {.fd = r->fd, .events = POLLIN, .revents = 0};
+            if (mp_spin_poll(&pf, 1, spin) > 0) {
+                return reader_step(r, 0);
+            }
+            /* nothing yet, a signal, or a poll error read() will report */
+            return FR_SPUN_OUT;
         }
-        if (ready < 0 && errno == EINTR) {
-            /* handlers must run before we block */
-            r->err = EINTR;
-            return FR_ERROR;
-        }
-        /* nothing yet (or a poll error, which read() will report) */
     }
     int rc = reader_step(r, 0);
-    __atomic_store_n(cold, (unsigned char)(mp_monotonic() - start > spin),
+    __atomic_store_n(cold,
+                     (unsigned char)(mp_monotonic() - r->wait_start > spin),
                      __ATOMIC_RELAXED);
     return rc;
 }
@@ -458,6 +463,11 @@ reader_pump(frame_reader *r)
         case FR_NEED_DEST:
             return rc;
         case FR_NO_MORE_READY:
+            continue;
+        case FR_SPUN_OUT:
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
             continue;
         case FR_EOF:
             if (r->hdr_got == 0) {
