@@ -247,7 +247,8 @@ static int save(encoder *e, PyObject *obj);
  * from the 3.11 layout directly (3.12 changed it), saving a call per int. */
 #if PY_VERSION_HEX < 0x030C0000
 #define SMALL_INT(obj, out) \
-    (Py_SIZE(obj) >= -1 && Py_SIZE(obj) <= 1 \
+    (Py_SIZE(obj) == 0 ? (*(out) = 0, 1) \
+     : Py_SIZE(obj) == 1 || Py_SIZE(obj) == -1 \
      ? (*(out) = (long long)Py_SIZE(obj) * \
                  (long long)((PyLongObject *)(obj))->ob_digit[0], 1) : 0)
 #else
