@@ -1260,6 +1260,16 @@ write_chunks(int fd, PyObject *chunks)
                        PyList_GET_SIZE(chunks));
 }
 
+/* Write the payload `data` (a reference this consumes) as one frame.
+ * None, or NULL with an exception. */
+static PyObject *
+send_consumed(int fd, PyObject *data)
+{
+    int rc = write_frame(fd, &data, 1);
+    Py_DECREF(data);
+    return rc == 0 ? Py_NewRef(Py_None) : NULL;
+}
+
 PyDoc_STRVAR(endpoint_send_doc,
 "send($self, obj, /)\n--\n\n"
 "Pickle obj and send it as one message.  If pickling fails the exception\n"
@@ -1293,11 +1303,7 @@ endpoint_send(endpoint_object *self, PyObject *obj)
             goto done;
         }
         if (plain != Py_None) {
-            int rc = write_frame(fd, &plain, 1);
-            Py_DECREF(plain);
-            if (rc == 0) {
-                result = Py_NewRef(Py_None);
-            }
+            result = send_consumed(fd, plain);
             goto done;
         }
         Py_DECREF(plain);
@@ -1320,13 +1326,8 @@ endpoint_send(endpoint_object *self, PyObject *obj)
         PyErr_Clear();
         PyObject *data = PyObject_CallOneArg(
             PyTuple_GET_ITEM(codec, CODEC_DUMPS), obj);
-        if (data == NULL) {
-            goto done;
-        }
-        int rc = write_frame(fd, &data, 1);
-        Py_DECREF(data);
-        if (rc == 0) {
-            result = Py_NewRef(Py_None);
+        if (data != NULL) {
+            result = send_consumed(fd, data);
         }
         goto done;
     }
