@@ -45,7 +45,6 @@ _readable_within = _core.poll
 _ready_fds = _core.wait_fds
 
 
-
 def _recv_spin_seconds(default_us=50):
     # How long a blocking receive polls before it sleeps, on an fd whose
     # messages have been arriving within that time (connection.c,
