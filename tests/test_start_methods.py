@@ -25,6 +25,12 @@ def _run(args, input=None, timeout=90, cwd=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def _run_script(path, source, *args):
+    """Write source to the file `path` and run it as a script with args."""
+    path.write_text(source)
+    return _run([str(path), *args])
+
+
 def _write_result(path, value):
     with open(path, 'w') as f:
         f.write(repr(value))
@@ -137,9 +143,7 @@ def test_python_dash_c_sends_lambdas_and_closures():
 
 @pytest.mark.timeout(120)
 def test_script_file_sends_lambdas_and_closures(tmp_path):
-    script = tmp_path / 'prog.py'
-    script.write_text(_PROGRAM)
-    rc, out, err = _run([str(script), *METHODS])
+    rc, out, err = _run_script(tmp_path / 'prog.py', _PROGRAM, *METHODS)
     assert rc == 0, err
     _check_program_output(out, err)
 
@@ -169,9 +173,8 @@ if __name__ == '__main__':
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize('method', ['spawn', 'forkserver'])
 def test_fresh_child_reruns_main_script_as_mp_main(method, tmp_path):
-    script = tmp_path / 'mainmod.py'
-    script.write_text(_MAIN_AS_MP_MAIN)
-    rc, out, err = _run([str(script), method])
+    rc, out, err = _run_script(tmp_path / 'mainmod.py', _MAIN_AS_MP_MAIN,
+                               method)
     assert rc == 0, err
     # the script was re-run under the name __mp_main__, aliased as __main__,
     # and its guarded block did not run again
@@ -181,9 +184,8 @@ def test_fresh_child_reruns_main_script_as_mp_main(method, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_forked_child_keeps_the_parents_main(tmp_path):
-    script = tmp_path / 'mainmod.py'
-    script.write_text(_MAIN_AS_MP_MAIN)
-    rc, out, err = _run([str(script), 'fork'])
+    rc, out, err = _run_script(tmp_path / 'mainmod.py', _MAIN_AS_MP_MAIN,
+                               'fork')
     assert rc == 0, err
     # the package aliases __mp_main__ to the real main in every process
     assert 'child sees __main__ guarded True' in out, err
@@ -207,9 +209,7 @@ print('parent saw exit', p.exitcode, flush=True)
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize('method', ['spawn', 'forkserver'])
 def test_unguarded_main_script_gets_the_clear_runtime_error(method, tmp_path):
-    script = tmp_path / 'unguarded.py'
-    script.write_text(_UNGUARDED)
-    rc, out, err = _run([str(script), method])
+    rc, out, err = _run_script(tmp_path / 'unguarded.py', _UNGUARDED, method)
     assert 'RuntimeError' in err
     assert "if __name__ == '__main__':" in err
     assert 'bootstrapped' in err
@@ -541,9 +541,7 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(120)
 def test_children_can_start_forkserver_children(tmp_path):
-    script = tmp_path / 'nested.py'
-    script.write_text(_NESTED)
-    rc, out, err = _run([str(script)])
+    rc, out, err = _run_script(tmp_path / 'nested.py', _NESTED)
     assert rc == 0, err
     lines = out.splitlines()
     # a forked child reuses its parent's server, inherited with the fds
@@ -605,9 +603,7 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(60)
 def test_forkserver_survives_a_main_script_that_exits_when_imported(tmp_path):
-    script = tmp_path / 'exits.py'
-    script.write_text(_EXITS_AT_IMPORT)
-    rc, out, err = _run([str(script)])
+    rc, out, err = _run_script(tmp_path / 'exits.py', _EXITS_AT_IMPORT)
     assert rc == 0, err
     # the child re-ran the script itself and exited with its message
     assert 'exit 1' in out.splitlines(), err
@@ -753,9 +749,8 @@ if __name__ == '__main__':
 def test_forkserver_child_main_functions_see_the_rerun_script(mode, tmp_path):
     # dill, imported by the idle server before the child re-ran the script,
     # must resolve __main__ globals in the child's new __main__, both ways.
-    script = tmp_path / 'main_globals.py'
-    script.write_text(_MAIN_GLOBALS_AFTER_WARM_UP)
-    rc, out, err = _run([str(script), mode])
+    rc, out, err = _run_script(tmp_path / 'main_globals.py',
+                               _MAIN_GLOBALS_AFTER_WARM_UP, mode)
     assert rc == 0, err
     assert out.splitlines() == ["('child', True) 20", 'exit 0'], err
 
@@ -780,9 +775,7 @@ def test_spawned_child_imports_nothing_it_does_not_use(tmp_path):
     # socket and subprocess are imported where they are used: a child that
     # only runs a function pays for neither (about 5 ms per spawned child).
     # (A forkserver child inherits whatever its server imported.)
-    script = tmp_path / 'lean.py'
-    script.write_text(_LEAN_CHILD)
-    rc, out, err = _run([str(script), 'spawn'])
+    rc, out, err = _run_script(tmp_path / 'lean.py', _LEAN_CHILD, 'spawn')
     assert rc == 0, err
     assert out.strip().splitlines()[-1] == '[]', out + err
 
@@ -823,8 +816,7 @@ def test_spawned_main_matches_the_stdlib_view(tmp_path, edit):
     def child_view(lib):
         script = tmp_path / lib / 'viewer.py'
         script.parent.mkdir(exist_ok=True)
-        script.write_text(_MAIN_VIEW)
-        rc, out, err = _run([str(script), lib, edit])
+        rc, out, err = _run_script(script, _MAIN_VIEW, lib, edit)
         assert rc == 0, err
         return eval(out.strip().splitlines()[-1]), str(script)
 
