@@ -45,7 +45,7 @@ _readable_within = _core.poll
 _ready_fds = _core.wait_fds
 
 
-def _recv_spin_seconds(default_us=50):
+def _recv_spin_seconds():
     # How long a blocking receive polls before it sleeps, on an fd whose
     # messages have been arriving within that time (connection.c,
     # "Spinning before a blocking receive").  Waking a sleeping process on
@@ -54,14 +54,13 @@ def _recv_spin_seconds(default_us=50):
     # run while we poll, so there is nothing to gain.
     # MULTIPROCESS_RECV_SPIN_US=0 turns it off.
     try:
-        micros = int(os.environ.get('MULTIPROCESS_RECV_SPIN_US', default_us))
-    except ValueError:
-        micros = default_us
-    try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return min(max(micros, 0), 1000000) / 1e6 if cpus > 1 else 0.0
+    if cpus < 2:
+        return 0.0
+    return min(util._spin_seconds_from_env('MULTIPROCESS_RECV_SPIN_US', 50),
+               1.0)
 
 
 _core.set_recv_spin(_recv_spin_seconds())

@@ -474,14 +474,6 @@ def _read_some(fd, spin=False):
 _ACK = struct.Struct('<Q')
 
 
-def _spin_seconds():
-    try:
-        return max(0, int(os.environ.get('MULTIPROCESS_POOL_SPIN_US',
-                                          100))) / 1e6
-    except ValueError:
-        return 100e-6
-
-
 # How long a caller waiting for the result of a task it sent itself
 # (ApplyResult.get on a lent result pipe), and the worker that ran such a
 # task (_K_APPLY_WAITED) once its task pipe is empty, poll without sleeping
@@ -492,7 +484,7 @@ def _spin_seconds():
 # such call.  Workers running map chunks never spin: there the parent is
 # the bottleneck and a spinning worker would take a CPU from it.
 # MULTIPROCESS_POOL_SPIN_US=0 turns it off.
-_SPIN = _spin_seconds()
+_SPIN = util._spin_seconds_from_env('MULTIPROCESS_POOL_SPIN_US', 100)
 
 
 def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,

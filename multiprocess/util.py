@@ -403,6 +403,19 @@ class ForkAwareLocal(threading.local):
         return type(self), ()
 
 
+# ------------------------------------------------------ tuning knobs
+
+def _spin_seconds_from_env(name, default_us):
+    """The busy-wait time set by the environment variable ``name`` in whole
+    microseconds, as seconds (never negative); ``default_us`` when it is
+    unset or not a number.  The pool and connections each read their own."""
+    try:
+        micros = int(os.environ.get(name, default_us))
+    except ValueError:
+        micros = default_us
+    return max(micros, 0) / 1e6
+
+
 # ------------------------------------------------------ fds and streams
 
 def _open_fd_limit(fallback=256):
