@@ -1133,9 +1133,16 @@ endpoint_refuse(endpoint_object *self, int writing)
     return NULL;
 }
 
+/* What send() (writing) and recv() start with: the fd of that direction
+ * in *fd and a new reference to the codec; NULL with the exception when
+ * the direction is not usable or the connection has no codec. */
 static PyObject *
-endpoint_codec(endpoint_object *self)
+endpoint_begin(endpoint_object *self, int writing, int *fd)
 {
+    *fd = writing ? self->wfd : self->rfd;
+    if (*fd < 0) {
+        return endpoint_refuse(self, writing);
+    }
     if (self->codec == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "connection was not initialised (no codec)");
@@ -1278,13 +1285,10 @@ PyDoc_STRVAR(endpoint_send_doc,
 static PyObject *
 endpoint_send(endpoint_object *self, PyObject *obj)
 {
-    int fd = self->wfd;
-    if (fd < 0) {
-        return endpoint_refuse(self, 1);
-    }
-    /* Held for the whole call: pickling runs Python code, which might
-     * replace this connection's codec. */
-    PyObject *codec = endpoint_codec(self);
+    /* The codec is held for the whole call: pickling runs Python code,
+     * which might replace this connection's codec. */
+    int fd;
+    PyObject *codec = endpoint_begin(self, 1, &fd);
     if (codec == NULL) {
         return NULL;
     }
@@ -1365,11 +1369,8 @@ PyDoc_STRVAR(endpoint_recv_doc,
 static PyObject *
 endpoint_recv(endpoint_object *self, PyObject *Py_UNUSED(ignored))
 {
-    int fd = self->rfd;
-    if (fd < 0) {
-        return endpoint_refuse(self, 0);
-    }
-    PyObject *codec = endpoint_codec(self);
+    int fd;
+    PyObject *codec = endpoint_begin(self, 0, &fd);
     if (codec == NULL) {
         return NULL;
     }
