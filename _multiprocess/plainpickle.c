@@ -243,6 +243,23 @@ write_get(encoder *e, Py_ssize_t index)
 
 static int save(encoder *e, PyObject *obj);
 
+/* The plain types that pickle memoizes (and this file too). */
+static inline int
+is_memoized_kind(PyTypeObject *type)
+{
+    return type == &PyUnicode_Type || type == &PyBytes_Type ||
+           type == &PyList_Type || type == &PyDict_Type ||
+           type == &PyTuple_Type;
+}
+
+static inline int
+is_plain_type(PyTypeObject *type)
+{
+    return type == &PyLong_Type || type == &PyFloat_Type ||
+           type == &PyBool_Type || type == Py_TYPE(Py_None) ||
+           is_memoized_kind(type);
+}
+
 /* The value of an int of at most one digit, which is most of them; read
  * from the 3.11 layout directly (3.12 changed it), saving a call per int. */
 #if PY_VERSION_HEX < 0x030C0000
@@ -461,9 +478,7 @@ save(encoder *e, PyObject *obj)
     if (type == &PyTuple_Type && PyTuple_GET_SIZE(obj) == 0) {
         return write_op(e, OP_EMPTY_TUPLE);
     }
-    if (type != &PyUnicode_Type && type != &PyBytes_Type &&
-            type != &PyList_Type && type != &PyDict_Type &&
-            type != &PyTuple_Type) {
+    if (!is_memoized_kind(type)) {
         return NOT_PLAIN;
     }
 
@@ -517,7 +532,9 @@ save(encoder *e, PyObject *obj)
 PyObject *
 mp_plain_dumps(PyObject *obj, int protocol)
 {
-    if (protocol != 4 && protocol != 5) {
+    /* Most objects that are not plain are so at the top (an instance, a
+     * set): answer before allocating anything. */
+    if ((protocol != 4 && protocol != 5) || !is_plain_type(Py_TYPE(obj))) {
         Py_RETURN_NONE;
     }
     encoder e;
