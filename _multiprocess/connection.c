@@ -1302,7 +1302,11 @@ endpoint_send(endpoint_object *self, PyObject *obj)
     long proto = PyLong_CheckExact(protocol)
         ? PyLong_AsLongAndOverflow(protocol, &overflow) : -1;
     if (proto == 4 || proto == 5) {
-        PyObject *plain = mp_plain_dumps(obj, (int)proto);
+        mp_state *st = mp_state_from_type(Py_TYPE(self));
+        if (st == NULL) {
+            goto done;
+        }
+        PyObject *plain = mp_plain_dumps(st, obj, (int)proto);
         if (plain == NULL) {
             goto done;
         }

@@ -63,6 +63,7 @@ static PyModuleDef_Slot mp_slots[] = {
     {Py_mod_exec, (void *)mp_shm_exec},
     {Py_mod_exec, (void *)mp_poolengine_exec},
     {Py_mod_exec, (void *)mp_plainpickle_exec},
+    {Py_mod_exec, (void *)mp_plainunpickle_exec},
     {0, NULL},
 };
 

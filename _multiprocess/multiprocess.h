@@ -15,6 +15,7 @@
  *   poolengine.c  the Pool's task/result handler loops
  *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
  *                 written without the general pickler
+ *   plainunpickle.c  and read without the general unpickler
  */
 #ifndef MULTIPROCESS_NATIVE_H
 #define MULTIPROCESS_NATIVE_H
@@ -46,6 +47,10 @@ typedef struct {
     /* poolengine.c */
     PyTypeObject *poolengine_type;
     PyObject *poolengine_reserved;
+    /* plainpickle.c */
+    PyObject *plain_kept;           /* an output buffer kept for reuse */
+    /* plainunpickle.c */
+    PyObject *pickle_loads;         /* where anything not plain goes */
 } mp_state;
 
 static inline mp_state *
@@ -86,9 +91,18 @@ int mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds);
 /*
  * The pickle of obj written without the pickler, as a new bytes, when obj
  * is plain data and protocol is 4 or 5; a new reference to None when not;
- * NULL with an exception (memory) on failure.  plainpickle.c.
+ * NULL with an exception (memory) on failure.  `st` (or NULL) is where a
+ * large output buffer is kept for the next call.  plainpickle.c.
  */
-PyObject *mp_plain_dumps(PyObject *obj, int protocol);
+PyObject *mp_plain_dumps(mp_state *st, PyObject *obj, int protocol);
+
+/*
+ * The object pickle.loads would build from data[0:size], when that is a
+ * pickle of plain data: 1 and a new reference in *result.  Otherwise 0,
+ * with no exception set (malformed data included: pickle.loads is the one
+ * to raise).  plainunpickle.c.
+ */
+int mp_plain_loads(const char *data, Py_ssize_t size, PyObject **result);
 
 /* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
 int mp_semlock_exec(PyObject *module);
@@ -97,5 +111,6 @@ int mp_arena_exec(PyObject *module);
 int mp_shm_exec(PyObject *module);
 int mp_poolengine_exec(PyObject *module);
 int mp_plainpickle_exec(PyObject *module);
+int mp_plainunpickle_exec(PyObject *module);
 
 #endif /* MULTIPROCESS_NATIVE_H */

@@ -27,6 +27,7 @@
  * not byte-identical to pickle.dumps.
  */
 #include "multiprocess.h"
+#include "pickleops.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -35,33 +36,14 @@
 #define MP_PLAIN_BATCH 1000        /* items per APPENDS / SETITEMS, as pickle */
 #define MP_PLAIN_FIRST_SIZE 256
 
-/* pickle opcodes (protocol 2 and later spellings) */
-#define OP_PROTO            '\x80'
-#define OP_STOP             '.'
-#define OP_NONE             'N'
-#define OP_NEWTRUE          '\x88'
-#define OP_NEWFALSE         '\x89'
-#define OP_BININT1          'K'
-#define OP_BININT2          'M'
-#define OP_BININT           'J'
-#define OP_LONG1            '\x8a'
-#define OP_BINFLOAT         'G'
-#define OP_SHORT_BINUNICODE '\x8c'
-#define OP_BINUNICODE       'X'
-#define OP_SHORT_BINBYTES   'C'
-#define OP_BINBYTES         'B'
-#define OP_EMPTY_LIST       ']'
-#define OP_APPEND           'a'
-#define OP_APPENDS          'e'
-#define OP_EMPTY_DICT       '}'
-#define OP_SETITEM          's'
-#define OP_SETITEMS         'u'
-#define OP_EMPTY_TUPLE      ')'
-#define OP_TUPLE            't'
-#define OP_MARK             '('
-#define OP_MEMOIZE          '\x94'
-#define OP_BINGET           'h'
-#define OP_LONG_BINGET      'j'
+/* An output of this size or more is kept (in the module state) after it
+ * is returned, and written over by the next call once nobody else holds
+ * it: a large message sent again and again then reuses pages already in
+ * memory, where a fresh buffer of that size costs a page fault for every
+ * 4 KiB written (glibc gives big freed blocks back to the system).  Up to
+ * MP_PLAIN_KEEP_MAX bytes stay allocated for that. */
+#define MP_PLAIN_KEEP_MIN (128 * 1024)
+#define MP_PLAIN_KEEP_MAX (4 * 1024 * 1024)
 
 /* What a writer returns besides 0 (done): -1 with an exception set, or
  * NOT_PLAIN (no exception) when the graph is outside this file's scope. */
@@ -443,7 +425,7 @@ save_dict_items(encoder *e, PyObject *dict)
 static int
 save_tuple_items(encoder *e, PyObject *tuple)
 {
-    static const char sized[4] = {0, '\x85', '\x86', '\x87'};  /* TUPLEn */
+    static const char sized[4] = {0, OP_TUPLE1, OP_TUPLE2, OP_TUPLE3};
     Py_ssize_t n = PyTuple_GET_SIZE(tuple);
     if (n > 3 && write_op(e, OP_MARK) < 0) {
         return -1;
@@ -529,8 +511,52 @@ save(encoder *e, PyObject *obj)
 
 /* --------------------------------------------------------------- entry */
 
+/* The buffer to write into: the kept one if nobody else holds it, else a
+ * new one.  Sets e->out, e->buf and e->cap; -1 with an exception. */
+static int
+open_output(encoder *e, mp_state *st)
+{
+    PyObject *kept = st != NULL ? st->plain_kept : NULL;
+    if (kept != NULL && Py_REFCNT(kept) == 1) {
+        st->plain_kept = NULL;
+        /* Resized to another size, which also forgets a hash computed
+         * while it was somebody's result; its pages stay.  The slack lets
+         * the same message again fit without growing (a move). */
+        Py_ssize_t size = PyBytes_GET_SIZE(kept);
+        Py_ssize_t cap = size + size / 8 + 64;
+        if (_PyBytes_Resize(&kept, cap) < 0) {
+            return -1;
+        }
+        e->out = kept;
+        e->cap = cap;
+    }
+    else {
+        e->out = PyBytes_FromStringAndSize(NULL, MP_PLAIN_FIRST_SIZE);
+        if (e->out == NULL) {
+            return -1;
+        }
+        e->cap = MP_PLAIN_FIRST_SIZE;
+    }
+    e->buf = PyBytes_AS_STRING(e->out);
+    return 0;
+}
+
+/* Keep `out` (a new reference, consumed) for the next call when its size
+ * is worth it; it then holds the last large result, or a spare buffer. */
+static void
+keep_output(mp_state *st, PyObject *out)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(out);
+    if (st != NULL && size >= MP_PLAIN_KEEP_MIN && size <= MP_PLAIN_KEEP_MAX) {
+        Py_XSETREF(st->plain_kept, out);
+    }
+    else {
+        Py_DECREF(out);
+    }
+}
+
 PyObject *
-mp_plain_dumps(PyObject *obj, int protocol)
+mp_plain_dumps(mp_state *st, PyObject *obj, int protocol)
 {
     /* Most objects that are not plain are so at the top (an instance, a
      * set): answer before allocating anything. */
@@ -539,16 +565,13 @@ mp_plain_dumps(PyObject *obj, int protocol)
     }
     encoder e;
     memset(&e, 0, sizeof(e));
-    e.out = PyBytes_FromStringAndSize(NULL, MP_PLAIN_FIRST_SIZE);
-    if (e.out == NULL) {
+    if (open_output(&e, st) < 0) {
         return NULL;
     }
-    e.buf = PyBytes_AS_STRING(e.out);
-    e.cap = MP_PLAIN_FIRST_SIZE;
     e.memo_mask = 63;
     e.memo = PyMem_Calloc(e.memo_mask + 1, sizeof(memo_entry));
     if (e.memo == NULL) {
-        Py_DECREF(e.out);
+        keep_output(st, e.out);
         return PyErr_NoMemory();
     }
 
@@ -559,10 +582,16 @@ mp_plain_dumps(PyObject *obj, int protocol)
         rc = write_op(&e, OP_STOP);
     }
     PyMem_Free(e.memo);
-    if (rc == 0 && _PyBytes_Resize(&e.out, e.len) == 0) {
-        return e.out;           /* _PyBytes_Resize clears it on failure */
+    if (rc == 0) {
+        if (_PyBytes_Resize(&e.out, e.len) < 0) {
+            return NULL;        /* (it freed e.out) */
+        }
+        keep_output(st, Py_NewRef(e.out));
+        return e.out;
     }
-    Py_XDECREF(e.out);
+    if (e.out != NULL) {        /* (a failed resize frees it) */
+        keep_output(st, e.out);
+    }
     if (rc == NOT_PLAIN) {
         Py_RETURN_NONE;
     }
@@ -577,7 +606,7 @@ PyDoc_STRVAR(dumps_plain_doc,
 "pickle.dumps(obj, protocol), sharing included.");
 
 static PyObject *
-mp_dumps_plain(PyObject *Py_UNUSED(module), PyObject *const *args,
+mp_dumps_plain(PyObject *module, PyObject *const *args,
                Py_ssize_t nargs)
 {
     if (nargs != 2) {
@@ -590,7 +619,8 @@ mp_dumps_plain(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (protocol == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    return mp_plain_dumps(args[0], overflow ? -1 : (int)protocol);
+    return mp_plain_dumps(mp_get_state(module), args[0],
+                          overflow ? -1 : (int)protocol);
 }
 
 static PyMethodDef plainpickle_functions[] = {

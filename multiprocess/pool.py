@@ -339,7 +339,7 @@ def _dumps_chunk(items, _plain=_PLAIN, _fast=pickle.dumps):
 def _loads_chunk(payload):
     """Inverse of _dumps_chunk, in the worker."""
     if payload[:1] != _OOB_MARK:
-        return pickle.loads(payload)
+        return _native.loads(payload)   # plain chunks are read in C
     count, = struct.unpack_from('<I', payload, 1)
     sizes = struct.unpack_from('<%dQ' % (count + 1), payload, 5)
     pos = 5 + 8 * (count + 1)
@@ -1777,7 +1777,7 @@ class _Engine:
             self.init_failures = 0
             if kind == _K_OK:
                 try:
-                    outcome = (True, pickle.loads(payload))
+                    outcome = (True, _native.loads(payload))
                 except BaseException as exc:
                     outcome = (False, MaybeEncodingError(
                         exc, 'a result that could not be unpickled'))

@@ -11,8 +11,12 @@ Plain data stays in C.
     anything else in it, that returns None and the whole message goes to
     ``ForkingPickler``, a subclass of the C pickler (``_pickle.Pickler``).
     The C pickler serializes those types, and bytearray, set and frozenset,
-    without calling back into Python.  ``loads`` *is* ``pickle.loads``:
-    every payload we write is an ordinary pickle, whatever it carries.
+    without calling back into Python.  Every payload we write is an
+    ordinary pickle, whatever it carries, and ``loads`` is
+    ``_multiprocess.loads``: pickle.loads, except that a pickle of plain
+    data (the same types; from us, the stdlib or anyone) is read by a small
+    C machine (plainunpickle.c) that hands anything else, malformed data
+    included, to pickle.loads untouched.
 
 Everything else gets one cheap look.
     For any other object the C pickler first calls ``reducer_override``.
@@ -103,6 +107,7 @@ import weakref
 import _thread
 from abc import ABCMeta
 from _multiprocess import dumps_plain as _dumps_plain
+from _multiprocess import loads as _loads
 
 __all__ = ['send_handle', 'recv_handle', 'ForkingPickler', 'register', 'dump',
            'DupFd', 'sendfds', 'recvfds']
@@ -776,7 +781,8 @@ class ForkingPickler(pickle.Pickler):
 
     A C pickler: plain data never leaves C; functions, classes and a few
     other kinds that pickle cannot send by name are serialized with dill
-    (see the module docstring).  ``loads`` is ``pickle.loads``.
+    (see the module docstring).  ``loads`` is ``pickle.loads`` with plain
+    pickles read in C first.
     """
 
     _extra_reducers = _extra_reducers
@@ -855,7 +861,7 @@ class ForkingPickler(pickle.Pickler):
                 obj, getattr(pickler, '_protocol', protocol), exc)
         return buf.getbuffer()
 
-    loads = pickle.loads
+    loads = _loads
 
 
 class _Payload:

@@ -258,3 +258,24 @@ def test_connection_send_writes_plain_data_the_same_way():
         odd = [collections.OrderedDict(a=1), {1, 2}]
         a.send(odd)                      # the general pickler's turn
         assert b.recv() == odd
+
+
+def test_a_large_output_buffer_is_reused_only_when_nobody_holds_it():
+    a = list(range(100000))
+    b = list(range(100000))
+    b[5000] = 5001                      # another pickle of the same length
+    first = native.dumps_plain(a, 5)
+    assert len(first) == len(native.dumps_plain(b, 5))
+    held = native.dumps_plain(a, 5)     # `first` is held: a new buffer
+    assert held is not first and held == first
+    del held
+    h = hash(first)                     # cached in the object
+    first_id = id(first)
+    del first
+    again = native.dumps_plain(b, 5)    # may be written over the old one
+    assert pickle.loads(again) == b
+    assert hash(again) == hash(bytes(again))    # no stale cached hash
+    assert id(again) != first_id or hash(again) != h
+    # results kept by the caller are never written over
+    results = [native.dumps_plain(x, 5) for x in (a, b, a)]
+    assert [pickle.loads(r) for r in results] == [a, b, a]

@@ -4,6 +4,7 @@ and speed against the standard library and the PyPI multiprocess."""
 
 import copyreg
 import functools
+import inspect
 import io
 import os
 import pickle
@@ -13,6 +14,8 @@ import sys
 import threading
 
 import pytest
+
+import _multiprocess
 
 from multiprocess import reduction
 from multiprocess.reduction import ForkingPickler
@@ -33,7 +36,10 @@ def test_public_names_match_the_standard_library():
                                '_rebuild_partial', 'pickle']:
         assert hasattr(reduction, name), name
     assert reduction.HAVE_SEND_HANDLE is True
-    assert ForkingPickler.loads is pickle.loads
+    # pickle.loads with plain pickles read in C first (plainunpickle.c)
+    assert ForkingPickler.loads is _multiprocess.loads
+    assert (inspect.signature(ForkingPickler.loads)
+            == inspect.signature(pickle.loads))
     assert issubclass(ForkingPickler, pickle.Pickler)   # the C pickler
     assert pickle.Pickler.__module__ == '_pickle'
 
