@@ -254,23 +254,13 @@ is_plain_type(PyTypeObject *type)
 #define SMALL_INT(obj, out) 0
 #endif
 
-static int
-save_int(encoder *e, PyObject *obj)
+/* Room for what put_int writes at most. */
+#define INT_ROOM 10
+
+/* The opcode of v: the shortest of BININT1, BININT2, BININT and LONG1. */
+static inline void
+put_int(encoder *e, long long v)
 {
-    long long v;
-    if (!SMALL_INT(obj, &v)) {
-        int overflow;
-        v = PyLong_AsLongLongAndOverflow(obj, &overflow);
-        if (overflow) {
-            return NOT_PLAIN;
-        }
-        if (v == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-    }
-    if (reserve(e, 10) < 0) {
-        return -1;
-    }
     if (v >= 0 && v <= 0xff) {
         put_byte(e, OP_BININT1);
         put_le(e, (uint64_t)v, 1);
@@ -298,6 +288,26 @@ save_int(encoder *e, PyObject *obj)
         put_byte(e, (char)n);
         put_le(e, (uint64_t)v, n);
     }
+}
+
+static int
+save_int(encoder *e, PyObject *obj)
+{
+    long long v;
+    if (!SMALL_INT(obj, &v)) {
+        int overflow;
+        v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow) {
+            return NOT_PLAIN;
+        }
+        if (v == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (reserve(e, INT_ROOM) < 0) {
+        return -1;
+    }
+    put_int(e, v);
     return 0;
 }
 
@@ -379,7 +389,15 @@ save_list_items(encoder *e, PyObject *list)
             return -1;
         }
         for (Py_ssize_t i = start; i < stop; i++) {
-            int rc = save(e, PyList_GET_ITEM(list, i));
+            PyObject *item = PyList_GET_ITEM(list, i);
+            long long v;
+            /* the commonest item, written here without a call */
+            if (Py_IS_TYPE(item, &PyLong_Type) && SMALL_INT(item, &v) &&
+                e->cap - e->len >= INT_ROOM) {
+                put_int(e, v);
+                continue;
+            }
+            int rc = save(e, item);
             if (rc != 0) {
                 return rc;
             }

@@ -306,6 +306,48 @@ binfloat(const unsigned char *s)
 
 /* ---------------------------------------------------------- machine */
 
+/* Push the ints of a run of BININT1/BININT2/BININT opcodes (most of a list
+ * of ints) in one loop, up to the first other or truncated opcode.  -1
+ * with an exception. */
+static int
+push_ints(decoder *d)
+{
+    const unsigned char *p = d->p, *end = d->end;
+    int rc = 0;
+    while (p < end) {
+        long v;
+        if (*p == U(OP_BININT1) && end - p >= 2) {
+            v = (long)le(p + 1, 1);
+            p += 2;
+        }
+        else if (*p == U(OP_BININT2) && end - p >= 3) {
+            v = (long)le(p + 1, 2);
+            p += 3;
+        }
+        else if (*p == U(OP_BININT) && end - p >= 5) {
+            v = (long)(int32_t)(uint32_t)le(p + 1, 4);
+            p += 5;
+        }
+        else {
+            break;
+        }
+        if (d->depth == d->stack_cap &&
+            grow_array((void **)&d->stack, &d->stack_cap, d->stack0,
+                       sizeof(PyObject *), d->depth + 1, 0) < 0) {
+            rc = -1;
+            break;
+        }
+        PyObject *obj = PyLong_FromLong(v);
+        if (obj == NULL) {
+            rc = -1;
+            break;
+        }
+        d->stack[d->depth++] = obj;
+    }
+    d->p = p;
+    return rc;
+}
+
 /* Run opcodes to STOP.  DONE with *result set; GIVE_UP otherwise, with
  * an exception set or not (the caller clears it). */
 static int
@@ -352,23 +394,13 @@ run(decoder *d, PyObject **result)
             obj = Py_NewRef(Py_False);
             break;
         case U(OP_BININT1):
-            if (!arg(d, 1, &n)) {
-                return GIVE_UP;
-            }
-            obj = PyLong_FromLong((long)n);
-            break;
         case U(OP_BININT2):
-            if (!arg(d, 2, &n)) {
-                return GIVE_UP;
-            }
-            obj = PyLong_FromLong((long)n);
-            break;
         case U(OP_BININT):
-            if (!arg(d, 4, &n)) {
-                return GIVE_UP;
+            s = --d->p;
+            if (push_ints(d) < 0 || d->p == s) {
+                return GIVE_UP;         /* (no progress: truncated) */
             }
-            obj = PyLong_FromLong((long)(int32_t)(uint32_t)n);
-            break;
+            continue;
         case U(OP_LONG1):
             if (!arg(d, 1, &n) || n > 8 || (s = take(d, n)) == NULL) {
                 return GIVE_UP;
