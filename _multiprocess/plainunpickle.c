@@ -181,6 +181,12 @@ list_take(decoder *d, PyObject *list, PyObject **items, Py_ssize_t n)
         }
         PyObject **mem = PyMem_Realloc(l->ob_item,
                                        (size_t)cap * sizeof(PyObject *));
+        if (mem == NULL && reserve) {
+            /* the guess was too much to ask for: grow by steps */
+            reserve = 0;
+            cap = size + n > l->allocated * 2 ? size + n : l->allocated * 2;
+            mem = PyMem_Realloc(l->ob_item, (size_t)cap * sizeof(PyObject *));
+        }
         if (mem == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -280,6 +286,17 @@ arg(decoder *d, int n, uint64_t *out)
     return 1;
 }
 
+/* The payload of a str or bytes opcode, after its length (1, 4 or 8
+ * bytes by the opcode): 1 with *s and *n set, 0 when the input ends
+ * first. */
+static inline int
+counted(decoder *d, unsigned char op, const unsigned char **s, uint64_t *n)
+{
+    int width = op == U(OP_SHORT_BINUNICODE) || op == U(OP_SHORT_BINBYTES) ? 1
+        : op == U(OP_BINUNICODE8) || op == U(OP_BINBYTES8) ? 8 : 4;
+    return arg(d, width, n) && (*s = take(d, *n)) != NULL;
+}
+
 /* LONG1's payload: n (at most 8) little-endian two's-complement bytes. */
 static PyObject *
 long1(const unsigned char *s, uint64_t n)
@@ -305,6 +322,24 @@ binfloat(const unsigned char *s)
 }
 
 /* ---------------------------------------------------------- machine */
+
+/* Close the batch of an APPENDS or SETITEMS: its items are
+ * stack[*start:depth], its target stack[*start - 1].  1; 0 for an empty
+ * batch, which pickle skips whatever the target; -1 when the stack has no
+ * such batch. */
+static int
+open_batch(decoder *d, Py_ssize_t *start)
+{
+    if (d->nmarks == 0) {
+        return -1;
+    }
+    Py_ssize_t m = d->marks[--d->nmarks];
+    if (m - 1 < fence(d)) {
+        return -1;
+    }
+    *start = m;
+    return m < d->depth;
+}
 
 /* Push the ints of a run of BININT1/BININT2/BININT opcodes (most of a list
  * of ints) in one loop, up to the first other or truncated opcode.  -1
@@ -357,12 +392,14 @@ run(decoder *d, PyObject **result)
         const unsigned char *s;
         uint64_t n;
         Py_ssize_t m;
+        int batch;
         PyObject *obj;
 
         if (d->p == d->end) {
             return GIVE_UP;
         }
-        switch (*d->p++) {
+        unsigned char op = *d->p++;
+        switch (op) {
 
         /* framing */
         case U(OP_PROTO):
@@ -414,15 +451,9 @@ run(decoder *d, PyObject **result)
             obj = binfloat(s);
             break;
         case U(OP_SHORT_BINUNICODE):
-            n = 1;
-            goto unicode;
         case U(OP_BINUNICODE):
-            n = 4;
-            goto unicode;
         case U(OP_BINUNICODE8):
-            n = 8;
-        unicode:
-            if (!arg(d, (int)n, &n) || (s = take(d, n)) == NULL) {
+            if (!counted(d, op, &s, &n)) {
                 return GIVE_UP;
             }
             /* as pickle: lone surrogates pass through */
@@ -430,15 +461,9 @@ run(decoder *d, PyObject **result)
                                        "surrogatepass");
             break;
         case U(OP_SHORT_BINBYTES):
-            n = 1;
-            goto bytes;
         case U(OP_BINBYTES):
-            n = 4;
-            goto bytes;
         case U(OP_BINBYTES8):
-            n = 8;
-        bytes:
-            if (!arg(d, (int)n, &n) || (s = take(d, n)) == NULL) {
+            if (!counted(d, op, &s, &n)) {
                 return GIVE_UP;
             }
             /* filled afterwards, as pickle does: a byte string of one
@@ -462,7 +487,7 @@ run(decoder *d, PyObject **result)
         case U(OP_TUPLE1):
         case U(OP_TUPLE2):
         case U(OP_TUPLE3):
-            m = d->p[-1] - U(OP_TUPLE1) + 1;
+            m = op - U(OP_TUPLE1) + 1;
             if (d->depth - fence(d) < m) {
                 return GIVE_UP;
             }
@@ -485,15 +510,11 @@ run(decoder *d, PyObject **result)
             d->depth--;
             continue;
         case U(OP_APPENDS):
-            if (d->nmarks == 0) {
-                return GIVE_UP;
-            }
-            m = d->marks[--d->nmarks];
-            if (m - 1 < fence(d)) {
-                return GIVE_UP;
-            }
-            if (m == d->depth) {
-                continue;           /* an empty batch: pickle skips it */
+            if ((batch = open_batch(d, &m)) <= 0) {
+                if (batch < 0) {
+                    return GIVE_UP;
+                }
+                continue;
             }
             if (!PyList_CheckExact(d->stack[m - 1]) ||
                 list_take(d, d->stack[m - 1], &d->stack[m], d->depth - m) < 0) {
@@ -512,15 +533,11 @@ run(decoder *d, PyObject **result)
             }
             continue;
         case U(OP_SETITEMS):
-            if (d->nmarks == 0) {
-                return GIVE_UP;
-            }
-            m = d->marks[--d->nmarks];
-            if (m - 1 < fence(d)) {
-                return GIVE_UP;
-            }
-            if (m == d->depth) {
-                continue;           /* an empty batch: pickle skips it */
+            if ((batch = open_batch(d, &m)) <= 0) {
+                if (batch < 0) {
+                    return GIVE_UP;
+                }
+                continue;
             }
             if ((d->depth - m) % 2 != 0 ||
                 !PyDict_CheckExact(d->stack[m - 1])) {
