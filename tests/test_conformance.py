@@ -49,13 +49,16 @@ def test_stdlib_suite_passes_where_the_stdlib_does(method, tmp_path, conformance
     gaps = run.load_known_gaps()
     regs = run.regressions(data, run.load_baseline(), gaps)
     fixed = run.fixed_gaps(data, gaps)
-    flaky = sum(1 for r in data["methods"][method].values() if r.get("flaky"))
+    flaky = sorted(f"{t} ({r['flaky']})"
+                   for t, r in data["methods"][method].items() if r.get("flaky"))
     line = (f"{method:10} {run.fmt_counts(counts)}; {len(regs)} regressions, "
             f"{sum(1 for m, _ in gaps if m == method)} known gaps, "
             f"{sum(1 for f in fixed if f.startswith(method + '/'))} fixed gaps, "
-            f"{flaky} passed on rerun "
+            f"{len(flaky)} passed on rerun "
             f"[{data['wall']:.0f}s]")
     conformance_summary.append(line)
+    # which ones: a test that keeps needing a second run is worth a look
+    conformance_summary.extend(f"  {method} passed on rerun: {t}" for t in flaky)
     print(line)
     detail = "\n".join(f"  {m}/{t}: {o}\n    " + d.strip().replace("\n", "\n    ")[-1500:]
                        for m, t, o, d in regs[:15])
