@@ -52,4 +52,7 @@
 #define OP_BINGET           'h'
 #define OP_LONG_BINGET      'j'
 
+/* not plain: seen only to give up early */
+#define OP_STACK_GLOBAL     '\x93'
+
 #endif /* MULTIPROCESS_PICKLEOPS_H */

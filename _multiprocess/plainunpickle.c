@@ -57,6 +57,7 @@ typedef struct {
     Py_ssize_t nmarks, marks_cap;
     PyObject **memo;            /* owned references or NULL, [0, memo_cap) */
     Py_ssize_t memo_cap, memo_len;  /* memo_len: how many are set */
+    Py_ssize_t memo_top;        /* 1 + the highest index ever set */
     Py_ssize_t memo_limit;      /* a larger index is surely not plain */
     PyObject *big[BIG_LISTS];   /* lists reserved for more than they hold */
     int nbig;
@@ -154,6 +155,9 @@ memo_put(decoder *d, Py_ssize_t index, PyObject *obj)
     }
     else {
         d->memo_len++;
+        if (index >= d->memo_top) {
+            d->memo_top = index + 1;
+        }
     }
     return 0;
 }
@@ -295,6 +299,38 @@ counted(decoder *d, unsigned char op, const unsigned char **s, uint64_t *n)
     int width = op == U(OP_SHORT_BINUNICODE) || op == U(OP_SHORT_BINBYTES) ? 1
         : op == U(OP_BINUNICODE8) || op == U(OP_BINBYTES8) ? 8 : 4;
     return arg(d, width, n) && (*s = take(d, *n)) != NULL;
+}
+
+/* Past a short str opcode at p and the memo opcode after it, if any;
+ * NULL when the input ends first. */
+static const unsigned char *
+skip_short_str(const unsigned char *p, const unsigned char *end)
+{
+    if (end - p < 2 || end - p - 2 < p[1]) {
+        return NULL;
+    }
+    p += 2 + p[1];
+    if (p < end && *p == U(OP_MEMOIZE)) {
+        p++;
+    }
+    else if (end - p >= 2 && *p == U(OP_BINPUT)) {
+        p += 2;
+    }
+    return p;
+}
+
+/* Whether the short str at p and the next one name a class or function
+ * (STACK_GLOBAL follows them): the commonest start of a pickle that is not
+ * plain, given up on before anything is decoded. */
+static int
+names_a_global(const unsigned char *p, const unsigned char *end)
+{
+    p = skip_short_str(p, end);
+    if (p == NULL || p == end || *p != U(OP_SHORT_BINUNICODE)) {
+        return 0;
+    }
+    p = skip_short_str(p, end);
+    return p != NULL && p < end && *p == U(OP_STACK_GLOBAL);
 }
 
 /* LONG1's payload: n (at most 8) little-endian two's-complement bytes. */
@@ -451,6 +487,10 @@ run(decoder *d, PyObject **result)
             obj = binfloat(s);
             break;
         case U(OP_SHORT_BINUNICODE):
+            if (names_a_global(d->p - 1, d->end)) {
+                return GIVE_UP;
+            }
+            /* fall through */
         case U(OP_BINUNICODE):
         case U(OP_BINUNICODE8):
             if (!counted(d, op, &s, &n)) {
@@ -630,6 +670,7 @@ mp_plain_loads(const char *data, Py_ssize_t size, PyObject **result)
     d.memo = d.memo0;
     d.memo_cap = INLINE_MEMO;
     d.memo_len = 0;
+    d.memo_top = 0;
     d.memo_limit = size;        /* pickle numbers memo entries from 0 */
     memset(d.memo0, 0, sizeof(d.memo0));
 
@@ -647,7 +688,7 @@ mp_plain_loads(const char *data, Py_ssize_t size, PyObject **result)
         Py_DECREF(d.big[i]);
     }
     pop_to(&d, 0);
-    for (Py_ssize_t i = 0; i < d.memo_cap; i++) {
+    for (Py_ssize_t i = 0; i < d.memo_top; i++) {
         Py_XDECREF(d.memo[i]);
     }
     if (d.stack != d.stack0) {
