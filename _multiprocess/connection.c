@@ -1052,6 +1052,7 @@ typedef struct {
     int rfd;
     int wfd;
     PyObject *codec;        /* a validated tuple of CODEC_SIZE, or NULL */
+    mp_state *state;        /* the module's, found when codec is set */
 } endpoint_object;
 
 static PyObject *
@@ -1113,6 +1114,11 @@ endpoint_set_codec(endpoint_object *self, PyObject *value,
         PyErr_SetString(PyExc_TypeError,
                         "_codec must be a codec tuple made by "
                         "multiprocess.connection");
+        return -1;
+    }
+    /* once per connection, not per message (send keeps big buffers in it) */
+    if (self->state == NULL &&
+        (self->state = mp_state_from_type(Py_TYPE(self))) == NULL) {
         return -1;
     }
     Py_XSETREF(self->codec, Py_NewRef(value));
@@ -1302,11 +1308,7 @@ endpoint_send(endpoint_object *self, PyObject *obj)
     long proto = PyLong_CheckExact(protocol)
         ? PyLong_AsLongAndOverflow(protocol, &overflow) : -1;
     if (proto == 4 || proto == 5) {
-        mp_state *st = mp_state_from_type(Py_TYPE(self));
-        if (st == NULL) {
-            goto done;
-        }
-        PyObject *plain = mp_plain_dumps(st, obj, (int)proto);
+        PyObject *plain = mp_plain_dumps(self->state, obj, (int)proto);
         if (plain == NULL) {
             goto done;
         }
