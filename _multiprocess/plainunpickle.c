@@ -359,12 +359,11 @@ binfloat(const unsigned char *s)
 
 /* ---------------------------------------------------------- machine */
 
-/* Close the batch of an APPENDS or SETITEMS: its items are
- * stack[*start:depth], its target stack[*start - 1].  1; 0 for an empty
- * batch, which pickle skips whatever the target; -1 when the stack has no
- * such batch. */
+/* APPENDS or SETITEMS: move the items above the innermost MARK into the
+ * list or dict just below it.  -1 when the stack holds no such batch or
+ * the move fails. */
 static int
-open_batch(decoder *d, Py_ssize_t *start)
+close_batch(decoder *d, unsigned char op)
 {
     if (d->nmarks == 0) {
         return -1;
@@ -373,8 +372,25 @@ open_batch(decoder *d, Py_ssize_t *start)
     if (m - 1 < fence(d)) {
         return -1;
     }
-    *start = m;
-    return m < d->depth;
+    Py_ssize_t n = d->depth - m;
+    if (n == 0) {
+        return 0;           /* an empty batch: pickle skips it, whatever
+                             * the target */
+    }
+    PyObject *target = d->stack[m - 1];
+    if (op == U(OP_APPENDS)) {
+        if (!PyList_CheckExact(target) ||
+            list_take(d, target, &d->stack[m], n) < 0) {
+            return -1;
+        }
+        d->depth = m;
+        return 0;
+    }
+    if (n % 2 != 0 || !PyDict_CheckExact(target)) {
+        return -1;
+    }
+    d->depth = m;           /* dict_take releases the items either way */
+    return dict_take(target, &d->stack[m], n);
 }
 
 /* Push the ints of a run of BININT1/BININT2/BININT opcodes (most of a list
@@ -402,18 +418,10 @@ push_ints(decoder *d)
         else {
             break;
         }
-        if (d->depth == d->stack_cap &&
-            grow_array((void **)&d->stack, &d->stack_cap, d->stack0,
-                       sizeof(PyObject *), d->depth + 1, 0) < 0) {
+        if (push(d, PyLong_FromLong(v)) < 0) {
             rc = -1;
             break;
         }
-        PyObject *obj = PyLong_FromLong(v);
-        if (obj == NULL) {
-            rc = -1;
-            break;
-        }
-        d->stack[d->depth++] = obj;
     }
     d->p = p;
     return rc;
@@ -428,7 +436,6 @@ run(decoder *d, PyObject **result)
         const unsigned char *s;
         uint64_t n;
         Py_ssize_t m;
-        int batch;
         PyObject *obj;
 
         if (d->p == d->end) {
@@ -550,17 +557,10 @@ run(decoder *d, PyObject **result)
             d->depth--;
             continue;
         case U(OP_APPENDS):
-            if ((batch = open_batch(d, &m)) <= 0) {
-                if (batch < 0) {
-                    return GIVE_UP;
-                }
-                continue;
-            }
-            if (!PyList_CheckExact(d->stack[m - 1]) ||
-                list_take(d, d->stack[m - 1], &d->stack[m], d->depth - m) < 0) {
+        case U(OP_SETITEMS):
+            if (close_batch(d, op) < 0) {
                 return GIVE_UP;
             }
-            d->depth = m;
             continue;
         case U(OP_SETITEM):
             if (d->depth - fence(d) < 3 ||
@@ -569,23 +569,6 @@ run(decoder *d, PyObject **result)
             }
             d->depth -= 2;
             if (dict_take(d->stack[d->depth - 1], &d->stack[d->depth], 2) < 0) {
-                return GIVE_UP;
-            }
-            continue;
-        case U(OP_SETITEMS):
-            if ((batch = open_batch(d, &m)) <= 0) {
-                if (batch < 0) {
-                    return GIVE_UP;
-                }
-                continue;
-            }
-            if ((d->depth - m) % 2 != 0 ||
-                !PyDict_CheckExact(d->stack[m - 1])) {
-                return GIVE_UP;
-            }
-            n = (uint64_t)(d->depth - m);
-            d->depth = m;
-            if (dict_take(d->stack[m - 1], &d->stack[m], (Py_ssize_t)n) < 0) {
                 return GIVE_UP;
             }
             continue;
@@ -613,32 +596,27 @@ run(decoder *d, PyObject **result)
             pop_to(d, d->marks[--d->nmarks]);
             continue;
         case U(OP_MEMOIZE):
-            m = d->memo_len;
-            goto put;
         case U(OP_BINPUT):
-            n = 1;
-            goto put_arg;
         case U(OP_LONG_BINPUT):
-            n = 4;
-        put_arg:
-            if (!arg(d, (int)n, &n) || n > (uint64_t)d->memo_limit) {
+            if (op == U(OP_MEMOIZE)) {
+                m = d->memo_len;        /* the next free number, as pickle */
+            }
+            else if (!arg(d, op == U(OP_BINPUT) ? 1 : 4, &n) ||
+                     n > (uint64_t)d->memo_limit) {
                 return GIVE_UP;
             }
-            m = (Py_ssize_t)n;
-        put:
+            else {
+                m = (Py_ssize_t)n;
+            }
             if (d->depth <= fence(d) ||
                 memo_put(d, m, d->stack[d->depth - 1]) < 0) {
                 return GIVE_UP;
             }
             continue;
         case U(OP_BINGET):
-            n = 1;
-            goto get;
         case U(OP_LONG_BINGET):
-            n = 4;
-        get:
-            if (!arg(d, (int)n, &n) || n >= (uint64_t)d->memo_cap ||
-                d->memo[n] == NULL) {
+            if (!arg(d, op == U(OP_BINGET) ? 1 : 4, &n) ||
+                n >= (uint64_t)d->memo_cap || d->memo[n] == NULL) {
                 return GIVE_UP;
             }
             obj = Py_NewRef(d->memo[n]);
