@@ -18,6 +18,10 @@ worker on the rest.
     python tests/conformance/run.py --update-known-gaps
     python tests/conformance/run.py --update-baseline --target multiprocessing
 
+The baseline and the known gaps are per Python minor version
+(stdlib_baseline-3.11.json, known_gaps-3.11.txt, ...): every command above
+reads and writes those of the interpreter that runs it.
+
 Outcomes per test: pass, fail, error, skip, xfail, xpass, hang (watchdog
 fired), crash (worker died), notrun (never reached: fixture error, deadline).
 """
@@ -36,8 +40,22 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BASELINE = os.path.join(HERE, "stdlib_baseline.json")
-KNOWN_GAPS = os.path.join(HERE, "known_gaps.txt")
+# The suite, the stdlib's outcomes and our gaps all differ between Python
+# minor versions: each version has its own baseline and known-gaps file, and
+# the running interpreter picks its own.
+PY_VERSION = "%d.%d" % sys.version_info[:2]
+
+
+def baseline_path(version=PY_VERSION):
+    return os.path.join(HERE, f"stdlib_baseline-{version}.json")
+
+
+def known_gaps_path(version=PY_VERSION):
+    return os.path.join(HERE, f"known_gaps-{version}.txt")
+
+
+BASELINE = baseline_path()
+KNOWN_GAPS = known_gaps_path()
 WORKER = os.path.join(HERE, "_worker.py")
 
 
@@ -403,7 +421,15 @@ def print_report(data, per_class=True, out=sys.stdout):
 # ----------------------------------------------------------------------------
 # baseline and known gaps
 
+def has_baseline(path=BASELINE):
+    return os.path.exists(path)
+
+
 def load_baseline(path=BASELINE):
+    if not os.path.exists(path):
+        raise SystemExit(
+            f"no stdlib baseline for Python {PY_VERSION} ({path}); make it with\n"
+            f"  python tests/conformance/run.py --update-baseline --target multiprocessing")
     with open(path) as f:
         return json.load(f)["methods"]
 
@@ -502,15 +528,17 @@ def issue_for(tid, detail=""):
 
 def write_known_gaps(data, baseline, path=KNOWN_GAPS):
     old = load_known_gaps(path)
-    lines = []
+    # a run of some start methods leaves the other methods' lines alone
+    lines = [f"{m}/{t}  {c}" for (m, t), c in old.items() if m not in data["methods"]]
     for method, tid, outcome, detail in regressions(data, baseline):
         label = old.get((method, tid), "").split("[")[0].strip() or issue_for(tid, detail)
         tag = f"  [{outcome}]" if outcome in ("hang", "crash") else ""
         lines.append(f"{method}/{tid}  {label}{tag}")
     with open(path, "w") as f:
-        f.write("# Tests of CPython's multiprocessing suite that pass with the standard\n"
-                "# library on this machine but not yet with multiprocess, with the open\n"
-                "# issue each waits for.  This list only shrinks.  Regenerate with\n"
+        f.write(f"# Python {PY_VERSION}: tests of CPython's multiprocessing suite that pass\n"
+                "# with the standard library on this machine but not yet with multiprocess,\n"
+                "# each with the reason or open issue it waits for.  This list only\n"
+                "# shrinks.  Regenerate (with this Python) with\n"
                 "#   python tests/conformance/run.py --update-known-gaps\n"
                 "# [hang] entries are not run by tests/test_conformance.py (they would\n"
                 "# only burn the time budget); run.py without --skip-known-hangs runs them.\n")
@@ -576,13 +604,15 @@ def main(argv=None):
                          "(connection, dummy, heap, managers, pool, queues) by placeholders")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 on tests passing with the stdlib baseline but not here "
-                         "(and not listed in known_gaps.txt)")
+                         "(and not listed in known_gaps-X.Y.txt of the running Python)")
     ap.add_argument("--skip-known-hangs", action="store_true",
                     help="do not run known gaps marked [hang]")
     ap.add_argument("--update-known-gaps", action="store_true",
-                    help="rewrite known_gaps.txt from this run (full run recommended)")
+                    help="rewrite the running Python's known_gaps-X.Y.txt from this run "
+                         "(full run recommended)")
     ap.add_argument("--update-baseline", action="store_true",
-                    help="write stdlib_baseline.json (needs --target multiprocessing)")
+                    help="write the running Python's stdlib_baseline-X.Y.json "
+                         "(needs --target multiprocessing)")
     ap.add_argument("--rerun-failures", action="store_true",
                     help="rerun each regression once; count it only if it fails again")
     ap.add_argument("--from-json", metavar="FILE",
@@ -592,6 +622,8 @@ def main(argv=None):
     ns = ap.parse_args(argv)
     if ns.update_baseline and ns.target != "multiprocessing":
         ap.error("--update-baseline needs --target multiprocessing")
+    if ns.update_baseline and (ns.k or ns.group):
+        ap.error("--update-baseline needs whole start methods (no -k, no --group)")
 
     gaps = load_known_gaps()
     ns.skip_ids = known_hangs(gaps) if ns.skip_known_hangs else {}
@@ -612,9 +644,13 @@ def main(argv=None):
         with open(ns.json, "w") as f:
             json.dump(data, f, indent=0, sort_keys=True)
     if ns.update_baseline:
-        slim = {"target": data["target"], "python": data["python"],
-                "methods": {m: {t: r["outcome"] for t, r in sorted(res.items())}
-                            for m, res in data["methods"].items()}}
+        methods = {m: {t: r["outcome"] for t, r in sorted(res.items())}
+                   for m, res in data["methods"].items()}
+        if os.path.exists(BASELINE):
+            # a run of some methods replaces only theirs
+            with open(BASELINE) as f:
+                methods = dict(json.load(f)["methods"], **methods)
+        slim = {"target": data["target"], "python": data["python"], "methods": methods}
         with open(BASELINE, "w") as f:
             json.dump(slim, f, indent=1, sort_keys=True)
             f.write("\n")
@@ -634,7 +670,8 @@ def main(argv=None):
                 print(detail[-3000:])
         fixed = fixed_gaps(data, gaps)
         if fixed:
-            print(f"{len(fixed)} known gaps pass now; remove them from known_gaps.txt:")
+            print(f"{len(fixed)} known gaps pass now; "
+                  f"remove them from {os.path.basename(KNOWN_GAPS)}:")
             for tid in fixed:
                 print(f"  FIXED {tid}")
         print(f"conformance: {len(regs)} regressions vs the stdlib baseline, "
