@@ -20,7 +20,8 @@ import sys as _sys
 
 from . import context as _context
 from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
-                         AuthenticationError, WorkerLostError)
+                         AuthenticationError, WorkerLostError,
+                         TaskTimeoutError)
 
 __all__ = [
     # processes
@@ -40,7 +41,7 @@ __all__ = [
     'get_logger', 'log_to_stderr', 'allow_connection_pickling', 'reducer',
     # errors
     'ProcessError', 'BufferTooShort', 'TimeoutError', 'AuthenticationError',
-    'WorkerLostError',
+    'WorkerLostError', 'TaskTimeoutError',
 ]
 
 _ctx = _context._default_context

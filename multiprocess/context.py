@@ -25,7 +25,8 @@ import threading
 
 from . import process
 from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
-                         AuthenticationError, WorkerLostError)
+                         AuthenticationError, WorkerLostError,
+                         TaskTimeoutError)
 
 __all__ = ()
 
@@ -71,6 +72,7 @@ class BaseContext(object):
     TimeoutError = TimeoutError
     AuthenticationError = AuthenticationError
     WorkerLostError = WorkerLostError
+    TaskTimeoutError = TaskTimeoutError
 
     def cpu_count(self):
         """How many CPUs the machine has."""

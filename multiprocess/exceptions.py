@@ -6,7 +6,7 @@ so every layer can raise these without reaching upward.  The package and
 """
 
 __all__ = ['ProcessError', 'BufferTooShort', 'TimeoutError',
-           'AuthenticationError', 'WorkerLostError']
+           'AuthenticationError', 'WorkerLostError', 'TaskTimeoutError']
 
 
 class ProcessError(Exception):
@@ -23,6 +23,22 @@ class TimeoutError(ProcessError):
     """A result was not ready within the timeout given to
     ``AsyncResult.get()`` or ``IMapIterator.next()``.  The task may still
     complete; call ``get()`` again to keep waiting."""
+
+
+class TaskTimeoutError(TimeoutError):
+    """A call ran longer than the pool's ``task_timeout``.  The worker
+    running it was killed and replaced (a thread of a ``ThreadPool`` cannot
+    be stopped: it runs on, but its caller gets this error on time); the
+    other calls of the same chunk that had not started ran elsewhere.
+    ``timeout`` is the limit in seconds, ``pid`` the killed worker's."""
+
+    def __init__(self, message, timeout=None, pid=None):
+        super().__init__(message)
+        self.timeout = timeout
+        self.pid = pid
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.timeout, self.pid))
 
 
 class AuthenticationError(ProcessError):

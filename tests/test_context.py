@@ -27,8 +27,9 @@ def restore_start_method():
 
 # -- the facade ----------------------------------------------------------
 
-def test_all_matches_stdlib_plus_worker_lost_error():
-    assert set(mp.__all__) == set(std_mp.__all__) | {"WorkerLostError"}
+def test_all_matches_stdlib_plus_pool_errors():
+    assert set(mp.__all__) == set(std_mp.__all__) | {"WorkerLostError",
+                                                     "TaskTimeoutError"}
     for name in mp.__all__:
         assert hasattr(mp, name), name
 
@@ -58,6 +59,7 @@ def test_exceptions_are_the_shared_vocabulary():
         assert getattr(context, name) is cls
         assert getattr(context.BaseContext, name) is cls
     assert issubclass(mp.WorkerLostError, mp.ProcessError)
+    assert issubclass(mp.TaskTimeoutError, mp.TimeoutError)
 
 
 def test_unknown_attribute_raises_attribute_error():
