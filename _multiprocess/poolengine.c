@@ -4,7 +4,8 @@
  * A PoolEngine multiplexes the pipes of one process pool.  Each worker is a
  * "slot" with three descriptors: the task pipe (we write), the result pipe
  * (we read) and the process sentinel (readable once the process ended).
- * Frames (the private format of multiprocess/pool.py: little-endian u64
+ * Frames (the private format of multiprocess.pool, defined here and read by
+ * multiprocess/pool/_wire.py from the POOL_* constants: little-endian u64
  * payload size, u8 kind, u64 task id, u64 job id, then the payload) are
  * queued per slot and written without blocking; wait() releases the GIL,
  * polls every descriptor plus a wake-up pipe, moves bytes in both
@@ -36,9 +37,10 @@
  * already in progress.  A caller that never comes to read is covered by a
  * timerfd: lend() arms it, and once a slot's grace period is over the
  * engine takes it back if it has no reader.  Worker deaths stay the
- * engine's business (it always polls the sentinels, which pool.py makes
- * pidfds where it can); reclaim() waits until a reader has left a slot
- * before the engine inspects it or its fds are closed.
+ * engine's business (it always polls the sentinels, which
+ * pool/_engine.py makes pidfds where it can); reclaim() waits until a
+ * reader has left a slot before the engine inspects it or its fds are
+ * closed.
  *
  * Python API:
  *   PoolEngine(wake_fd)
@@ -83,11 +85,25 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+/* The pool's wire format, its only definition: module constants POOL_*
+ * (see mp_poolengine_exec) hand it to the Python side. */
+#define PE_HEADER_FORMAT "<QBQQ"    /* size, kind, task id, job id */
 #define PE_HEADER 25
-#define PE_K_APPLY 1
-#define PE_K_STARMAP 3
-#define PE_K_APPLY_WAITED 7
-#define PE_K_ACK 10
+/* parent -> worker */
+#define PE_K_APPLY 1            /* pickle of (func, args, kwds) */
+#define PE_K_MAP 2              /* pickle of a list of arguments */
+#define PE_K_STARMAP 3          /* pickle of a list of argument tuples */
+#define PE_K_JOBDEF 4           /* pickle of the job's callable */
+#define PE_K_FORGET 5           /* job ids (little-endian u64) to drop */
+#define PE_K_QUIT 6
+#define PE_K_APPLY_WAITED 7     /* as APPLY; its caller waits (the worker
+                                 * spins before sleeping) */
+/* worker -> parent */
+#define PE_K_ACK 10             /* the task is starting */
+#define PE_K_OK 11              /* pickle of the value */
+#define PE_K_ERR 12             /* pickle of (exception pickle, traceback
+                                 * text, description) */
+#define PE_K_INITFAIL 13        /* the initializer raised; as for ERR */
 #define PE_READ_CHUNK (256 * 1024)
 #define PE_BIG (64 * 1024)
 /* How long a lent slot may wait for its reader before the engine takes it
@@ -1332,5 +1348,31 @@ mp_poolengine_exec(PyObject *module)
         return -1;
     }
     st->poolengine_type = (PyTypeObject *)tp;
-    return PyModule_AddObjectRef(module, "PoolEngine", tp);
+    if (PyModule_AddObjectRef(module, "PoolEngine", tp) < 0 ||
+        PyModule_AddStringConstant(module, "POOL_HEADER_FORMAT",
+                                   PE_HEADER_FORMAT) < 0) {
+        return -1;
+    }
+    static const struct { const char *name; long value; } wire[] = {
+        {"POOL_HEADER", PE_HEADER},
+        {"POOL_BIG", PE_BIG},
+        {"POOL_K_APPLY", PE_K_APPLY},
+        {"POOL_K_MAP", PE_K_MAP},
+        {"POOL_K_STARMAP", PE_K_STARMAP},
+        {"POOL_K_JOBDEF", PE_K_JOBDEF},
+        {"POOL_K_FORGET", PE_K_FORGET},
+        {"POOL_K_QUIT", PE_K_QUIT},
+        {"POOL_K_APPLY_WAITED", PE_K_APPLY_WAITED},
+        {"POOL_K_ACK", PE_K_ACK},
+        {"POOL_K_OK", PE_K_OK},
+        {"POOL_K_ERR", PE_K_ERR},
+        {"POOL_K_INITFAIL", PE_K_INITFAIL},
+    };
+    for (size_t i = 0; i < sizeof(wire) / sizeof(wire[0]); i++) {
+        if (PyModule_AddIntConstant(module, wire[i].name,
+                                    wire[i].value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -49,6 +49,8 @@ def test_every_public_module_has_an_api_page():
     modules = {"multiprocess.%s" % n[:-3] for n in os.listdir(pkg)
                if n.endswith(".py") and not n.startswith("_")
                and not n.startswith("popen_")}
+    modules |= {"multiprocess.%s" % n for n in os.listdir(pkg)
+                if os.path.exists(os.path.join(pkg, n, "__init__.py"))}
     # internal plumbing kept for the standard library's import paths
     modules -= {"multiprocess.spawn", "multiprocess.forkserver",
                 "multiprocess.resource_tracker", "multiprocess.resource_sharer"}

@@ -3,6 +3,7 @@ dead workers, exceptions that resist pickling, dill-only callables,
 termination, laziness and memory, and the names pathos relies on."""
 import functools
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -398,7 +399,7 @@ def test_apply_latency_path_with_maxtasksperchild():
 
 @pytest.mark.timeout(60)
 def test_apply_works_with_the_spin_turned_off(monkeypatch):
-    monkeypatch.setattr(mpool, '_SPIN', 0)
+    monkeypatch.setattr(mpool._worker, '_SPIN', 0)
     with multiprocess.Pool(2) as p:
         assert [p.apply(square, (i,)) for i in range(50)] == \
             [i * i for i in range(50)]
@@ -695,6 +696,50 @@ def test_map_sends_the_callable_once_per_worker_not_per_chunk():
 
 
 # -- the surface pathos relies on
+
+# Every name the module offered as one file (pool.py), the standard
+# library's module offers (CPython's suite and pathos import from it), or
+# our tests reach for.
+POOL_MODULE_NAMES = (
+    'ApplyResult', 'AsyncResult', 'CLOSE', 'ExceptionWithTraceback',
+    'IMapIterator', 'IMapUnorderedIterator', 'INIT', 'MapResult',
+    'MaybeEncodingError', 'Pool', 'ProcessError', 'RUN', 'RemoteTraceback',
+    'TERMINATE', 'ThreadPool', 'TimeoutError', 'WorkerLostError',
+    '_helper_reraises_exception', 'job_counter', 'mapstar', 'rebuild_exc',
+    'starmapstar', 'util', 'worker',
+    '_Engine', '_dumps_call', '_dumps_chunk', '_loads_chunk', '_not_by_name',
+)
+
+
+def test_pool_package_keeps_every_name_of_the_pool_module():
+    missing = [name for name in POOL_MODULE_NAMES if not hasattr(mpool, name)]
+    assert not missing
+    assert mpool.__all__ == ['Pool', 'ThreadPool']
+    assert mpool.TimeoutError is multiprocess.TimeoutError
+    for name in ('Pool', 'ThreadPool', 'ApplyResult', 'MapResult',
+                 'IMapIterator', 'IMapUnorderedIterator', 'RemoteTraceback',
+                 'MaybeEncodingError', 'worker'):
+        assert getattr(mpool, name).__module__ == 'multiprocess.pool', name
+
+
+def test_pool_exceptions_pickle_by_the_public_module():
+    err = pickle.loads(pickle.dumps(mpool.MaybeEncodingError('why', 'v')))
+    assert type(err) is mpool.MaybeEncodingError and err.value == 'v'
+    data = pickle.dumps(mpool.RemoteTraceback('t'))
+    assert b'multiprocess.pool' in data and b'_errors' not in data
+
+
+def test_pool_frame_format_comes_from_the_native_core():
+    import _multiprocess
+    from multiprocess.pool import _wire
+    assert _wire._HEADER.size == _multiprocess.POOL_HEADER
+    assert _wire._BIG_FRAME == _multiprocess.POOL_BIG
+    kinds = {name[len('POOL_'):]: value
+             for name, value in vars(_multiprocess).items()
+             if name.startswith('POOL_K_')}
+    assert kinds and all(getattr(_wire, '_' + kind) == value
+                         for kind, value in kinds.items())
+    assert len(set(kinds.values())) == len(kinds)
 
 def test_names_pathos_imports_exist():
     for name in ('Pool', 'ApplyResult', 'MapResult', 'IMapIterator',

@@ -1,0 +1,308 @@
+"""Result objects: what ``apply_async``, ``map_async`` and ``imap`` return.
+
+An engine completes them through ``_set(index, (ok, value))`` (and, for
+the iterators, ``_set_length(n)`` once the number of chunks is known) and
+ends them early through ``_abort(exc)``; ordering and callbacks are theirs.
+"""
+
+import collections
+import itertools
+import sys
+import threading
+import time
+import types
+
+from ..exceptions import TimeoutError
+from ._errors import traceback
+
+job_counter = itertools.count()     # ids of result objects (and jobs)
+
+
+class ApplyResult(object):
+    """The future of one ``apply_async`` call (alias ``AsyncResult``)."""
+
+    def __init__(self, pool, callback, error_callback):
+        self._pool = pool           # keeps the pool alive until we're done
+        self._event = threading.Event()
+        self._callback, self._error_callback = callback, error_callback
+        self._success = self._value = None
+        self._lent = None       # (engine, slot) whose result we may read
+        self._job = next(job_counter)
+        self._cache = pool._cache
+        self._cache[self._job] = self
+
+    def ready(self):
+        """Whether the call has completed, successfully or not."""
+        if self._lent is not None and not self._event.is_set():
+            self._collect(0)
+        return self._event.is_set()
+
+    def successful(self):
+        """Whether it completed without raising (ValueError until ready)."""
+        if self.ready():
+            return self._success
+        raise ValueError(f"{self!r} not ready")
+
+    def _collect(self, timeout):
+        """Our task went to an idle worker whose result pipe was lent to
+        us: read the result in this thread.  Afterwards the engine owns the
+        pipe again, whatever happened."""
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            lent[0].collect(lent[1], timeout)
+
+    def _wait(self, timeout):
+        if self._lent is not None and not self._event.is_set():
+            if timeout is None:
+                self._collect(None)
+            else:
+                deadline = time.monotonic() + timeout
+                self._collect(timeout)
+                timeout = max(0.0, deadline - time.monotonic())
+        return self._event.wait(timeout)
+
+    def wait(self, timeout=None):
+        """Block until ready, or for at most ``timeout`` seconds."""
+        self._wait(timeout)
+
+    def get(self, timeout=None):
+        """The value, or raise the call's exception; ``TimeoutError`` if
+        it is not ready within ``timeout`` seconds."""
+        if not self._wait(timeout):
+            raise TimeoutError
+        if not self._success:
+            raise self._value
+        return self._value
+
+    def _set(self, i, obj):
+        if self._event.is_set():
+            return          # aborted by terminate() before it came back
+        self._success, self._value = obj
+        _run_callback(self._callback if self._success
+                      else self._error_callback, self._value)
+        self._event.set()
+        self._retire()
+
+    def _retire(self):
+        self._cache.pop(self._job, None)
+        self._pool = self._lent = None
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def _abort(self, exc):
+        if not self._event.is_set():
+            self._set(0, (False, exc))
+
+
+AsyncResult = ApplyResult
+
+
+def _run_callback(callback, value):
+    if callback is None:
+        return
+    try:
+        callback(value)
+    except BaseException:
+        # A failing callback must not take the engine down with it.
+        sys.stderr.write('Exception in a pool callback:\n')
+        traceback.print_exc()
+
+
+class MapResult(ApplyResult):
+    """The future of a ``map_async``/``starmap_async`` call."""
+
+    def __init__(self, pool, chunksize, length, callback, error_callback):
+        super().__init__(pool, callback, error_callback)
+        # filled slice by slice as chunks arrive; chunks still to come
+        self._success, self._value = True, [None] * length
+        self._chunksize = chunksize
+        self._number_left = -(-length // chunksize) if chunksize > 0 else 0
+        if not self._number_left:      # nothing to wait for (empty input)
+            self._event.set()
+            self._retire()
+
+    def _set(self, i, success_result):
+        if self._event.is_set():
+            return                      # already failed: drop the rest
+        ok, value = success_result
+        if not ok:
+            self._success = False
+            self._value = value
+            _run_callback(self._error_callback, value)
+            self._event.set()
+            self._retire()
+            return
+        start = i * self._chunksize
+        self._value[start:start + len(value)] = value
+        self._number_left -= 1
+        if self._number_left == 0:
+            _run_callback(self._callback, self._value)
+            self._event.set()
+            self._retire()
+
+
+class _Failure:
+    """Marks, among an iterator's ready items, a chunk that failed."""
+    __slots__ = ('exc',)
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+class IMapIterator(object):
+    """Results of ``imap``, in order, as they arrive.
+
+    Chunks are kept whole internally and handed out item by item; a failed
+    chunk raises its exception once, at its position.
+    """
+
+    def __init__(self, pool):
+        self._pool = pool
+        self._cond = threading.Condition(threading.Lock())
+        self._job = next(job_counter)
+        self._cache = pool._cache
+        self._items = collections.deque()    # items ready to hand out
+        self._chunks = {}                    # chunk index -> (ok, value)
+        self._index = 0                      # next chunk index to hand out
+        self._length = None                  # number of chunks, once known
+        # Look-ahead bound: the engine stops pulling from the caller's
+        # iterable while `_sent - _yielded` items are out (_held_back), and
+        # the consumer wakes it up again once it caught up by half.
+        self._sent = 0
+        self._yielded = 0
+        self._limit = None
+        self._stalled = False
+        self._wake = None
+        self._cache[self._job] = self
+
+    def __iter__(self):
+        return self
+
+    def next(self, timeout=None):
+        with self._cond:
+            while True:
+                if self._items:
+                    value = self._items.popleft()
+                    self._yielded += 1
+                    if self._stalled and (self._sent - self._yielded
+                                          <= self._limit // 2):
+                        self._stalled = False
+                        self._wake()
+                    if type(value) is _Failure:
+                        raise value.exc
+                    return value
+                if self._length is not None and self._index >= self._length:
+                    self._pool = None
+                    raise StopIteration from None
+                if not self._advance():
+                    if not self._cond.wait(timeout):
+                        if not self._advance_possible():
+                            raise TimeoutError from None
+
+    __next__ = next
+
+    # -- flow control, for the engine feeding this iterator's job
+
+    def _count_sent(self, items):
+        """``items`` more of the caller's items went out to the workers."""
+        self._sent += items
+
+    def _held_back(self, limit, wake):
+        """Whether the engine should stop pulling from the caller's
+        iterable for now: ``limit`` items are out and not yet consumed.
+        Once the consumer caught up by half, ``wake()`` is called."""
+        if self._limit is None:
+            self._limit = limit
+            self._wake = wake
+        if self._sent - self._yielded < self._limit:
+            return False
+        self._stalled = True
+        # re-check: the consumer may have caught up meanwhile
+        if self._sent - self._yielded < self._limit:
+            self._stalled = False
+            return False
+        return True
+
+    # -- completion, by the engine
+
+    def _advance_possible(self):
+        return bool(self._items) or self._index in self._chunks or (
+            self._length is not None and self._index >= self._length)
+
+    def _advance(self):
+        """Move the next chunk in order to the items; False if not there."""
+        outcome = self._chunks.pop(self._index, None)
+        if outcome is None:
+            return False
+        self._index += 1
+        ok, value = outcome
+        if ok:
+            self._items.extend(value)
+        else:
+            self._items.append(_Failure(value))
+        return True
+
+    def _set(self, i, obj):
+        with self._cond:
+            self._chunks[i] = obj
+            self._cond.notify()
+            self._check_done()
+
+    def _set_length(self, length):
+        with self._cond:
+            self._length = length
+            self._cond.notify()
+            self._check_done()
+
+    def _abort(self, exc):
+        """End the iteration with ``exc`` at the first missing position."""
+        with self._cond:
+            if self._length is not None and (
+                    self._index + len(self._chunks) >= self._length):
+                return
+            gap = self._index
+            while gap in self._chunks:
+                gap += 1
+            for i in [i for i in self._chunks if i > gap]:
+                del self._chunks[i]
+            self._chunks[gap] = (False, exc)
+            self._length = gap + 1
+            self._cond.notify_all()
+            self._cache.pop(self._job, None)
+
+    def _check_done(self):
+        if self._length is not None and (
+                self._index + len(self._chunks) >= self._length):
+            self._cache.pop(self._job, None)
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """Results of ``imap_unordered``, in completion order."""
+
+    def _set(self, i, obj):
+        with self._cond:
+            ok, value = obj
+            if ok:
+                self._items.extend(value)
+            else:
+                self._items.append(_Failure(value))
+            self._index += 1
+            self._cond.notify()
+            self._check_done()
+
+    def _advance(self):
+        return False
+
+    def _abort(self, exc):
+        with self._cond:
+            if self._length is not None and self._index >= self._length:
+                return
+            self._items.append(_Failure(exc))
+            self._index += 1
+            self._length = self._index
+            self._cond.notify_all()
+            self._cache.pop(self._job, None)
+
+    def _advance_possible(self):
+        return bool(self._items) or (
+            self._length is not None and self._index >= self._length)
