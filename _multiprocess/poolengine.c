@@ -98,12 +98,20 @@
 #define PE_K_QUIT 6
 #define PE_K_APPLY_WAITED 7     /* as APPLY; its caller waits (the worker
                                  * spins before sleeping) */
+#define PE_K_APPLY_TIMED 8      /* as APPLY, under task_timeout: the worker
+                                 * stamps the start of the call */
+#define PE_K_JOBDEF_TIMED 9     /* as JOBDEF, under task_timeout: a flag
+                                 * byte (1: report each call's result as
+                                 * a PART), then the pickle; the worker
+                                 * stamps the start of every call */
 /* worker -> parent */
 #define PE_K_ACK 10             /* the task is starting */
 #define PE_K_OK 11              /* pickle of the value */
 #define PE_K_ERR 12             /* pickle of (exception pickle, traceback
                                  * text, description) */
 #define PE_K_INITFAIL 13        /* the initializer raised; as for ERR */
+#define PE_K_PART 14            /* task id 0 (ownership untouched), payload:
+                                 * u64 task id, pickle of one call's value */
 #define PE_READ_CHUNK (256 * 1024)
 #define PE_BIG (64 * 1024)
 /* How long a lent slot may wait for its reader before the engine takes it
@@ -603,7 +611,7 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
         goto done;
     }
     if ((kind >= PE_K_APPLY && kind <= PE_K_STARMAP)
-            || kind == PE_K_APPLY_WAITED) {
+            || kind == PE_K_APPLY_WAITED || kind == PE_K_APPLY_TIMED) {
         if (own_push(s, (uint64_t)task) < 0) {
             PyErr_NoMemory();
             goto done;
@@ -1363,10 +1371,13 @@ mp_poolengine_exec(PyObject *module)
         {"POOL_K_FORGET", PE_K_FORGET},
         {"POOL_K_QUIT", PE_K_QUIT},
         {"POOL_K_APPLY_WAITED", PE_K_APPLY_WAITED},
+        {"POOL_K_APPLY_TIMED", PE_K_APPLY_TIMED},
+        {"POOL_K_JOBDEF_TIMED", PE_K_JOBDEF_TIMED},
         {"POOL_K_ACK", PE_K_ACK},
         {"POOL_K_OK", PE_K_OK},
         {"POOL_K_ERR", PE_K_ERR},
         {"POOL_K_INITFAIL", PE_K_INITFAIL},
+        {"POOL_K_PART", PE_K_PART},
     };
     for (size_t i = 0; i < sizeof(wire) / sizeof(wire[0]); i++) {
         if (PyModule_AddIntConstant(module, wire[i].name,

@@ -22,14 +22,17 @@ import time
 import _multiprocess as _native
 
 from .. import util
-from ..exceptions import ProcessError
+from ..exceptions import ProcessError, TaskTimeoutError
 from . import _worker
 from ._errors import (MaybeEncodingError, _exit_description,
                       _lost_worker_error, traceback)
 from ._jobs import CLOSE, RUN, TERMINATE
-from ._wire import (_ACK, _BIG_FRAME, _K_APPLY, _K_APPLY_WAITED, _K_FORGET,
-                    _K_INITFAIL, _K_JOBDEF, _K_MAP, _K_OK, _K_QUIT,
-                    _decode_error, _dumps, _dumps_call, _dumps_chunk)
+from ._results import _Failure
+from ._wire import (_ACK, _ACK_SIZE, _BIG_FRAME, _K_APPLY, _K_APPLY_TIMED,
+                    _K_APPLY_WAITED, _K_FORGET, _K_INITFAIL, _K_JOBDEF,
+                    _K_JOBDEF_TIMED, _K_MAP, _K_OK, _K_PART, _K_QUIT,
+                    _PART_ID, _STAMP, _STAMP_AT, _STAMP_SEQ, _decode_error,
+                    _dumps, _dumps_call, _dumps_chunk)
 from ._worker import _PipeEnd, _pool_worker_entry
 
 # A task payload at least this large is written as soon as it is pickled
@@ -42,7 +45,7 @@ class _Worker:
 
     __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
                  'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting',
-                 'ack_map', 'lent', 'pidfd')
+                 'ack_map', 'lent', 'pidfd', 'expired')
 
     def __init__(self, slot, process, task_fd, result_fd, ack_map):
         self.slot = slot
@@ -60,6 +63,7 @@ class _Worker:
         self.dead = False
         self.quitting = False
         self.lent = False       # its result pipe is lent to a caller
+        self.expired = None     # (task, call index) it was killed for
 
 
 def _widen_pipe(fd, size=1 << 20):
@@ -81,8 +85,8 @@ def _ack_word():
     except (AttributeError, OSError):
         return None, None
     try:
-        os.ftruncate(fd, _ACK.size)
-        return _PipeEnd(fd), mmap.mmap(fd, _ACK.size)
+        os.ftruncate(fd, _ACK_SIZE)
+        return _PipeEnd(fd), mmap.mmap(fd, _ACK_SIZE)
     except BaseException:
         os.close(fd)
         raise
@@ -97,6 +101,24 @@ class _Task:
         self.index = index
         self.kind = kind
         self.payload = payload
+
+
+class _TimedTask(_Task):
+    """A task under task_timeout.  ``data``: an imap chunk's items, kept
+    to send the calls after one that timed out elsewhere; ``parts``: the
+    values of its calls reported one by one; ``prefix``: the outcomes of
+    the calls of its chunk before it (this task is then that rest)."""
+
+    __slots__ = ('timeout', 'sent_at', 'data', 'parts', 'prefix')
+
+    def __init__(self, task_id, job, index, kind, payload, data=None,
+                 prefix=None):
+        super().__init__(task_id, job, index, kind, payload)
+        self.timeout = job.timeout
+        self.sent_at = time.monotonic()
+        self.data = data
+        self.parts = []
+        self.prefix = prefix
 
 
 _task_counter = itertools.count(1)
@@ -114,13 +136,16 @@ class _Engine:
     LOOKAHEAD = 64
 
     def __init__(self, ctx, pool, cache, processes, initializer, initargs,
-                 maxtasks, wrap_exception, process_factory):
+                 maxtasks, wrap_exception, process_factory,
+                 max_memory=None):
         # pool is Pool._pool (the Process objects), cache Pool._cache
         self.ctx, self.pool, self.cache = ctx, pool, cache
         self.processes, self.maxtasks = processes, maxtasks
         self.initializer, self.initargs = initializer, initargs
         self.wrap_exception = wrap_exception
         self.process_factory = process_factory
+        self.max_memory = max_memory
+        self.timed = set()      # ids of the timed tasks in flight
         self.state = RUN
         self.lock = threading.RLock()
         self.jobs = collections.deque()     # jobs with tasks still to send
@@ -177,7 +202,7 @@ class _Engine:
                 self.ctx, target=_pool_worker_entry,
                 args=child_ends + (self.initializer, self.initargs,
                                    self.maxtasks, self.wrap_exception,
-                                   inherited, ack_end))
+                                   inherited, ack_end, self.max_memory))
             proc.name = proc.name.replace('Process', 'PoolWorker')
             proc.daemon = True
             proc.start()
@@ -279,8 +304,9 @@ class _Engine:
             raise ProcessError("the pool's engine has stopped (see the "
                                "traceback it printed); create a new pool")
         with self.lock:
-            if (job.kind == _K_APPLY and not self.jobs
-                    and not self.retry and self.state == RUN):
+            if (job.kind == _K_APPLY and job.timeout is None
+                    and not self.jobs and not self.retry
+                    and self.state == RUN):
                 w = self._idle_worker()
                 if w is not None and self._send_direct(w, job):
                     return
@@ -439,6 +465,12 @@ class _Engine:
                     and not job.done_feeding:
                 try:
                     job.wire_func = _dumps(job.func)
+                    if job.timeout is not None:
+                        # flag: the worker reports each value of an imap's
+                        # chunks as it comes (see _TimedTask)
+                        job.wire_func = bytes(
+                            [job.sets_length and job.chunksize > 1]
+                        ) + job.wire_func
                 except BaseException as exc:
                     job.fail_rest(exc)
             try:
@@ -466,6 +498,11 @@ class _Engine:
                 job.result._count_sent(len(data))
             job.inflight += 1
             self.live_jobs[job.id] = job
+            if job.timeout is not None:
+                return _TimedTask(
+                    next(_task_counter), job, index,
+                    _K_APPLY_TIMED if kind == _K_APPLY else kind, payload,
+                    data if job.sets_length and len(data) > 1 else None)
             return _Task(next(_task_counter), job, index, kind, payload)
         return None
 
@@ -540,11 +577,14 @@ class _Engine:
                       struct.pack('<%dQ' % len(ids), *ids))
             w.forget = []
         if job.kind != _K_APPLY and job.id not in w.jobs:
-            core.send(w.slot, _K_JOBDEF, 0, job.id, job.wire_func)
+            core.send(w.slot, _K_JOBDEF if job.timeout is None
+                      else _K_JOBDEF_TIMED, 0, job.id, job.wire_func)
             w.jobs.add(job.id)
         # registered before the frame can leave: the result may come back
         # to the engine thread before this call returns
         self.tasks[task.id] = task
+        if job.timeout is not None:
+            self.timed.add(task.id)
         w.sent += 1
         core.send(w.slot, task.kind, task.id, job.id, task.payload)
 
@@ -558,7 +598,8 @@ class _Engine:
     def _wait(self):
         while True:
             try:
-                events = self.core.wait(1.0)
+                events = self.core.wait(
+                    self._check_deadlines() if self.timed else 1.0)
             except InterruptedError:
                 continue
             self.woken = False
@@ -585,11 +626,16 @@ class _Engine:
                 self.init_failures += 1
                 self.init_error = _decode_error(payload)
                 continue
+            if kind == _K_PART:
+                self._take_part(payload)
+                continue
             self.rate_count += 1
             task = self.tasks.pop(task_id, None)
             if task is None:
                 continue
             self.init_failures = 0
+            if self.timed:
+                self.timed.discard(task_id)
             if kind == _K_OK:
                 try:
                     outcome = (True, _native.loads(payload))
@@ -598,7 +644,117 @@ class _Engine:
                         exc, 'a result that could not be unpickled'))
             else:
                 outcome = (False, _decode_error(payload))
+            if type(task) is _TimedTask and outcome[0] and (
+                    task.parts or task.prefix):
+                outcome = (True, (task.prefix or []) + task.parts
+                           + outcome[1])
             self._deliver(task, outcome)
+
+    # -- task_timeout -------------------------------------------------------
+    # A worker stamps each timed call as it starts (_worker._stamp); while
+    # timed tasks are in flight the engine wakes at the nearest deadline it
+    # knows and at least once per shortest timeout (so that a call started
+    # since the last look is seen before its own deadline), and kills the
+    # worker of a call past it.  _bury then settles the task.
+
+    def _check_deadlines(self):
+        """Kill the workers of calls past their limit; returns how long
+        wait() may sleep."""
+        with self.lock:     # (a caller collecting a result edits self.timed)
+            return self._check_deadlines_locked()
+
+    def _check_deadlines_locked(self):
+        now = time.monotonic()
+        now_ns = time.monotonic_ns()
+        nearest = now + 1.0
+        for task_id in list(self.timed):
+            task = self.tasks.get(task_id)
+            if task is None:
+                self.timed.discard(task_id)
+            elif now + task.timeout < nearest:
+                nearest = now + task.timeout
+        for w in self.workers:
+            if w.dead or w.expired is not None:
+                continue
+            acked = _ACK.unpack_from(w.ack_map)[0] if w.ack_map is not None \
+                else None
+            if acked is not None:
+                task = self.tasks.get(acked)
+                if task is None or type(task) is not _TimedTask:
+                    continue
+                stamp = _read_stamp(w.ack_map)
+                if stamp is None or stamp[0] != acked:
+                    # acknowledged, not stamped yet: look again soon
+                    nearest = min(nearest, now + 0.005)
+                    continue
+                index = stamp[1]
+                deadline = now + (stamp[2] + task.timeout * 1e9
+                                  - now_ns) / 1e9
+            else:
+                # no shared word: measured from the send (coarser)
+                owned = self.core.owned(w.slot)[0]
+                task = self.tasks.get(owned[0]) if owned else None
+                if task is None or type(task) is not _TimedTask:
+                    continue
+                index = 0
+                deadline = task.sent_at + task.timeout
+            if deadline <= now:
+                self._expire(w, task, index)
+            elif deadline < nearest:
+                nearest = deadline
+        return max(0.0, nearest - time.monotonic())
+
+    def _expire(self, w, task, index):
+        """Call ``index`` of ``task`` ran past its limit: kill its worker
+        (its end is handled by _bury, like any death)."""
+        w.expired = (task.id, index)
+        w.quitting = True       # nothing more is sent to it
+        util.info('pool worker %s killed: a call ran longer than '
+                  'task_timeout=%gs', w.pid, task.timeout)
+        try:
+            w.process.kill()
+        except Exception:
+            pass
+        self.check_exits = True
+
+    def _take_part(self, payload):
+        """One value of a timed imap chunk, ahead of the rest."""
+        task_id, = _PART_ID.unpack_from(payload)
+        task = self.tasks.get(task_id)
+        if task is None:
+            return
+        try:
+            task.parts.append(_native.loads(memoryview(payload)[8:]))
+        except BaseException as exc:
+            task.parts.append(_Failure(MaybeEncodingError(
+                exc, 'a result that could not be unpickled')))
+
+    def _timed_out(self, w, task, index):
+        """Settle the task whose call ``index`` timed out on worker ``w``
+        (dead by now): an apply or map fails; an imap chunk keeps the
+        values before that call, fails at it, and its later calls are sent
+        to another worker."""
+        exc = TaskTimeoutError(
+            'a call ran longer than task_timeout=%gs; worker process %s '
+            'was killed and replaced' % (task.timeout, w.pid),
+            task.timeout, w.pid)
+        job = task.job
+        if task.kind == _K_APPLY_TIMED or not job.sets_length:
+            self._deliver(task, (False, exc))
+            return
+        done = (task.prefix or []) + task.parts[:index] + [_Failure(exc)]
+        rest = task.data[index + 1:] if task.data is not None else []
+        if not rest:
+            self._deliver(task, (True, done))
+            return
+        try:
+            payload = _dumps_chunk(rest)
+        except BaseException as why:
+            self._deliver(task, (False, why))
+            return
+        self.retry.appendleft(_TimedTask(next(_task_counter), job,
+                                         task.index, task.kind, payload,
+                                         rest, done))
 
     def _deliver(self, task, outcome):
         job = task.job
@@ -648,15 +804,32 @@ class _Engine:
         w.dead = True
         exitcode = getattr(w.process, 'exitcode', None)
         owned, acked = self.core.owned(w.slot)
+        expired = w.expired
         if w.ack_map is not None:
             acked = _ACK.unpack_from(w.ack_map)[0]
+            if expired is not None:
+                # the values it reported before being killed
+                for _ in range(64):
+                    events = self.core.wait(0)
+                    if not events:
+                        break
+                    self._handle(events)
+                self.woken = False      # (a wake-up byte may be gone)
+                stamp = _read_stamp(w.ack_map)
+                if stamp is not None and stamp[0] == expired[0]:
+                    expired = (expired[0], stamp[1])
         lost = []
+        timed_out = None
         for task_id in owned:
             task = self.tasks.pop(task_id, None)
             if task is None:
                 continue
+            self.timed.discard(task_id)
             if task_id == acked:
-                lost.append(task)
+                if expired is not None and expired[0] == task_id:
+                    timed_out = task
+                else:
+                    lost.append(task)
             else:
                 self.retry.append(task)
         self.core.remove(w.slot)
@@ -672,6 +845,8 @@ class _Engine:
                       _exit_description(exitcode))
         for task in lost:
             self._deliver(task, (False, _lost_worker_error(w.pid, exitcode)))
+        if timed_out is not None:
+            self._timed_out(w, timed_out, expired[1])
         if self.init_failures >= self.processes and self.init_error is not None:
             self._fail_queued(self.init_error)
 
@@ -691,6 +866,7 @@ class _Engine:
             self.jobs.clear()
             self.retry.clear()
             self.tasks.clear()
+            self.timed.clear()
             self.live_jobs.clear()
             for result in list(self.cache.values()):
                 try:
@@ -751,3 +927,14 @@ class _Engine:
             self._close_wake()
 
 
+def _read_stamp(ack_map):
+    """(task id, call index, start ns) a worker stamped, or None while it
+    is writing it."""
+    for _ in range(100):
+        seq = ack_map[_STAMP_SEQ]
+        if seq & 1:
+            continue
+        stamp = _STAMP.unpack_from(ack_map, _STAMP_AT)
+        if ack_map[_STAMP_SEQ] == seq:
+            return stamp
+    return None

@@ -24,16 +24,24 @@ class Pool(object):
     ``maxtasksperchild`` tasks when that is set; ``context`` picks the start
     method.  A worker that dies while running a task makes that task fail
     with ``WorkerLostError``; the pool replaces it and carries on.
+
+    Beyond the standard library: ``task_timeout`` (seconds) is the default
+    limit of every call (see ``apply_async``); a worker whose resident
+    memory exceeds ``max_memory_per_child`` bytes after a task is replaced,
+    as with ``maxtasksperchild``.
     """
 
     # worker tracebacks travel back as text (ThreadPool: False)
     _wrap_exception = True
 
     def __init__(self, processes=None, initializer=None, initargs=(),
-                 maxtasksperchild=None, context=None):
+                 maxtasksperchild=None, context=None, *, task_timeout=None,
+                 max_memory_per_child=None):
         # __del__ looks at these even when the checks below raise
         self._state, self._pool, self._cache = INIT, [], {}
         _check_pool_args(processes, initializer, maxtasksperchild)
+        self._task_timeout = _check_timeout(task_timeout)
+        self._max_memory = _check_memory(max_memory_per_child)
         self._processes = processes or os.cpu_count() or 1
         self._initializer, self._initargs = initializer, initargs
         self._maxtasksperchild = maxtasksperchild
@@ -57,7 +65,7 @@ class Pool(object):
         return _Engine(self._ctx, self._pool, self._cache, self._processes,
                        self._initializer, self._initargs,
                        self._maxtasksperchild, self._wrap_exception,
-                       self.Process)
+                       self.Process, self._max_memory)
 
     # pathos and the standard library's tests look at these
     @property
@@ -93,42 +101,66 @@ class Pool(object):
 
     # -- submitting work ------------------------------------------------
 
-    def apply(self, func, args=(), kwds={}):
+    def apply(self, func, args=(), kwds={}, *, task_timeout=None):
         """``func(*args, **kwds)`` in a worker; blocks for the result."""
-        return self.apply_async(func, args, kwds).get()
+        return self.apply_async(func, args, kwds,
+                                task_timeout=task_timeout).get()
 
     def apply_async(self, func, args=(), kwds={}, callback=None,
-                    error_callback=None):
-        """Like ``apply`` but returns an ``AsyncResult`` at once."""
+                    error_callback=None, *, task_timeout=None):
+        """Like ``apply`` but returns an ``AsyncResult`` at once.
+
+        ``task_timeout`` (seconds; default the pool's) limits the call: past
+        it the worker running it is killed and replaced, and the result
+        fails with ``TaskTimeoutError``.  The same keyword on the map and
+        imap methods limits each call of the function, inside chunks too.
+        """
         self._check_running()
+        timeout = self._timeout_of(task_timeout)
         result = ApplyResult(self, callback, error_callback)
         self._engine.submit(_Job(result, APPLY, None,
-                                 (func, tuple(args), dict(kwds)), False))
+                                 (func, tuple(args), dict(kwds)), False,
+                                 timeout=timeout))
         return result
 
-    def map(self, func, iterable, chunksize=None):
-        """``list(map(func, iterable))`` computed by the workers."""
-        return self._map_async(func, iterable, MAP, chunksize).get()
+    def map(self, func, iterable, chunksize=None, *, progress=None,
+            task_timeout=None):
+        """``list(map(func, iterable))`` computed by the workers.
 
-    def starmap(self, func, iterable, chunksize=None):
+        ``progress``: True draws a progress bar (tqdm when installed, else
+        a line of text on a terminal's stderr); a callable is called with
+        ``(done, total)`` from the pool's thread, at most about ten times a
+        second and once at the end.
+        """
+        return self._map_async(func, iterable, MAP, chunksize, None, None,
+                               progress, task_timeout).get()
+
+    def starmap(self, func, iterable, chunksize=None, *, progress=None,
+                task_timeout=None):
         """Like ``map`` but each item is unpacked: ``func(*item)``."""
-        return self._map_async(func, iterable, STARMAP, chunksize).get()
+        return self._map_async(func, iterable, STARMAP, chunksize, None,
+                               None, progress, task_timeout).get()
 
     def map_async(self, func, iterable, chunksize=None, callback=None,
-                  error_callback=None):
-        """Like ``map`` but returns an ``AsyncResult`` at once."""
+                  error_callback=None, *, progress=None, task_timeout=None):
+        """Like ``map`` but returns an ``AsyncResult`` at once (whose
+        ``done`` and ``total`` count the calls)."""
         return self._map_async(func, iterable, MAP, chunksize, callback,
-                               error_callback)
+                               error_callback, progress, task_timeout)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None,
-                      error_callback=None):
+                      error_callback=None, *, progress=None,
+                      task_timeout=None):
         """Like ``starmap`` but returns an ``AsyncResult`` at once."""
         return self._map_async(func, iterable, STARMAP, chunksize,
-                               callback, error_callback)
+                               callback, error_callback, progress,
+                               task_timeout)
 
     def _map_async(self, func, iterable, kind, chunksize=None,
-                   callback=None, error_callback=None):
+                   callback=None, error_callback=None, progress=None,
+                   task_timeout=None):
         self._check_running()
+        timeout = self._timeout_of(task_timeout)
         if not hasattr(iterable, '__len__'):
             iterable = list(iterable)
         length = len(iterable)
@@ -136,30 +168,63 @@ class Pool(object):
             chunksize = _map_chunksize(length, len(self._pool))
         if length == 0:
             chunksize = 0
-        result = MapResult(self, chunksize, length, callback, error_callback)
+        reporter = None
+        if progress is not None and progress is not False:
+            from ._progress import reporter as make_reporter
+            reporter = make_reporter(progress, length)
+        result = MapResult(self, chunksize, length, callback, error_callback,
+                           reporter)
         if chunksize:
             self._engine.submit(_Job(result, kind, func,
-                                     _chunks(iterable, chunksize), False))
+                                     _chunks(iterable, chunksize), False,
+                                     timeout=timeout))
         return result
 
-    def imap(self, func, iterable, chunksize=1):
-        """An iterator over ``func(item)`` in order, computed lazily."""
-        return self._imap(IMapIterator, func, iterable, chunksize)
+    def imap(self, func, iterable, chunksize=1, buffersize=None, *,
+             progress=None, task_timeout=None):
+        """An iterator over ``func(item)`` in order, computed lazily.
 
-    def imap_unordered(self, func, iterable, chunksize=1):
+        ``buffersize``: at most that many chunks are in flight or waiting
+        to be taken, and the input is read only as they are (an endless
+        generator works).  Without it the pool reads ahead up to 64 chunks
+        per worker.  ``progress`` and ``task_timeout`` as for ``map``.
+        """
+        return self._imap(IMapIterator, func, iterable, chunksize,
+                          buffersize, progress, task_timeout)
+
+    def imap_unordered(self, func, iterable, chunksize=1, buffersize=None, *,
+                       progress=None, task_timeout=None):
         """Like ``imap`` but results come in completion order."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize)
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize,
+                          buffersize, progress, task_timeout)
 
-    def _imap(self, cls, func, iterable, chunksize):
+    def _imap(self, cls, func, iterable, chunksize, buffersize=None,
+              progress=None, task_timeout=None):
         self._check_running()
         if chunksize < 1:
             raise ValueError(
                 "Chunksize must be 1+, not {0:n}".format(chunksize))
-        result = cls(self)
+        if buffersize is not None:
+            if type(buffersize) is not int:
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+            buffersize *= chunksize         # the bound is kept in items
+        timeout = self._timeout_of(task_timeout)
+        reporter = None
+        if progress is not None and progress is not False:
+            from ._progress import reporter as make_reporter
+            reporter = make_reporter(progress, None)
+        result = cls(self, buffersize, reporter)
         self._engine.submit(_Job(result, MAP, func,
                                  _chunks(iterable, chunksize), True,
-                                 chunksize))
+                                 chunksize, timeout))
         return result
+
+    def _timeout_of(self, task_timeout):
+        if task_timeout is None:
+            return self._task_timeout
+        return _check_timeout(task_timeout)
 
     @staticmethod
     def _get_tasks(func, it, size):
@@ -208,6 +273,29 @@ def _check_pool_args(processes, initializer, maxtasks):
         raise ValueError("maxtasksperchild must be a positive int or None")
     if initializer is not None and not callable(initializer):
         raise TypeError('initializer must be a callable')
+
+
+def _check_timeout(seconds):
+    if seconds is None:
+        return None
+    if type(seconds) is bool or not isinstance(seconds, (int, float)):
+        raise TypeError('task_timeout must be a number of seconds or None, '
+                        'not %s' % type(seconds).__name__)
+    if not seconds > 0:
+        raise ValueError('task_timeout must be > 0, not %r' % (seconds,))
+    return float(seconds)
+
+
+def _check_memory(limit):
+    if limit is None:
+        return None
+    if type(limit) is bool or not isinstance(limit, int):
+        raise TypeError('max_memory_per_child must be a number of bytes or '
+                        'None, not %s' % type(limit).__name__)
+    if limit < 1:
+        raise ValueError('max_memory_per_child must be > 0, not %r'
+                         % (limit,))
+    return limit
 
 
 def _default_context():

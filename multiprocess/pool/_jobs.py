@@ -28,15 +28,20 @@ class _Job:
     or None once the source is exhausted.  An exception raised by the
     caller's iterable becomes the outcome of the chunk it interrupted.
     ``sets_length``: the result is an iterator told the number of chunks
-    once the source is exhausted (``_set_length``).
+    (and of items) once the source is exhausted (``_set_length``).
+    ``timeout``: the limit in seconds of each call (``task_timeout``), or
+    None; an engine that cannot enforce it must refuse the job.
     """
 
     __slots__ = ('id', 'result', 'kind', 'func', 'source', 'count',
                  'done_feeding', 'wire_func', 'sets_length', 'inflight',
-                 'chunksize')
+                 'chunksize', 'items', 'timeout')
 
-    def __init__(self, result, kind, func, source, sets_length, chunksize=1):
+    def __init__(self, result, kind, func, source, sets_length, chunksize=1,
+                 timeout=None):
         self.chunksize = chunksize
+        self.timeout = timeout
+        self.items = 0              # items pulled from the source so far
         self.id = result._job
         self.result = result
         self.kind = kind
@@ -67,6 +72,7 @@ class _Job:
             return None
         index = self.count
         self.count += 1
+        self.items += len(chunk)
         return index, self.kind, chunk
 
     def fail_rest(self, exc):
@@ -79,7 +85,7 @@ class _Job:
         self.done_feeding = True
         self.source = None
         if self.sets_length:
-            self.result._set_length(length)
+            self.result._set_length(length, self.items)
 
 
 def _chunks(iterable, size):

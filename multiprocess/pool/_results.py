@@ -109,15 +109,25 @@ def _run_callback(callback, value):
 
 
 class MapResult(ApplyResult):
-    """The future of a ``map_async``/``starmap_async`` call."""
+    """The future of a ``map_async``/``starmap_async`` call.
 
-    def __init__(self, pool, chunksize, length, callback, error_callback):
+    ``done`` is the number of calls completed so far, ``total`` the number
+    of calls (both plain attributes, read at any time).
+    """
+
+    def __init__(self, pool, chunksize, length, callback, error_callback,
+                 progress=None):
         super().__init__(pool, callback, error_callback)
         # filled slice by slice as chunks arrive; chunks still to come
         self._success, self._value = True, [None] * length
         self._chunksize = chunksize
         self._number_left = -(-length // chunksize) if chunksize > 0 else 0
+        self.done = 0
+        self.total = length
+        self._progress = progress       # a _progress reporter, or None
         if not self._number_left:      # nothing to wait for (empty input)
+            if progress is not None:
+                progress.finish(0, 0)
             self._event.set()
             self._retire()
 
@@ -125,20 +135,28 @@ class MapResult(ApplyResult):
         if self._event.is_set():
             return                      # already failed: drop the rest
         ok, value = success_result
+        progress = self._progress
         if not ok:
             self._success = False
             self._value = value
+            if progress is not None:
+                progress.finish(self.done, self.total)
             _run_callback(self._error_callback, value)
             self._event.set()
             self._retire()
             return
         start = i * self._chunksize
         self._value[start:start + len(value)] = value
+        self.done += len(value)
         self._number_left -= 1
         if self._number_left == 0:
+            if progress is not None:
+                progress.finish(self.done, self.total)
             _run_callback(self._callback, self._value)
             self._event.set()
             self._retire()
+        elif progress is not None:
+            progress.update(self.done, self.total)
 
 
 class _Failure:
@@ -153,10 +171,12 @@ class IMapIterator(object):
     """Results of ``imap``, in order, as they arrive.
 
     Chunks are kept whole internally and handed out item by item; a failed
-    chunk raises its exception once, at its position.
+    chunk raises its exception once, at its position.  ``done`` is the
+    number of results arrived so far, ``total`` the number of items of the
+    input once it has been read to its end (None until then).
     """
 
-    def __init__(self, pool):
+    def __init__(self, pool, buffersize=None, progress=None):
         self._pool = pool
         self._cond = threading.Condition(threading.Lock())
         self._job = next(job_counter)
@@ -171,33 +191,49 @@ class IMapIterator(object):
         self._sent = 0
         self._yielded = 0
         self._limit = None
+        self._resume = 0
         self._stalled = False
         self._wake = None
+        # imap(buffersize=): the bound in items (chunks x chunksize), which
+        # replaces the engine's look-ahead; pulling resumes at once when a
+        # chunk's worth of room is free
+        self._buffer = buffersize
+        self.done = 0
+        self.total = None
+        self._progress = progress
         self._cache[self._job] = self
 
     def __iter__(self):
         return self
 
     def next(self, timeout=None):
-        with self._cond:
-            while True:
-                if self._items:
-                    value = self._items.popleft()
-                    self._yielded += 1
-                    if self._stalled and (self._sent - self._yielded
-                                          <= self._limit // 2):
-                        self._stalled = False
-                        self._wake()
-                    if type(value) is _Failure:
-                        raise value.exc
-                    return value
-                if self._length is not None and self._index >= self._length:
-                    self._pool = None
-                    raise StopIteration from None
-                if not self._advance():
-                    if not self._cond.wait(timeout):
-                        if not self._advance_possible():
-                            raise TimeoutError from None
+        wake = None
+        try:
+            with self._cond:
+                while True:
+                    if self._items:
+                        value = self._items.popleft()
+                        self._yielded += 1
+                        if self._stalled and (self._sent - self._yielded
+                                              <= self._resume):
+                            self._stalled = False
+                            wake = self._wake
+                        if type(value) is _Failure:
+                            raise value.exc
+                        return value
+                    if (self._length is not None
+                            and self._index >= self._length):
+                        self._pool = None
+                        raise StopIteration from None
+                    if not self._advance():
+                        if not self._cond.wait(timeout):
+                            if not self._advance_possible():
+                                raise TimeoutError from None
+        finally:
+            # outside our lock: an engine of threads takes its own lock to
+            # wake up, and may call _set (which takes ours) while holding it
+            if wake is not None:
+                wake()
 
     __next__ = next
 
@@ -212,7 +248,12 @@ class IMapIterator(object):
         iterable for now: ``limit`` items are out and not yet consumed.
         Once the consumer caught up by half, ``wake()`` is called."""
         if self._limit is None:
-            self._limit = limit
+            if self._buffer is not None:
+                self._limit = self._buffer
+                self._resume = self._buffer - 1
+            else:
+                self._limit = limit
+                self._resume = limit // 2
             self._wake = wake
         if self._sent - self._yielded < self._limit:
             return False
@@ -245,14 +286,29 @@ class IMapIterator(object):
     def _set(self, i, obj):
         with self._cond:
             self._chunks[i] = obj
+            if obj[0]:
+                self.done += len(obj[1])
             self._cond.notify()
-            self._check_done()
+            complete = self._check_done()
+        if self._progress is not None:
+            self._report(complete)
 
-    def _set_length(self, length):
+    def _set_length(self, length, items=None):
+        """The source ended after ``length`` chunks (``items`` items)."""
         with self._cond:
             self._length = length
+            if items is not None:
+                self.total = items
             self._cond.notify()
-            self._check_done()
+            complete = self._check_done()
+        if self._progress is not None:
+            self._report(complete)
+
+    def _report(self, complete):
+        if complete:
+            self._progress.finish(self.done, self.total)
+        else:
+            self._progress.update(self.done, self.total)
 
     def _abort(self, exc):
         """End the iteration with ``exc`` at the first missing position."""
@@ -269,11 +325,15 @@ class IMapIterator(object):
             self._length = gap + 1
             self._cond.notify_all()
             self._cache.pop(self._job, None)
+        if self._progress is not None:
+            self._report(True)
 
     def _check_done(self):
         if self._length is not None and (
                 self._index + len(self._chunks) >= self._length):
             self._cache.pop(self._job, None)
+            return True
+        return False
 
 
 class IMapUnorderedIterator(IMapIterator):
@@ -284,11 +344,14 @@ class IMapUnorderedIterator(IMapIterator):
             ok, value = obj
             if ok:
                 self._items.extend(value)
+                self.done += len(value)
             else:
                 self._items.append(_Failure(value))
             self._index += 1
             self._cond.notify()
-            self._check_done()
+            complete = self._check_done()
+        if self._progress is not None:
+            self._report(complete)
 
     def _advance(self):
         return False
@@ -302,6 +365,8 @@ class IMapUnorderedIterator(IMapIterator):
             self._length = self._index
             self._cond.notify_all()
             self._cache.pop(self._job, None)
+        if self._progress is not None:
+            self._report(True)
 
     def _advance_possible(self):
         return bool(self._items) or (

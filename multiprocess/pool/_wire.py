@@ -34,11 +34,14 @@ _K_JOBDEF = _native.POOL_K_JOBDEF        # the job's callable
 _K_FORGET = _native.POOL_K_FORGET        # job ids (little-endian u64) to drop
 _K_QUIT = _native.POOL_K_QUIT
 _K_APPLY_WAITED = _native.POOL_K_APPLY_WAITED   # its caller waits for it
+_K_APPLY_TIMED = _native.POOL_K_APPLY_TIMED     # under task_timeout
+_K_JOBDEF_TIMED = _native.POOL_K_JOBDEF_TIMED   # flag byte, callable
 # worker -> parent
 _K_ACK = _native.POOL_K_ACK              # the task is starting
 _K_OK = _native.POOL_K_OK                # the value
 _K_ERR = _native.POOL_K_ERR              # see _error_payload
 _K_INITFAIL = _native.POOL_K_INITFAIL    # the initializer raised; as _K_ERR
+_K_PART = _native.POOL_K_PART            # u64 task id, one call's value
 
 # Frames at least this large are read by the worker into a buffer of their
 # own size (see _FrameReader.big_frame) and sent by the parent from the
@@ -48,6 +51,15 @@ _BIG_FRAME = _native.POOL_BIG
 # The word a worker writes the id of the task it starts into (see
 # _Engine's ack map and the worker loop).
 _ACK = struct.Struct('<Q')
+# Under task_timeout the worker also stamps, behind it, each call it starts:
+# a sequence byte (odd while it writes) then (task id, index of the call in
+# the chunk, CLOCK_MONOTONIC ns at its start), read by the engine only when
+# the byte is even and unchanged across the read.
+_STAMP_SEQ = 8
+_STAMP_AT = 16
+_STAMP = struct.Struct('<QQQ')
+_ACK_SIZE = _STAMP_AT + _STAMP.size
+_PART_ID = struct.Struct('<Q')
 
 
 def _frame(kind, task=0, job=0, payload=b''):

@@ -8,15 +8,18 @@ import os
 import pickle
 import struct
 import sys
+import time
 
 import _multiprocess as _native
 
 from .. import util
 from ._errors import (ExceptionWithTraceback, MaybeEncodingError,
                       _format_tb, traceback)
-from ._wire import (_ACK, _K_ACK, _K_APPLY, _K_APPLY_WAITED, _K_ERR,
-                    _K_FORGET, _K_INITFAIL, _K_JOBDEF, _K_MAP, _K_OK,
-                    _K_QUIT, _FrameReader, _dumps, _error_payload, _frame,
+from ._wire import (_ACK, _ACK_SIZE, _K_ACK, _K_APPLY, _K_APPLY_TIMED,
+                    _K_APPLY_WAITED, _K_ERR, _K_FORGET, _K_INITFAIL,
+                    _K_JOBDEF, _K_JOBDEF_TIMED, _K_MAP, _K_OK, _K_PART,
+                    _K_QUIT, _K_STARMAP, _PART_ID, _STAMP, _STAMP_AT,
+                    _STAMP_SEQ, _FrameReader, _dumps, _error_payload, _frame,
                     _loads_chunk, _write_all)
 
 
@@ -64,8 +67,62 @@ def _read_some(fd, spin=False):
             return b''
 
 
+def _stamp(ack_map, task, index):
+    """Tell the engine that call ``index`` of ``task`` starts now (see
+    _STAMP in _wire): it measures task_timeout from here."""
+    if ack_map is None:
+        return      # no shared word: the engine measures from sending
+    seq = ack_map[_STAMP_SEQ]
+    ack_map[_STAMP_SEQ] = (seq + 1) & 0xff
+    _STAMP.pack_into(ack_map, _STAMP_AT, task, index, time.monotonic_ns())
+    ack_map[_STAMP_SEQ] = (seq + 2) & 0xff
+
+
+def _run_timed(func, items, star, task, ack_map, result_fd, pending):
+    """A chunk under task_timeout: each call stamped as it starts; with
+    ``result_fd`` each value but the last is sent at once as a part (an
+    imap's chunk keeps the values computed before a call that times out).
+    Returns the values not sent."""
+    values = []
+    last = len(items) - 1
+    for i, item in enumerate(items):
+        _stamp(ack_map, task, i)
+        value = func(*item) if star else func(item)
+        if result_fd is None or i == last:
+            values.append(value)
+            continue
+        try:
+            part = _dumps(value)
+        except BaseException as why:
+            raise MaybeEncodingError(why, value) from None
+        pending += _frame(_K_PART, 0, 0, _PART_ID.pack(task) + part)
+        _write_all(result_fd, pending)
+        pending.clear()
+    return values
+
+
+class _Memory:
+    """This process's resident set size, read from /proc (max_memory_per_child)."""
+
+    def __init__(self):
+        self.page = os.sysconf('SC_PAGE_SIZE')
+        try:
+            self.fd = os.open('/proc/self/statm', os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = None
+
+    def resident(self):
+        if self.fd is not None:
+            try:
+                return int(os.pread(self.fd, 128, 0).split()[1]) * self.page
+            except (OSError, ValueError, IndexError):
+                pass
+        import resource     # peak, not current: the best left
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
-                wrap_exception, ack_map=None):
+                wrap_exception, ack_map=None, max_memory=None):
     """The task loop of one pool worker process."""
     if initializer is not None:
         try:
@@ -80,6 +137,8 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             return 1
     reader = _FrameReader()
     funcs = {}
+    timed = {}          # job id -> send parts (bool), jobs under task_timeout
+    memory = _Memory() if max_memory is not None else None
     pending = bytearray()        # frames not yet written to the parent
     done = 0
     waited = False               # the last task's caller waits for it
@@ -105,9 +164,17 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             except BaseException as exc:
                 funcs[job] = (False, exc)
             continue
+        if kind == _K_JOBDEF_TIMED:
+            timed[job] = payload[0] == 1
+            try:
+                funcs[job] = (True, pickle.loads(memoryview(payload)[1:]))
+            except BaseException as exc:
+                funcs[job] = (False, exc)
+            continue
         if kind == _K_FORGET:
             for j in struct.unpack('<%dQ' % (len(payload) // 8), payload):
                 funcs.pop(j, None)
+                timed.pop(j, None)
             continue
         if kind == _K_QUIT:
             break
@@ -126,13 +193,22 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
             if kind == _K_APPLY or waited:
                 func, args, kwds = pickle.loads(payload)
                 value = func(*args, **kwds)
+            elif kind == _K_APPLY_TIMED:
+                func, args, kwds = pickle.loads(payload)
+                _stamp(ack_map, task, 0)
+                value = func(*args, **kwds)
             else:
                 known, func = funcs.get(job, (False, None))
                 if not known:
                     raise func if func is not None else RuntimeError(
                         'pool worker got a chunk of unknown job %d' % job)
                 items = _loads_chunk(payload)
-                if kind == _K_MAP:
+                parts = timed.get(job)
+                if parts is not None:
+                    value = _run_timed(func, items, kind == _K_STARMAP, task,
+                                       ack_map, result_fd if parts else None,
+                                       pending)
+                elif kind == _K_MAP:
                     value = list(map(func, items))
                 else:
                     value = list(itertools.starmap(func, items))
@@ -148,13 +224,18 @@ def _run_worker(task_fd, result_fd, initializer, initargs, maxtasks,
         value = func = None
         pending += out
         done += 1
+        if memory is not None and memory.resident() > max_memory:
+            # replaced as after maxtasksperchild: the tasks still queued in
+            # our pipe were never acknowledged, the engine sends them on
+            break
     if pending:
         _write_all(result_fd, pending)
     return 0
 
 
 def _pool_worker_entry(task_conn, result_conn, initializer, initargs,
-                       maxtasks, wrap_exception, inherited_fds, ack_end=None):
+                       maxtasks, wrap_exception, inherited_fds, ack_end=None,
+                       max_memory=None):
     """Target of every worker process."""
     for fd in inherited_fds:
         # Under fork the child inherits the parent's ends of the other
@@ -166,10 +247,10 @@ def _pool_worker_entry(task_conn, result_conn, initializer, initargs,
     task_fd, result_fd = task_conn.fd, result_conn.fd
     ack_map = None
     if ack_end is not None:
-        ack_map = mmap.mmap(ack_end.fd, _ACK.size)
+        ack_map = mmap.mmap(ack_end.fd, _ACK_SIZE)
         ack_end.close()
     code = _run_worker(task_fd, result_fd, initializer, initargs,
-                       maxtasks, wrap_exception, ack_map)
+                       maxtasks, wrap_exception, ack_map, max_memory)
     if code:
         sys.exit(code)
 
