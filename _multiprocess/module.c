@@ -64,6 +64,11 @@ static PyModuleDef_Slot mp_slots[] = {
     {Py_mod_exec, (void *)mp_poolengine_exec},
     {Py_mod_exec, (void *)mp_plainpickle_exec},
     {Py_mod_exec, (void *)mp_plainunpickle_exec},
+#ifdef Py_mod_gil
+    /* True: the types' state is serialised by the GIL, so a free-threaded
+     * interpreter turns it back on when importing this (compat.h). */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

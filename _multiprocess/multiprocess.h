@@ -16,12 +16,18 @@
  *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
  *                 written without the general pickler
  *   plainunpickle.c  and read without the general unpickler
+ *
+ * compat.h holds every difference between the Python versions the core
+ * builds for (3.10 to 3.13, free-threaded builds); the .c files have no
+ * version tests of their own.
  */
 #ifndef MULTIPROCESS_NATIVE_H
 #define MULTIPROCESS_NATIVE_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "compat.h"     /* what differs between Python versions */
 
 #include <poll.h>
 #include <time.h>

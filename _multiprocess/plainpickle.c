@@ -242,18 +242,6 @@ is_plain_type(PyTypeObject *type)
            is_memoized_kind(type);
 }
 
-/* The value of an int of at most one digit, which is most of them; read
- * from the 3.11 layout directly (3.12 changed it), saving a call per int. */
-#if PY_VERSION_HEX < 0x030C0000
-#define SMALL_INT(obj, out) \
-    (Py_SIZE(obj) == 0 ? (*(out) = 0, 1) \
-     : Py_SIZE(obj) == 1 || Py_SIZE(obj) == -1 \
-     ? (*(out) = (long long)Py_SIZE(obj) * \
-                 (long long)((PyLongObject *)(obj))->ob_digit[0], 1) : 0)
-#else
-#define SMALL_INT(obj, out) 0
-#endif
-
 /* Room for what put_int writes at most. */
 #define INT_ROOM 10
 
@@ -294,7 +282,7 @@ static int
 save_int(encoder *e, PyObject *obj)
 {
     long long v;
-    if (!SMALL_INT(obj, &v)) {
+    if (!mp_long_compact(obj, &v)) {
         int overflow;
         v = PyLong_AsLongLongAndOverflow(obj, &overflow);
         if (overflow) {
@@ -392,7 +380,7 @@ save_list_items(encoder *e, PyObject *list)
             PyObject *item = PyList_GET_ITEM(list, i);
             long long v;
             /* the commonest item, written here without a call */
-            if (Py_IS_TYPE(item, &PyLong_Type) && SMALL_INT(item, &v) &&
+            if (Py_IS_TYPE(item, &PyLong_Type) && mp_long_compact(item, &v) &&
                 e->cap - e->len >= INT_ROOM) {
                 put_int(e, v);
                 continue;

@@ -165,6 +165,7 @@ memo_put(decoder *d, Py_ssize_t index, PyObject *obj)
 /* Move n stack references onto the end of an exact list, growing its
  * storage by half, or to what the rest of the input could hold (see
  * BIG_LISTS).  PyMem, as listobject.c allocates it. */
+#if MP_OWNS_LIST_STORAGE
 static int
 list_take(decoder *d, PyObject *list, PyObject **items, Py_ssize_t n)
 {
@@ -221,6 +222,32 @@ trim(PyObject *list)
         }
     }
 }
+#else
+/* Free-threaded builds (compat.h): the list's storage belongs to the
+ * interpreter, so items go in through the public API.  On failure the
+ * stack still owns all n references, as above. */
+static int
+list_take(decoder *d, PyObject *list, PyObject **items, Py_ssize_t n)
+{
+    (void)d;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyList_Append(list, items[i]) < 0) {
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(items[i]);
+    }
+    return 0;
+}
+
+/* Nothing is ever reserved there (d->nbig stays 0). */
+static void
+trim(PyObject *list)
+{
+    (void)list;
+}
+#endif
 
 /* Set n/2 key/value pairs from stack references into an exact dict; the
  * references are released either way. */
