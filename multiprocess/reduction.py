@@ -482,6 +482,17 @@ def _marshalled(code):
     return blob, doc
 
 
+if sys.version_info >= (3, 11):
+    def _default_qualname(code):
+        """The __qualname__ of a function made from code without one."""
+        return code.co_qualname
+else:
+    def _default_qualname(code):
+        # 3.10's code objects have no co_qualname: a function made from
+        # one is named after co_name
+        return code.co_name
+
+
 def _plain_value(value):
     return type(value) in _SCALARS or (isinstance(value, type)
                                       and _named(value, False))
@@ -534,7 +545,7 @@ def _plain_function(func, cautious):
         attrs['__defaults__'] = func.__defaults__
     if func.__kwdefaults__ is not None:
         attrs['__kwdefaults__'] = func.__kwdefaults__
-    if func.__qualname__ != code.co_qualname:
+    if func.__qualname__ != _default_qualname(code):
         attrs['__qualname__'] = func.__qualname__
     if modname != space.get('__name__'):
         attrs['__module__'] = modname
@@ -763,7 +774,9 @@ def _first_sight(obj):
                                     where[1]) is kind:
         register(kind, late)
         return late(obj)
-    if isinstance(obj, type):       # a class with a custom metaclass
+    # a class with a custom metaclass (asked of its type: on 3.10 a
+    # GenericAlias such as list[int] passes isinstance(obj, type))
+    if issubclass(kind, type):
         verdict = _reduce_class
     else:
         verdict = _PLAIN
@@ -874,12 +887,26 @@ class _Payload:
         return _load_dill, (self.blob,)
 
 
+if sys.version_info >= (3, 11):
+    def _add_note(error, note):
+        error.add_note(note)
+else:
+    def _add_note(error, note):
+        # 3.10 has no add_note: keep the note where 3.11 does, in
+        # __notes__ (3.10's traceback does not print it)
+        notes = getattr(error, '__notes__', None)
+        if not isinstance(notes, list):
+            notes = []
+            error.__notes__ = notes
+        notes.append(note)
+
+
 def _whole_object_fallback(obj, protocol, error):
     try:
         blob = _dill_blob(obj)
     except Exception as dill_error:
-        error.add_note('dill could not serialize it either: %s: %s'
-                       % (type(dill_error).__name__, dill_error))
+        _add_note(error, 'dill could not serialize it either: %s: %s'
+                  % (type(dill_error).__name__, dill_error))
         raise error from None
     return pickle.dumps(_Payload(blob), protocol)
 

@@ -498,6 +498,11 @@ def spawnv_passfds(path, args, passfds):
     keep = tuple(sorted({*map(int, passfds), err_w}))
     try:
         no_fd = -1
+        if sys.version_info >= (3, 11):
+            # 3.11 added process_group (before gid) and the vfork switch
+            ids, last = (-1, None, None, None), (subprocess._USE_VFORK,)
+        else:
+            ids, last = (None, None, None), ()
         pid = _posixsubprocess.fork_exec(
             args, [os.fsencode(path)],
             True, keep,              # close_fds, fds to keep
@@ -505,9 +510,9 @@ def spawnv_passfds(path, args, passfds):
             no_fd, no_fd, no_fd, no_fd, no_fd, no_fd,   # std streams as-is
             err_r, err_w,            # the child reports exec errors here
             False, False,            # restore_signals, start_new_session
-            -1, None, None, None,    # process_group, gid, gids, uid
+            *ids,                    # [process_group], gid, gids, uid
             -1, None,                # umask, preexec_fn
-            subprocess._USE_VFORK)
+            *last)
         os.close(err_w)
         err_w = -1
         report = _read_all(err_r)

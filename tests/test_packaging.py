@@ -33,9 +33,18 @@ def _tracked_files():
     return [p for p in r.stdout.decode().split("\0") if p]
 
 
+def _has_build_package():
+    """Whether `python -m build` is the PyPA tool.  `pip install .` leaves
+    setuptools' build/ folder in the checkout, and from there (the current
+    directory is on sys.path) find_spec("build") finds that folder as a
+    namespace package, which has no origin."""
+    spec = importlib.util.find_spec("build")
+    return spec is not None and spec.origin is not None
+
+
 @pytest.fixture(scope="module")
 def sdist_names(tmp_path_factory):
-    if importlib.util.find_spec("build") is None:
+    if not _has_build_package():
         pytest.skip("the 'build' package is not installed (pip install build)")
     if importlib.util.find_spec("setuptools") is None:
         pytest.skip("setuptools is not installed (the sdist is built without isolation)")
@@ -48,7 +57,7 @@ def sdist_names(tmp_path_factory):
     r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation",
                         "--outdir", str(out), str(src)],
                        capture_output=True, text=True, timeout=240,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, cwd=str(out))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (archive,) = out.glob("*.tar.gz")
     with tarfile.open(archive) as tar:
@@ -80,7 +89,11 @@ def test_sdist_has_package_tests_docs_and_examples(sdist_names):
 
 def test_tests_are_mapped_to_multiprocess_tests():
     # pyproject.toml installs this directory as the package multiprocess.tests
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        # the test extra installs tomli on 3.10 (tomllib arrived in 3.11)
+        tomllib = pytest.importorskip("tomli", reason="tomli is not installed")
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         cfg = tomllib.load(f)["tool"]["setuptools"]
     assert cfg["package-dir"]["multiprocess.tests"] == "tests"

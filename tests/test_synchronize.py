@@ -3,6 +3,7 @@ events and barriers, within one process and across processes."""
 import gc
 import os
 import pickle
+import sys
 import threading
 import time
 
@@ -379,7 +380,8 @@ def test_barrier_wait_times_out_and_breaks():
         barrier.wait()
     assert time.monotonic() - start >= 0.15
     assert barrier.broken
-    assert 'broken' in repr(barrier)
+    if sys.version_info >= (3, 11):     # threading.Barrier's repr (3.11+)
+        assert 'broken' in repr(barrier)
 
 
 @pytest.mark.timeout(30)
