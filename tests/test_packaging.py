@@ -46,8 +46,9 @@ def _has_build_package():
 def sdist_names(tmp_path_factory):
     if not _has_build_package():
         pytest.skip("the 'build' package is not installed (pip install build)")
-    if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("setuptools is not installed (the sdist is built without isolation)")
+    for name in ("setuptools", "wheel"):       # pyproject's build requirements
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed (the sdist is built without isolation)")
     src = tmp_path_factory.mktemp("src")
     for rel in _tracked_files():
         if os.path.isfile(os.path.join(ROOT, rel)):

@@ -183,7 +183,25 @@ def prepare(workdir, target, methods, stubs=False):
                     f"test.support.LONG_TIMEOUT = min(test.support.LONG_TIMEOUT, {LONG_TIMEOUT_CAP})\n"
                     + (f"import _mpconf_stubs\n_mpconf_stubs.install({target!r})\n" if stubs else "") +
                     f"import {suite_module(target)} as _suite\n"
-                    f"_suite.install_tests_in_module_dict(globals(), {method!r}, {args})\n")
+                    + _install_tests(method, group, args))
+
+
+if sys.version_info >= (3, 11):
+    def _install_tests(method, group, args):
+        return f"_suite.install_tests_in_module_dict(globals(), {method!r}, {args})\n"
+else:
+    def _install_tests(method, group, args):
+        # 3.10's install_tests_in_module_dict has no only_type/exclude_types:
+        # install every class, then keep the group's (named as group_of says)
+        prefixes = tuple("With" + g.capitalize() for g in GROUPS if g != "misc")
+        keep = (f"_n.startswith({'With' + group.capitalize()!r})" if group != "misc"
+                else f"not _n.startswith({prefixes!r})")
+        return (f"_suite.install_tests_in_module_dict(globals(), {method!r})\n"
+                "import unittest as _unittest\n"
+                "for _n, _v in list(globals().items()):\n"
+                "    if (isinstance(_v, type) and issubclass(_v, _unittest.TestCase)\n"
+                f"            and not ({keep})):\n"
+                "        del globals()[_n]\n")
 
 
 # ----------------------------------------------------------------------------
