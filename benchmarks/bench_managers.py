@@ -1,85 +1,60 @@
-"""Manager benchmarks: multiprocess.managers against the standard library's
-(and the PyPI multiprocess with --pypi DIR).
+"""Manager cases of the benchmark suite (run by harness.py; see bench.py).
 
-    python benchmarks/bench_managers.py [--quick] [--only dict_set_get]
-    python benchmarks/bench_managers.py --pypi /work/pypi-mp
+    python benchmarks/bench_managers.py [--quick] [--only dict_set_get] [--pypi DIR]
 
-Every (case, implementation) runs in a fresh subprocess with the same
-environment; implementations alternate run by run (this machine's load
-drifts) and the best of --repeat runs is kept.  Times are per operation;
-the ratio is stdlib time / our time (above 1: ours is faster).
+is `python benchmarks/bench.py --group managers`.  Managers use the fork
+start method.
 """
-import argparse
-import os
-import subprocess
+import importlib
 import sys
 import time
 
-CASES = {}
+from harness import best_slices, case, main
 
 
-def case(name, target, unit):
-    def deco(fn):
-        CASES[name] = (fn, target, unit)
-        return fn
-    return deco
+def _manager(mp):
+    return mp.get_context("fork").Manager()
 
 
-def _timed(fn, n, rounds=10):
-    """Best per-operation time over ``rounds`` slices of ``n`` operations:
-    the machine is shared, and a slice that lost the CPU says nothing about
-    the code."""
-    per_round = max(1, n // rounds)
-    best = float('inf')
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn(per_round)
-        best = min(best, (time.perf_counter() - t) / per_round)
-    return best
-
-
-@case('dict_set_get', target=1.5, unit='set + get')
-def b_dict(mp, quick):
+@case("dict_set_get", n=10_000, quick_n=2_000, smoke_n=10, target=1.5, unit="set + get")
+def b_dict(mp, n):
     """d[k] = i then d[k] through a DictProxy: two round trips."""
-    n = 2_000 if quick else 10_000
-    with mp.Manager() as m:
+    with _manager(mp) as m:
         d = m.dict()
 
-        def loop(n):
-            for i in range(n):
-                d['key'] = i
-                d['key']
+        def loop(k):
+            for i in range(k):
+                d["key"] = i
+                d["key"]
         loop(200)
-        return _timed(loop, n)
+        return best_slices(loop, n)
 
 
-@case('list_append', target=1.5, unit='append')
-def b_list_append(mp, quick):
-    """ListProxy.append: one round trip."""
-    n = 4_000 if quick else 20_000
-    with mp.Manager() as m:
-        lst = m.list()
-        append = lst.append
+@case("list_append", n=20_000, quick_n=4_000, smoke_n=10, target=1.5,
+      busy=True, busy_n=5_000, unit="append")
+def b_list_append(mp, n):
+    """ListProxy.append: one manager method call, one round trip."""
+    with _manager(mp) as m:
+        append = m.list().append
 
-        def loop(n):
-            for i in range(n):
+        def loop(k):
+            for i in range(k):
                 append(i)
         loop(200)
-        return _timed(loop, n)
+        return best_slices(loop, n)
 
 
-@case('create_proxy', target=1.0, unit='m.dict() + release')
-def b_create(mp, quick):
+@case("create_proxy", n=1_500, quick_n=300, smoke_n=2, unit="m.dict() + release")
+def b_create(mp, n):
     """Make a managed dict and drop its proxy (create, then decref)."""
-    n = 300 if quick else 1_500
-    with mp.Manager() as m:
+    with _manager(mp) as m:
         make = m.dict
 
-        def loop(n):
-            for _ in range(n):
+        def loop(k):
+            for _ in range(k):
                 make()
         loop(20)
-        return _timed(loop, n)
+        return best_slices(loop, n)
 
 
 def _accept_forever(listener):
@@ -90,93 +65,83 @@ def _accept_forever(listener):
             pass
 
 
-@case('connect_authenticate', target=1.0, unit='connect')
-def b_connect(mp, quick):
+@case("connect_authenticate", n=1_500, quick_n=300, smoke_n=2, unit="connect")
+def b_connect(mp, n):
     """connection.Client to a Listener in another process, with authkey."""
-    import importlib
-    conn_mod = importlib.import_module(mp.__name__ + '.connection')
-    n = 300 if quick else 1_500
-    key = b'benchmark-key'
-    listener = conn_mod.Listener(family='AF_UNIX', authkey=key, backlog=64)
-    server = mp.get_context('fork').Process(target=_accept_forever,
+    conn_mod = importlib.import_module(mp.__name__ + ".connection")
+    key = b"benchmark-key"
+    listener = conn_mod.Listener(family="AF_UNIX", authkey=key, backlog=64)
+    server = mp.get_context("fork").Process(target=_accept_forever,
                                             args=(listener,), daemon=True)
     server.start()
     try:
-        def loop(n):
-            for _ in range(n):
+        def loop(k):
+            for _ in range(k):
                 conn_mod.Client(listener.address, authkey=key).close()
         loop(20)
-        return _timed(loop, n)
+        return best_slices(loop, n)
     finally:
         server.terminate()
         server.join()
         listener.close()
 
 
-def child_main(impl, name, quick):
-    mp = __import__(impl)
-    fn = CASES[name][0]
-    print(repr(fn(mp, quick)))
+# ----------------------------------------------------------------------------
+# manager locks (issue #13)
+
+@case("manager_lock_roundtrip", n=5_000, quick_n=1_000, smoke_n=10,
+      busy=True, busy_n=2_000, unit="acquire+release")
+def b_manager_lock(mp, n):
+    """acquire()+release() of a Manager().Lock() from one process: two round trips."""
+    with _manager(mp) as m:
+        lk = m.Lock()
+
+        def loop(k):
+            for _ in range(k):
+                lk.acquire()
+                lk.release()
+        loop(100)
+        return best_slices(loop, n)
 
 
-def run_one(impl, name, quick, pypi=None):
-    env = dict(os.environ)
-    env.setdefault('MALLOC_MMAP_THRESHOLD_', str(32 * 1024 * 1024))
-    env.pop('PYTHONPATH', None)
-    if pypi:
-        env['PYTHONPATH'] = pypi
-    here = os.path.abspath(__file__)
-    out = subprocess.run(
-        [sys.executable, here, '--child', impl, name] + (['--quick'] if quick else []),
-        capture_output=True, text=True, env=env, timeout=600,
-        cwd=os.path.dirname(here) if pypi else None)
-    if out.returncode != 0:
-        raise RuntimeError(f'{impl} {name} failed:\n{out.stderr}')
-    return float(out.stdout.strip().splitlines()[-1])
+def _lock_worker(lk, count):
+    for _ in range(count):
+        lk.acquire()
+        lk.release()
 
 
-def fmt(seconds):
-    for unit, scale in (('s', 1), ('ms', 1e-3), ('us', 1e-6), ('ns', 1e-9)):
-        if seconds >= scale:
-            return f'{seconds / scale:.3g} {unit}'
-    return f'{seconds / 1e-9:.3g} ns'
+def _contended(mp, n, procs):
+    """One run: `procs` processes each doing n acquire+release on one lock;
+    the wall time from the first start to the last join."""
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as m:
+        lk = m.Lock()
+        _lock_worker(lk, 10)
+        ps = [ctx.Process(target=_lock_worker, args=(lk, n)) for _ in range(procs)]
+        t = time.perf_counter()
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+        dt = time.perf_counter() - t
+    if any(p.exitcode for p in ps):
+        raise RuntimeError("a lock worker failed")
+    return dt
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--quick', action='store_true')
-    ap.add_argument('--only', action='append')
-    ap.add_argument('--repeat', type=int, default=5)
-    ap.add_argument('--pypi', help='directory with the PyPI multiprocess')
-    ap.add_argument('--child', nargs=2, metavar=('IMPL', 'CASE'))
-    args = ap.parse_args()
-    if args.child:
-        return child_main(args.child[0], args.child[1], args.quick)
-    impls = [('stdlib', 'multiprocessing', None), ('ours', 'multiprocess', None)]
-    if args.pypi:
-        impls.append(('pypi', 'multiprocess', args.pypi))
-    print(f'Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of '
-          f'{args.repeat}; ratio = stdlib/ours (>1: ours faster)')
-    head = '| case | ' + ' | '.join(i[0] for i in impls) + ' | stdlib/ours | target |'
-    if args.pypi:
-        head += ' pypi/ours |'
-    print(head)
-    print('|' + '---|' * (head.count('|') - 1))
-    for name, (fn, target, unit) in CASES.items():
-        if args.only and name not in args.only:
-            continue
-        best = {label: float('inf') for label, _, _ in impls}
-        for _ in range(args.repeat):
-            for label, impl, path in impls:
-                best[label] = min(best[label], run_one(impl, name, args.quick, path))
-        ratio = best['stdlib'] / best['ours']
-        verdict = 'ok' if ratio >= target else 'MISS'
-        row = (f'| {name} ({unit}) | ' + ' | '.join(fmt(best[l]) for l, _, _ in impls)
-               + f' | {ratio:.2f}x | >={target:.2f}x {verdict} |')
-        if args.pypi:
-            row += f' {best["pypi"] / best["ours"]:.2f}x |'
-        print(row, flush=True)
+@case("manager_lock_contended_4", n=200, quick_n=200, smoke_n=10, busy=True,
+      unit="acquire+release x 4 procs")
+def b_manager_lock_4(mp, n):
+    """4 processes each doing 200 acquire+release on one Manager().Lock(); wall time."""
+    return _contended(mp, n, 4)
 
 
-if __name__ == '__main__':
-    main()
+@case("manager_lock_contended_8", n=200, quick_n=200, smoke_n=10,
+      unit="acquire+release x 8 procs")
+def b_manager_lock_8(mp, n):
+    """8 processes each doing 200 acquire+release on one Manager().Lock(); wall time."""
+    return _contended(mp, n, 8)
+
+
+if __name__ == "__main__":
+    sys.exit(main(group="managers"))
