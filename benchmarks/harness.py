@@ -22,9 +22,10 @@ How a run goes (the reasons are in docs/performance.md, "The harness"):
 - Interleaving.  For each case, --rounds rounds; in each round every stream
   runs once, in an order rotated from round to round, so the machine's drift
   hits every stream alike.
-- Statistics.  A subprocess runs the case `repeat` times and reports each
-  time; a stream's time is the best of all its values (the least disturbed
-  run), the ratio is stdlib best / ours best (above 1: ours is faster).
+- Statistics.  A subprocess runs the case `repeat` times (the case's own
+  number, at most 2 in --quick, 1 in --smoke) and reports each time; a
+  stream's time is the best of all its values (the least disturbed run),
+  the ratio is stdlib best / ours best (above 1: ours is faster).
 - Busy variants.  A case registered with busy=True also runs as
   NAME_busy: the harness starts one process spinning in a Python loop per
   usable CPU right before each of that case's measuring subprocesses and
@@ -173,7 +174,7 @@ def measure(impl, names, mode, repeat=None):
     for name in names:
         c = CASES[name]
         n = c.n[mode]
-        reps = repeat or (1 if mode == "smoke" else c.repeat)
+        reps = repeat or {"full": c.repeat, "quick": min(c.repeat, 2), "smoke": 1}[mode]
         times = [c.fn(mp, n) / n for _ in range(reps)]
         out.append({"impl": impl, "case": name, "n": n, "times": times,
                     "module": mp and os.path.dirname(mp.__file__),
