@@ -350,6 +350,7 @@ def run_suite(ns, names):
     started = time.time()
     values = {n: {s: [] for s in streams_for(CASES[n], ns)} for n in names}
     errors = {n: {} for n in names}
+    wall = {n: 0.0 for n in names}
     versions = {}
     for job in _jobs(ns, names):
         first = CASES[job[0]]
@@ -357,7 +358,11 @@ def run_suite(ns, names):
         for r in range(rounds):
             k = r % len(streams)
             for impl in streams[k:] + streams[:k]:
-                for res in run_child(impl, job, ns, env, busy=first.busy):
+                t0 = time.time()
+                got = run_child(impl, job, ns, env, busy=first.busy)
+                for name in job:
+                    wall[name] += (time.time() - t0) / len(job)
+                for res in got:
                     name = res["case"]
                     check_module(impl, res, ns)
                     if "error" in res:
@@ -374,7 +379,7 @@ def run_suite(ns, names):
     for name in names:
         c = CASES[name]
         entry = c.describe()
-        entry.update(n=c.n[ns.mode], values=values[name])
+        entry.update(n=c.n[ns.mode], values=values[name], seconds=round(wall[name], 2))
         entry.update(summarize(c, values[name], errors[name]))
         results[name] = entry
     try:

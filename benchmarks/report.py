@@ -130,6 +130,12 @@ def summary(data):
 COLORS = {"ours": "#1f77b4", "pypi": "#ff7f0e"}
 
 
+def _tick(v):
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2g}"
+
+
 def svg_chart(data, title=None):
     rows = [(n, e) for n, e in data["cases"].items() if not e.get("floor_of")]
     impls = ["ours"] + (["pypi"] if data["meta"].get("pypi") else [])
@@ -152,9 +158,9 @@ def svg_chart(data, title=None):
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>']
     m = data["meta"]
-    title = title or (f"Speed-up against the stdlib, Python {m['python']} "
-                      f"({m['mode']} run, {m['started']}); log scale")
-    out.append(f'<text x="{label_w}" y="18" font-size="13" font-weight="bold">'
+    title = title or (f"Speed-up against the stdlib, Python {m['python']}, "
+                      f"{m['mode']} run of {m['started']} (log scale)")
+    out.append(f'<text x="10" y="18" font-size="13" font-weight="bold">'
                f'{escape(title)}</text>')
     lx = label_w
     for i in impls:
@@ -164,8 +170,9 @@ def svg_chart(data, title=None):
         lx += 190
     out.append(f'<rect x="{lx}" y="28" width="12" height="10" fill="#ddd"/>'
                f'<text x="{lx + 16}" y="37">A/A noise band</text>')
-    # grid: every half decade
-    e = lo_e
+    # grid: every half decade over a short span, else every decade
+    step = 0.5 if hi_e - lo_e <= 3 else 1.0
+    e = math.ceil(lo_e / step) * step
     while e <= hi_e + 1e-9:
         v = 10 ** e
         gx = x(v)
@@ -174,8 +181,8 @@ def svg_chart(data, title=None):
                    f'y2="{top + row_h * len(rows)}" stroke="{"#333" if strong else "#ccc"}" '
                    f'stroke-width="{1.2 if strong else 0.6}"/>')
         out.append(f'<text x="{gx:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
-                   f'{v:.3g}x</text>')
-        e += 0.5
+                   f'{_tick(v)}x</text>')
+        e += step
     for k, (name, entry) in enumerate(rows):
         y0 = top + k * row_h
         band = entry.get("band")
