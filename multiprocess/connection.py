@@ -30,6 +30,7 @@ import operator
 import os
 import pickle
 import socket
+import sys
 
 import _multiprocess as _core
 
@@ -425,9 +426,9 @@ class Listener(_ClosesOnExit):
     """Accepts connections made with Client() on ``address``.
 
     ``family`` defaults to the one ``address`` implies, and ``address`` to a
-    fresh one of ``family``.  With a (non-empty) ``authkey`` every accepted
-    peer must prove it knows the same key, else accept() raises
-    AuthenticationError.
+    fresh one of ``family``.  With an ``authkey`` (bytes; b'' is a key too)
+    every accepted peer must prove it knows the same key, else accept()
+    raises AuthenticationError.
     """
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None):
@@ -446,7 +447,7 @@ class Listener(_ClosesOnExit):
         if listener is None:
             raise OSError('listener is closed')
         conn = listener.accept()
-        if self._authkey:
+        if self._authkey is not None:
             try:
                 deliver_challenge(conn, self._authkey)
                 answer_challenge(conn, self._authkey)
@@ -485,61 +486,170 @@ def Client(address, family=None, authkey=None):
 
 
 #
-# Authentication: the standard library's (3.11) HMAC-MD5 challenge/response,
-# so that either side may be stdlib multiprocessing.
+# Authentication.  Each side proves that it knows authkey by answering the
+# other's challenge; a listener challenges first, then answers the client.
+# A challenge is _CHALLENGE followed by a random message; the answer is an
+# HMAC of that message keyed with authkey, and the challenger replies
+# _WELCOME or _FAILURE.  Every handshake read is capped at _HANDSHAKE_MAX
+# bytes, so an unauthenticated peer cannot make us allocate more than that
+# (a longer frame raises OSError, see recv_bytes).
 #
-# The side that delivers a challenge sends CHALLENGE + MESSAGE_LENGTH random
-# bytes, expects the HMAC of those bytes keyed with authkey, and answers
-# WELCOME or FAILURE.  A listener delivers first, then answers the client's
-# challenge, so each side authenticates the other.  Every handshake read is
-# capped at _HANDSHAKE_MAX bytes: an unauthenticated peer cannot make us
-# allocate more than that (longer frames raise OSError, see recv_bytes).
+# The digests follow the running Python's standard library, so that either
+# peer may be stdlib multiprocessing of the same interpreter:
+#
+# * up to 3.11, the message is 20 random bytes and the answer is the bare
+#   16-byte HMAC-MD5;
+# * from 3.12, the message is a digest tag and 40 random bytes
+#   (b'{sha256}' + nonce) and the answer is tagged too: b'{name}' + the
+#   HMAC-name of the whole message, tag included, so a peer in the middle
+#   cannot swap the tag.  Untagged messages of the old lengths still come
+#   from peers of 3.11 and older: their 20-byte challenge gets a bare
+#   HMAC-MD5 back, and their bare 16-byte HMAC-MD5 of our (whole, tagged)
+#   challenge is accepted.  No tagged message has either length, so the two
+#   kinds cannot be mistaken for each other.
 #
 
-MESSAGE_LENGTH = 20
-CHALLENGE = b'#CHALLENGE#'
-WELCOME = b'#WELCOME#'
-FAILURE = b'#FAILURE#'
+_CHALLENGE = b'#CHALLENGE#'
+_WELCOME = b'#WELCOME#'
+_FAILURE = b'#FAILURE#'
 
 _HANDSHAKE_MAX = 256
-_DIGEST_NAME = 'md5'
+_LEGACY_MESSAGE_LENGTH = 20     # a challenge from a peer of 3.11 or older
+_LEGACY_ANSWER_LENGTH = 16      # its answer: an MD5 digest
+
+if sys.version_info >= (3, 12):
+    MESSAGE_LENGTH = 40
+    _ALLOWED_DIGESTS = frozenset(
+        (b'md5', b'sha256', b'sha384', b'sha3_256', b'sha3_384'))
+    _LONGEST_DIGEST_NAME = max(map(len, _ALLOWED_DIGESTS))
+else:
+    MESSAGE_LENGTH = _LEGACY_MESSAGE_LENGTH
+    # Public up to 3.11; 3.12 made them private.
+    CHALLENGE, WELCOME, FAILURE = _CHALLENGE, _WELCOME, _FAILURE
 
 
-def _keyed_digest(authkey, message):
-    import hmac
+def _check_key(authkey):
     if not isinstance(authkey, bytes):
         raise ValueError("Authkey must be bytes, not %s" % type(authkey))
-    return hmac.new(authkey, message, _DIGEST_NAME).digest()
 
 
-def deliver_challenge(connection, authkey):
-    """Challenge the peer to prove it knows ``authkey``; raise
-    AuthenticationError (after telling the peer) if it does not."""
+def _hmac(authkey, message, digest_name):
     import hmac
-    nonce = os.urandom(MESSAGE_LENGTH)
-    expected = _keyed_digest(authkey, nonce)
-    connection.send_bytes(CHALLENGE + nonce)
-    reply = connection.recv_bytes(_HANDSHAKE_MAX)
-    if isinstance(reply, bytes) and hmac.compare_digest(reply, expected):
-        connection.send_bytes(WELCOME)
-        return
-    connection.send_bytes(FAILURE)
-    raise AuthenticationError('digest received was wrong')
+    return hmac.new(authkey, message, digest_name).digest()
 
 
-def answer_challenge(connection, authkey):
-    """Prove to the peer that we know ``authkey``; raise
-    AuthenticationError if the peer rejects our answer."""
-    if not isinstance(authkey, bytes):
-        raise ValueError("Authkey must be bytes, not %s" % type(authkey))
+def _challenge(connection, authkey, message, verify):
+    # verify(authkey, message, answer) raises AuthenticationError on a
+    # wrong answer; the peer is told either way.
+    connection.send_bytes(_CHALLENGE + message)
+    answer = connection.recv_bytes(_HANDSHAKE_MAX)
+    try:
+        verify(authkey, message, answer)
+    except AuthenticationError:
+        connection.send_bytes(_FAILURE)
+        raise
+    connection.send_bytes(_WELCOME)
+
+
+def _answer(connection, authkey, respond):
     challenge = connection.recv_bytes(_HANDSHAKE_MAX)
-    if not challenge.startswith(CHALLENGE):
+    if not challenge.startswith(_CHALLENGE):
         raise AuthenticationError(
             'expected an authentication challenge, got %r' % challenge[:32])
-    connection.send_bytes(_keyed_digest(authkey, challenge[len(CHALLENGE):]))
-    verdict = connection.recv_bytes(_HANDSHAKE_MAX)
-    if verdict != WELCOME:
+    connection.send_bytes(respond(authkey, challenge[len(_CHALLENGE):]))
+    if connection.recv_bytes(_HANDSHAKE_MAX) != _WELCOME:
         raise AuthenticationError('digest sent was rejected')
+
+
+if sys.version_info >= (3, 12):
+    def _split_tag(message):
+        """``(digest name, rest)`` of a handshake message; the name is ''
+        for an untagged message of a legacy length (HMAC-MD5 is meant)."""
+        if len(message) in (_LEGACY_MESSAGE_LENGTH, _LEGACY_ANSWER_LENGTH):
+            return '', message
+        if message[:1] == b'{':
+            end = message.find(b'}', 1, _LONGEST_DIGEST_NAME + 2)
+            if end > 0 and message[1:end] in _ALLOWED_DIGESTS:
+                return message[1:end].decode('ascii'), message[end + 1:]
+        raise AuthenticationError(
+            'unsupported message length, missing digest prefix, '
+            'or unsupported digest: %r' % (message[:32],))
+
+    def _create_response(authkey, message):
+        """The answer to a challenge ``message``: tagged with the digest the
+        message names, or a bare HMAC-MD5 for an untagged legacy one."""
+        digest_name = _split_tag(message)[0]
+        if not digest_name:
+            try:
+                return _hmac(authkey, message, 'md5')
+            except ValueError:
+                # No MD5 in this build (FIPS mode): answer in the new
+                # protocol; a legacy peer will refuse it, as it must.
+                digest_name = 'sha256'
+        return b'{%s}%s' % (digest_name.encode('ascii'),
+                            _hmac(authkey, message, digest_name))
+
+    def _verify_challenge(authkey, message, response):
+        """Raise AuthenticationError unless ``response`` is a right answer
+        to ``message``, with the digest it names (bare: HMAC-MD5)."""
+        import hmac
+        digest_name, mac = _split_tag(response)
+        digest_name = digest_name or 'md5'
+        try:
+            expected = _hmac(authkey, message, digest_name)
+        except ValueError:
+            raise AuthenticationError(
+                'digest %r is unsupported here' % digest_name) from None
+        if len(mac) != len(expected):
+            raise AuthenticationError(
+                'expected a %s digest of %d bytes, got %d'
+                % (digest_name, len(expected), len(mac)))
+        if not hmac.compare_digest(mac, expected):
+            raise AuthenticationError('digest received was wrong')
+
+    def _respond(authkey, message):
+        if len(message) < _LEGACY_MESSAGE_LENGTH:
+            raise AuthenticationError(
+                'challenge too short: %d bytes' % len(message))
+        return _create_response(authkey, message)
+
+    def deliver_challenge(connection, authkey, digest_name='sha256'):
+        """Challenge the peer to prove it knows ``authkey`` (answering with
+        ``digest_name``, or with HMAC-MD5 if it predates 3.12); raise
+        AuthenticationError, after telling the peer, if it does not."""
+        _check_key(authkey)
+        message = b'{%s}%s' % (digest_name.encode('ascii'),
+                               os.urandom(MESSAGE_LENGTH))
+        _challenge(connection, authkey, message, _verify_challenge)
+
+    def answer_challenge(connection, authkey):
+        """Prove to the peer that we know ``authkey``; raise
+        AuthenticationError if the peer rejects our answer."""
+        _check_key(authkey)
+        _answer(connection, authkey, _respond)
+
+else:
+    def _verify_md5(authkey, message, response):
+        import hmac
+        if not (isinstance(response, bytes) and hmac.compare_digest(
+                response, _hmac(authkey, message, 'md5'))):
+            raise AuthenticationError('digest received was wrong')
+
+    def _respond_md5(authkey, message):
+        return _hmac(authkey, message, 'md5')
+
+    def deliver_challenge(connection, authkey):
+        """Challenge the peer to prove it knows ``authkey``; raise
+        AuthenticationError (after telling the peer) if it does not."""
+        _check_key(authkey)
+        _challenge(connection, authkey, os.urandom(MESSAGE_LENGTH),
+                   _verify_md5)
+
+    def answer_challenge(connection, authkey):
+        """Prove to the peer that we know ``authkey``; raise
+        AuthenticationError if the peer rejects our answer."""
+        _check_key(authkey)
+        _answer(connection, authkey, _respond_md5)
 
 
 #

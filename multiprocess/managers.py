@@ -264,10 +264,11 @@ class Server(object):
     def _welcome(self, conn, needs_handshake):
         if needs_handshake:
             try:
-                if self.authkey:
-                    with _receive_timeout(conn.fileno(), self.handshake_timeout):
-                        connection.deliver_challenge(conn, self.authkey)
-                        connection.answer_challenge(conn, self.authkey)
+                # An empty key is a key too: clients always take part in
+                # the handshake (Client only skips it for authkey=None).
+                with _receive_timeout(conn.fileno(), self.handshake_timeout):
+                    connection.deliver_challenge(conn, self.authkey)
+                    connection.answer_challenge(conn, self.authkey)
             except Exception as exc:
                 util.info('refused a client: %r', exc)
                 conn.close()

@@ -4,6 +4,7 @@ import os
 import resource
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -223,13 +224,67 @@ def test_client_without_key_is_refused_by_keyed_listener():
 
 
 @pytest.mark.timeout(30)
-def test_empty_authkey_on_listener_means_no_authentication():
+def test_empty_authkey_pair_connects_at_once():
+    # b'' is a key like any other (bpo-43952): both ends run the handshake,
+    # so neither waits for a challenge the other never sends.
     with Listener(authkey=b'') as l:
-        done = in_thread(client_round_trip, l.address)
+        done = in_thread(client_round_trip, l.address, b'')
         with l.accept() as conn:
-            conn.recv()
+            assert conn.recv()[0] == 'ping'
             conn.send('open')
-        assert done() == 'open'
+        assert done(10) == 'open'
+
+
+@pytest.mark.timeout(30)
+def test_empty_authkey_listener_refuses_client_with_a_key():
+    with Listener(authkey=b'') as l:
+        done = in_thread(client_round_trip, l.address, KEY)
+        with pytest.raises(AuthenticationError):
+            l.accept()
+        with pytest.raises(AuthenticationError):
+            done()
+
+
+@pytest.mark.timeout(30)
+def test_stdlib_client_with_empty_authkey_to_our_listener():
+    with Listener(authkey=b'') as l:
+        done = in_thread(client_round_trip, l.address, b'', std.Client)
+        with l.accept() as conn:
+            assert conn.recv()[0] == 'ping'
+            conn.send('open')
+        assert done(10) == 'open'
+
+
+def _stdlib_listener_challenges_empty_key():
+    # Older patch releases (3.10.x, 3.11 before the bpo-43952 fix, 3.12.1)
+    # skip the handshake in Listener for b'' while their Client runs it, so
+    # no Client can connect to them with b'', not even their own.
+    with std.Listener(authkey=b'') as l:
+        raw = connection.SocketClient(l.address)
+        try:
+            accepted = in_thread(l.accept)
+            challenged = raw.poll(5)
+            raw.close()
+            try:
+                accepted().close()
+            except Exception:
+                pass
+            return challenged
+        finally:
+            raw.close()
+
+
+@pytest.mark.timeout(30)
+def test_our_client_with_empty_authkey_to_stdlib_listener():
+    if not _stdlib_listener_challenges_empty_key():
+        pytest.skip("this Python's stdlib Listener skips the handshake for "
+                    "authkey=b'' while every Client runs it")
+    with std.Listener(authkey=b'') as l:
+        done = in_thread(client_round_trip, l.address, b'')
+        with l.accept() as conn:
+            assert conn.recv()[0] == 'ping'
+            conn.send('open')
+        assert done(10) == 'open'
 
 
 def test_deliver_challenge_rejects_bogus_digest():
@@ -244,13 +299,16 @@ def test_deliver_challenge_rejects_bogus_digest():
             sent.append(bytes(data))
     with pytest.raises(AuthenticationError):
         connection.deliver_challenge(Fake(), b'abc')
-    assert sent[0].startswith(connection.CHALLENGE)
-    assert len(sent[0]) == len(connection.CHALLENGE) + connection.MESSAGE_LENGTH
-    assert sent[-1] == connection.FAILURE
+    assert sent[0].startswith(connection._CHALLENGE)
+    tag = b'{sha256}' if sys.version_info >= (3, 12) else b''
+    assert sent[0][len(connection._CHALLENGE):].startswith(tag)
+    assert len(sent[0]) == (len(connection._CHALLENGE) + len(tag)
+                            + connection.MESSAGE_LENGTH)
+    assert sent[-1] == connection._FAILURE
 
 
 def test_answer_challenge_rejected_digest():
-    replies = iter([connection.CHALLENGE + b'x' * 20, b'something bogus'])
+    replies = iter([connection._CHALLENGE + b'x' * 20, b'something bogus'])
 
     class Fake:
         def recv_bytes(self, maxlength):
@@ -278,6 +336,148 @@ def test_handshake_needs_bytes_key():
         connection.deliver_challenge(None, 'text')
     with pytest.raises(ValueError):
         connection.answer_challenge(None, 'text')
+
+
+# -- the handshake of the running Python --------------------------------------
+
+PY312 = sys.version_info >= (3, 12)
+
+
+def test_handshake_names_follow_the_running_python():
+    # 3.12 made CHALLENGE/WELCOME/FAILURE private and doubled the nonce.
+    assert connection.MESSAGE_LENGTH == (40 if PY312 else 20)
+    for name in ('CHALLENGE', 'WELCOME', 'FAILURE'):
+        assert hasattr(connection, name) == (not PY312) == hasattr(std, name)
+    for name in ('_create_response', '_verify_challenge'):
+        assert hasattr(connection, name) == PY312 == hasattr(std, name)
+
+
+# A peer of Python 3.11 or older, written from its wire format: a bare
+# 20-byte nonce, answered with a bare HMAC-MD5 of whatever follows the
+# challenge marker.
+def _legacy_deliver(conn, key):
+    import hmac
+    nonce = os.urandom(20)
+    conn.send_bytes(b'#CHALLENGE#' + nonce)
+    ok = hmac.compare_digest(conn.recv_bytes(256),
+                             hmac.new(key, nonce, 'md5').digest())
+    conn.send_bytes(b'#WELCOME#' if ok else b'#FAILURE#')
+    if not ok:
+        raise AuthenticationError('legacy peer: wrong digest')
+
+
+def _legacy_answer(conn, key):
+    import hmac
+    challenge = conn.recv_bytes(256)
+    assert challenge.startswith(b'#CHALLENGE#')
+    conn.send_bytes(hmac.new(key, challenge[11:], 'md5').digest())
+    if conn.recv_bytes(256) != b'#WELCOME#':
+        raise AuthenticationError('legacy peer: rejected')
+
+
+def _legacy_client(address, key):
+    with connection.SocketClient(address) as c:
+        _legacy_answer(c, key)
+        _legacy_deliver(c, key)
+        c.send('legacy')
+        return c.recv()
+
+
+@pytest.mark.timeout(30)
+def test_legacy_md5_client_to_our_listener():
+    with Listener(authkey=KEY) as l:
+        done = in_thread(_legacy_client, l.address, KEY)
+        with l.accept() as conn:
+            assert conn.recv() == 'legacy'
+            conn.send('welcome, old friend')
+        assert done() == 'welcome, old friend'
+
+
+@pytest.mark.timeout(30)
+def test_legacy_md5_client_with_wrong_key_is_refused():
+    with Listener(authkey=KEY) as l:
+        done = in_thread(_legacy_client, l.address, b'wrong')
+        with pytest.raises(AuthenticationError):
+            l.accept()
+        with pytest.raises(AuthenticationError):
+            done()
+
+
+@pytest.mark.timeout(30)
+def test_our_client_to_legacy_md5_listener():
+    listener = connection.SocketListener(
+        connection.arbitrary_address('AF_UNIX'), 'AF_UNIX')
+    try:
+        done = in_thread(client_round_trip, listener._address, KEY)
+        with listener.accept() as conn:
+            _legacy_deliver(conn, KEY)
+            _legacy_answer(conn, KEY)
+            assert conn.recv()[0] == 'ping'
+            conn.send('from 3.11')
+        assert done() == 'from 3.11'
+    finally:
+        listener.close()
+
+
+@pytest.mark.skipif(not PY312, reason='the tagged handshake is 3.12+')
+def test_challenge_and_answer_are_tagged_with_the_digest():
+    sent = []
+
+    class Peer:
+        def __init__(self, replies):
+            self.replies = iter(replies)
+
+        def recv_bytes(self, maxlength):
+            return next(self.replies)
+
+        def send_bytes(self, data):
+            sent.append(bytes(data))
+
+    message = b'{sha256}' + b'n' * 40
+    connection.answer_challenge(
+        Peer([connection._CHALLENGE + message, connection._WELCOME]), KEY)
+    import hmac
+    assert sent == [b'{sha256}' + hmac.new(KEY, message, 'sha256').digest()]
+
+
+@pytest.mark.skipif(not PY312, reason='the tagged handshake is 3.12+')
+@pytest.mark.parametrize('tag', [b'', b'{md5}', b'{sha256}', b'{sha384}'])
+def test_create_response_is_verified_for_each_digest(tag):
+    message = tag + b'is-twenty-bytes-long'
+    response = connection._create_response(KEY, message)
+    assert response.startswith(tag)
+    connection._verify_challenge(KEY, message, response)
+    with pytest.raises(AuthenticationError):
+        connection._verify_challenge(b'other key', message, response)
+    # our answers are accepted by the standard library's check, and its by ours
+    std._verify_challenge(KEY, message, response)
+    connection._verify_challenge(KEY, message,
+                                 std._create_response(KEY, message))
+
+
+@pytest.mark.skipif(not PY312, reason='the tagged handshake is 3.12+')
+@pytest.mark.parametrize('message', [
+    b'x' * 30,                          # neither legacy length nor tagged
+    b'{sha1}' + b'x' * 40,              # a digest that is not allowed
+    b'{sha256' + b'x' * 40,             # no closing brace
+], ids=['untagged', 'sha1', 'unclosed'])
+def test_unsupported_challenge_is_authentication_error(message):
+    with pytest.raises(AuthenticationError):
+        connection._create_response(KEY, message)
+    with pytest.raises(AuthenticationError):
+        connection._verify_challenge(KEY, message, message)
+
+
+@pytest.mark.skipif(not PY312, reason='the tagged handshake is 3.12+')
+def test_short_challenge_is_refused_before_answering():
+    class Peer:
+        def recv_bytes(self, maxlength):
+            return connection._CHALLENGE + b'short'
+
+        def send_bytes(self, data):
+            raise AssertionError('must not answer')
+    with pytest.raises(AuthenticationError):
+        connection.answer_challenge(Peer(), KEY)
 
 
 # -- interoperability with the standard library ---------------------------
