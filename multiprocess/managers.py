@@ -678,7 +678,7 @@ class _Link(object):
             missing = set(self.send_refcount(
                 'incref_many', [p._id for p in alive], alive[0]._authkey))
         except Exception as exc:
-            util.info('could not incref inherited proxies: %r', exc)
+            util.info('incref failed: %s', exc)
             return
         for proxy in alive:
             proxy._manager = None
@@ -705,7 +705,7 @@ def _drop_reference(link, ident, authkey, state, key):
     try:
         link.send_refcount('decref', ident, authkey)
     except Exception as exc:
-        util.debug('decref of %r failed: %r', ident, exc)
+        util.debug('... decref failed %s', exc)
 
 
 def _drop_local_reference(server, ident):
@@ -826,7 +826,7 @@ class BaseProxy(object):
                 dispatch(conn, None, 'decref', (token.id,))
                 conn.close()
             except Exception as exc:
-                util.debug('decref failed: %r', exc)
+                util.debug('... decref failed %s', exc)
 
     def _after_fork(self):
         # the _Link increfs all inherited proxies at once; kept by name
@@ -1317,13 +1317,19 @@ class BaseManager(object):
                           shutdown_timeout):
         """Ask the server to stop; escalate to SIGTERM, then SIGKILL, each
         given ``shutdown_timeout`` seconds."""
-        escalation = (_polite_shutdown(address, authkey, _Client),
-                      process.terminate, process.kill)
-        for step in escalation:
+        # Each step is logged in the standard library's (documented) words:
+        # people search their logs for them.
+        escalation = (
+            (('sending shutdown message to manager',),
+             _polite_shutdown(address, authkey, _Client)),
+            (('manager still alive',
+              'trying to `terminate()` manager process'), process.terminate),
+            (('manager still alive after terminate',), process.kill))
+        for messages, step in escalation:
             if not process.is_alive():
                 break
-            util.info('manager process %s: %s', process.pid,
-                      getattr(step, '__name__', step))
+            for message in messages:
+                util.info(message)
             step()
             process.join(timeout=shutdown_timeout)
         state.value = State.SHUTDOWN
@@ -1364,7 +1370,7 @@ def _creator(cls, typeid, proxytype):
     """The manager method registered for ``typeid``: create an object on
     the server and return a proxy owning the reference create() took."""
     def create_shared(self, /, *args, **kwds):
-        util.debug('asking for a new shared %r object', typeid)
+        util.debug('requesting creation of a shared %r object', typeid)
         token, exposed = self._create(typeid, *args, **kwds)
         proxy = proxytype(token, self._serializer, manager=self,
                           authkey=self._authkey, exposed=exposed, incref=False)
@@ -1439,11 +1445,13 @@ if HAS_SHMEM:
             self.segment_names = list(segment_names or ())
 
         def register_segment(self, segment_name):
-            util.debug('register segment %r in %r', segment_name,
-                       self.shared_memory_context_name)
+            util.debug('Register segment %r in pid %d', segment_name,
+                       os.getpid())
             self.segment_names.append(segment_name)
 
         def destroy_segment(self, segment_name):
+            util.debug('Destroy segment %r in pid %d', segment_name,
+                       os.getpid())
             self.segment_names.remove(segment_name)
             segment = shared_memory.SharedMemory(segment_name)
             segment.close()
@@ -1516,10 +1524,10 @@ if HAS_SHMEM:
                 from . import resource_tracker
                 resource_tracker.ensure_running()
             BaseManager.__init__(self, *args, **kwargs)
-            util.debug('%r created by pid %d', type(self).__name__, os.getpid())
+            util.debug('%s created by pid %d', type(self).__name__, os.getpid())
 
         def __del__(self):
-            util.debug('%r.__del__ by pid %d', type(self).__name__, os.getpid())
+            util.debug('%s.__del__ by pid %d', type(self).__name__, os.getpid())
 
         def get_server(self):
             self._refuse_unless_initial()

@@ -99,7 +99,7 @@ class _ResourceSharer(object):
         self._listener = Listener(name, 'AF_UNIX', backlog=_BACKLOG,
                                   authkey=self._secret)
         self._address = self._listener.address
-        util.debug('resource sharer listening on %r', self._address)
+        util.debug('starting listener and thread for sending handles')
         self._thread = threading.Thread(
             target=self._serve, args=(self._listener,),
             name='multiprocess-resource-sharer', daemon=True)
@@ -162,8 +162,7 @@ class _ResourceSharer(object):
             pass
         thread.join(timeout)
         if thread.is_alive():
-            util.sub_warning('resource sharer thread did not stop within '
-                             '%s seconds', timeout)
+            util.sub_warning('_ResourceSharer thread did not stop when asked')
         listener.close()
         for fd in fds.values():
             _close_quietly(fd)

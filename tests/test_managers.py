@@ -535,3 +535,36 @@ def test_manager_stops_when_its_parent_is_killed(method):
     if not gone:
         os.kill(server_pid, 9)
     assert gone, 'the manager outlived its killed parent by 20 s'
+
+
+@pytest.mark.timeout(120)
+def test_shutdown_logs_the_documented_lines():
+    # The library documentation's logging example shows these lines; the
+    # escalation to terminate() is logged in the stdlib's words too.
+    script = textwrap.dedent('''
+        import logging, signal, sys, time
+        import multiprocess as mp
+        from multiprocess import managers
+        mp.log_to_stderr(logging.INFO)
+        m = mp.Manager()
+        m.shutdown()
+        print('second manager', file=sys.stderr, flush=True)
+        # a server slow to exit after the request, that ignores SIGTERM
+        def stubborn():
+            from multiprocess import util
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            util.Finalize(None, time.sleep, args=(30,), exitpriority=100)
+        m = managers.SyncManager(shutdown_timeout=0.5)
+        m.start(stubborn)
+        m.shutdown()
+    ''')
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    first, _, second = out.stderr.partition('second manager')
+    assert '[INFO/MainProcess] sending shutdown message to manager' in first
+    assert 'manager still alive' not in first
+    for line in ('sending shutdown message to manager', 'manager still alive',
+                 'trying to `terminate()` manager process',
+                 'manager still alive after terminate'):
+        assert '[INFO/MainProcess] ' + line in second, (line, out.stderr)

@@ -886,3 +886,24 @@ def test_big_chunk_round_trip_without_a_pool():
     back = mpool._loads_chunk(bytearray(b''.join(parts)))
     assert back == [b, 1, b, b'y' * 70_000, 'z'] and back[0] is back[2]
     assert isinstance(mpool._dumps_chunk([b'small', 2]), bytes)
+
+
+# -- messages users match on -------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_unclosed_running_pool_warns_with_the_stdlib_text():
+    # Warning filters written for multiprocessing must catch ours too.
+    import gc
+    import warnings
+    p = multiprocess.Pool(1)
+    p.terminate()
+    p.join()
+    p._state = mpool.RUN            # as if it had been left running
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        del p
+        gc.collect()
+    texts = [str(w.message) for w in caught
+             if issubclass(w.category, ResourceWarning)]
+    assert len(texts) == 1
+    assert texts[0].startswith('unclosed running multiprocessing pool <')

@@ -386,6 +386,29 @@ def test_log_to_stderr_format_and_levels():
     assert "[INFO/MainProcess] process shutting down" in err
 
 
+def test_log_records_name_the_callers_file_and_line():
+    # The helpers log with stacklevel=2: filters and formats that use
+    # %(filename)s/%(lineno)d see the caller, as with the stdlib's helpers.
+    import logging
+    logger = util.get_logger()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(util.SUBDEBUG)
+    try:
+        line = sys._getframe().f_lineno + 1
+        util.info('i'); util.debug('d'); util.sub_debug('s'); util.sub_warning('w')
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert [r.getMessage() for r in records] == ['i', 'd', 's', 'w']
+    for r in records:
+        assert (r.filename, r.lineno) == (os.path.basename(__file__), line)
+        assert r.funcName == 'test_log_records_name_the_callers_file_and_line'
+
+
 def test_helpers_are_silent_without_logger(monkeypatch):
     monkeypatch.setattr(util, "_logger", None)
     util.sub_debug("x")

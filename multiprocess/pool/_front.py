@@ -92,7 +92,8 @@ class Pool(object):
 
     def __del__(self, _warn=warnings.warn, RUN=RUN):
         if getattr(self, '_state', None) == RUN:
-            _warn(f"unclosed running multiprocess pool {self!r}",
+            # The stdlib's words: users filter this warning by its text.
+            _warn(f"unclosed running multiprocessing pool {self!r}",
                   ResourceWarning, source=self)
 
     def _check_running(self):
