@@ -21,11 +21,20 @@ sys.path.insert(0, os.path.dirname(HERE))
 project = "multiprocess"
 author = "the multiprocess authors"
 copyright = "the multiprocess authors, BSD-3-Clause"
-try:
-    from importlib.metadata import version as _dist_version
-    release = _dist_version("multiprocess")
-except Exception:
-    release = "0.1.0"
+def _checkout_version():
+    # multiprocess.__version__ of the checkout, read without importing it
+    # (the native core may not be built here).
+    import ast
+    with open(os.path.join(os.path.dirname(HERE), "multiprocess",
+                           "__init__.py")) as f:
+        for node in ast.parse(f.read()).body:
+            if (isinstance(node, ast.Assign)
+                    and getattr(node.targets[0], "id", None) == "__version__"):
+                return node.value.value
+    raise LookupError("no __version__ in multiprocess/__init__.py")
+
+
+release = _checkout_version()
 version = ".".join(release.split(".")[:2])
 
 extensions = [

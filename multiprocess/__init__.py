@@ -18,6 +18,9 @@
 
 import sys as _sys
 
+# The distribution's version too: pyproject.toml reads it from here.
+__version__ = '0.1.0'
+
 from . import context as _context
 from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
                          AuthenticationError, WorkerLostError,

@@ -34,6 +34,12 @@ def test_all_matches_stdlib_plus_pool_errors():
         assert hasattr(mp, name), name
 
 
+def test_version_is_the_installed_distributions():
+    # PyPI's multiprocess has __version__ too; code checks it.
+    from importlib.metadata import version
+    assert mp.__version__ == version("multiprocess")
+
+
 def test_star_import_gives_every_public_name():
     namespace = {}
     exec("from multiprocess import *", namespace)
