@@ -828,3 +828,51 @@ def test_spawned_main_matches_the_stdlib_view(tmp_path, edit):
     # the same view as the stdlib's child, but for the script's own path
     assert (mark, attrs[:1] + attrs[2:], aliased) == \
         (theirs[0], theirs[1][:1] + theirs[1][2:], theirs[2])
+
+
+# -- forking a process that has threads ----------------------------------------
+
+_FORK_WITH_THREADS = r'''
+import sys, threading, warnings
+import multiprocess as mp
+
+def child():
+    pass
+
+if __name__ == '__main__':
+    ctx = mp.get_context(sys.argv[1])
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        p = ctx.Process(target=child)
+        p.start()
+        p.join(30)
+    stop.set()
+    t.join()
+    print(p.exitcode, [(w.category.__name__, str(w.message)[:80])
+                       for w in caught])
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+def test_forking_a_threaded_process_warns_as_the_running_python(method,
+                                                                tmp_path):
+    # 3.12's os.fork() warns (DeprecationWarning) when the process has other
+    # threads; the stdlib's fork start method lets that warning through, as
+    # we do.  spawn and forkserver fork nothing from the threaded process.
+    rc, out, err = _run_script(tmp_path / 'threads.py', _FORK_WITH_THREADS,
+                               method)
+    assert rc == 0, err
+    exitcode, caught = out.strip().split(' ', 1)
+    assert exitcode == '0'
+    caught = eval(caught)
+    if method == 'fork' and sys.version_info >= (3, 12):
+        assert len(caught) == 1, caught
+        category, message = caught[0]
+        assert category == 'DeprecationWarning'
+        assert 'is multi-threaded, use of fork() may' in message
+    else:
+        assert caught == []
