@@ -358,3 +358,10 @@ def test_max_memory_per_child_is_checked():
         Pool(1, max_memory_per_child=0)
     with pytest.raises(TypeError):
         Pool(1, max_memory_per_child=1.5)
+
+
+def test_progress_true_draws_a_tqdm_bar_when_installed(pool, capsys):
+    pytest.importorskip('tqdm')
+    assert list(pool.imap(_square, range(40), progress=True)) == \
+        [i * i for i in range(40)]
+    assert '40/40' in capsys.readouterr().err

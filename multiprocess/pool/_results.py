@@ -224,6 +224,9 @@ class IMapIterator(object):
                     if (self._length is not None
                             and self._index >= self._length):
                         self._pool = None
+                        if self._progress is not None:
+                            # the bar is closed before the caller goes on
+                            wake = self._finish_progress
                         raise StopIteration from None
                     if not self._advance():
                         if not self._cond.wait(timeout):
@@ -303,6 +306,9 @@ class IMapIterator(object):
             complete = self._check_done()
         if self._progress is not None:
             self._report(complete)
+
+    def _finish_progress(self):
+        self._progress.finish(self.done, self.total)
 
     def _report(self, complete):
         if complete:
