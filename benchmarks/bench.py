@@ -77,7 +77,7 @@ def _round_trips(conn, obj, count):
 
 
 @case("pipe_small_roundtrip", n=5000, quick_n=1000, smoke_n=20, target=1.5,
-      busy=True, busy_n=2000, unit="round trip")
+      busy=True, busy_n=2000, busy_quick_n=500, unit="round trip")
 def bench_pipe_small(mp, n):
     """Pipe send+recv round trip of a small dict through an echoing child."""
     ctx = mp.get_context("fork")
@@ -230,7 +230,7 @@ def bench_queue_small(mp, n):
     return _queue_transfer(mp, n, SMALL)
 
 
-@case("queue_1mb", n=150, quick_n=30, smoke_n=2, unit="1 MB item")
+@case("queue_1mb", n=100, quick_n=20, smoke_n=2, unit="1 MB item")
 def bench_queue_big(mp, n):
     """Queue of 1 MB bytes objects from a child process to the parent."""
     return _queue_transfer(mp, n, os.urandom(1024 * 1024))
@@ -279,13 +279,13 @@ def bench_start_fork(mp, n):
     return _start_join(mp, "fork", n)
 
 
-@case("start_join_spawn", n=10, quick_n=3, smoke_n=1, repeat=2, unit="process")
+@case("start_join_spawn", n=6, quick_n=2, smoke_n=1, repeat=2, unit="process")
 def bench_start_spawn(mp, n):
     """Process(target=noop).start() + join(), spawn."""
     return _start_join(mp, "spawn", n)
 
 
-@case("start_join_forkserver", n=40, quick_n=10, smoke_n=1, unit="process")
+@case("start_join_forkserver", n=20, quick_n=5, smoke_n=1, unit="process")
 def bench_start_forkserver(mp, n):
     """Process(target=noop).start() + join(), forkserver."""
     return _start_join(mp, "forkserver", n)
@@ -315,14 +315,14 @@ def bench_pickle_dicts(mp, n):
     return _dumps_loads(mp, data, n)
 
 
-@case("pickle_range_100k", n=20, quick_n=4, smoke_n=1, pypi_target=20.0,
+@case("pickle_range_100k", n=10, quick_n=3, smoke_n=1, pypi_target=20.0,
       unit="dumps+loads")
 def bench_pickle_range(mp, n):
     """ForkingPickler.dumps + loads of list(range(100000))."""
     return _dumps_loads(mp, list(range(100000)), n)
 
 
-@case("pickle_range_loads_floor", n=20, quick_n=4, smoke_n=1, target=None,
+@case("pickle_range_loads_floor", n=10, quick_n=3, smoke_n=1, target=None,
       floor_of="pickle_range_100k", unit="loads")
 def bench_pickle_range_floor(mp, n):
     """REFERENCE, no target: pickle.loads alone of pickle_range_100k's payload.

@@ -16,7 +16,7 @@ def _manager(mp):
     return mp.get_context("fork").Manager()
 
 
-@case("dict_set_get", n=10_000, quick_n=2_000, smoke_n=10, target=1.5, unit="set + get")
+@case("dict_set_get", n=5_000, quick_n=1_000, smoke_n=10, target=1.5, unit="set + get")
 def b_dict(mp, n):
     """d[k] = i then d[k] through a DictProxy: two round trips."""
     with _manager(mp) as m:
@@ -30,8 +30,8 @@ def b_dict(mp, n):
         return best_slices(loop, n)
 
 
-@case("list_append", n=20_000, quick_n=4_000, smoke_n=10, target=1.5,
-      busy=True, busy_n=5_000, unit="append")
+@case("list_append", n=10_000, quick_n=2_000, smoke_n=10, target=1.5,
+      busy=True, busy_n=3_000, busy_quick_n=1_000, unit="append")
 def b_list_append(mp, n):
     """ListProxy.append: one manager method call, one round trip."""
     with _manager(mp) as m:
@@ -44,7 +44,7 @@ def b_list_append(mp, n):
         return best_slices(loop, n)
 
 
-@case("create_proxy", n=1_500, quick_n=300, smoke_n=2, unit="m.dict() + release")
+@case("create_proxy", n=300, quick_n=100, smoke_n=2, unit="m.dict() + release")
 def b_create(mp, n):
     """Make a managed dict and drop its proxy (create, then decref)."""
     with _manager(mp) as m:
@@ -65,7 +65,7 @@ def _accept_forever(listener):
             pass
 
 
-@case("connect_authenticate", n=1_500, quick_n=300, smoke_n=2, unit="connect")
+@case("connect_authenticate", n=600, quick_n=150, smoke_n=2, unit="connect")
 def b_connect(mp, n):
     """connection.Client to a Listener in another process, with authkey."""
     conn_mod = importlib.import_module(mp.__name__ + ".connection")
@@ -89,8 +89,8 @@ def b_connect(mp, n):
 # ----------------------------------------------------------------------------
 # manager locks (issue #13)
 
-@case("manager_lock_roundtrip", n=5_000, quick_n=1_000, smoke_n=10,
-      busy=True, busy_n=2_000, unit="acquire+release")
+@case("manager_lock_roundtrip", n=2_000, quick_n=500, smoke_n=10,
+      busy=True, busy_n=1_000, busy_quick_n=300, unit="acquire+release")
 def b_manager_lock(mp, n):
     """acquire()+release() of a Manager().Lock() from one process: two round trips."""
     with _manager(mp) as m:

@@ -45,7 +45,8 @@ def b_map_default(mp, n):
         return _timed_map(p, range(n))
 
 
-@case("map_chunksize_1", n=20_000, quick_n=5_000, smoke_n=50, target=2.0, unit="item")
+@case("map_chunksize_1", n=5_000, quick_n=1_000, smoke_n=50, target=2.0, repeat=2,
+      unit="item")
 def b_map_cs1(mp, n):
     """Pool(2).map(identity, range(n), chunksize=1)."""
     with mp.get_context("fork").Pool(2) as p:
@@ -53,8 +54,8 @@ def b_map_cs1(mp, n):
         return _timed_map(p, range(n), chunksize=1)
 
 
-@case("imap_unordered_chunksize_1", n=20_000, quick_n=5_000, smoke_n=50, target=2.0,
-      unit="item")
+@case("imap_unordered_chunksize_1", n=5_000, quick_n=1_000, smoke_n=50, target=2.0,
+      repeat=2, unit="item")
 def b_imap_unordered(mp, n):
     """Consume Pool(2).imap_unordered(identity, range(n), chunksize=1)."""
     with mp.get_context("fork").Pool(2) as p:
@@ -65,8 +66,8 @@ def b_imap_unordered(mp, n):
         return time.perf_counter() - t
 
 
-@case("apply_async_latency", n=1000, quick_n=300, smoke_n=10, target=2.0,
-      busy=True, busy_n=300, unit="apply")
+@case("apply_async_latency", n=500, quick_n=200, smoke_n=10, target=2.0,
+      busy=True, busy_n=300, busy_quick_n=100, unit="apply")
 def b_apply_latency(mp, n):
     """Pool(2).apply_async(identity, (i,)).get(), one at a time."""
     with mp.get_context("fork").Pool(2) as p:
@@ -77,7 +78,8 @@ def b_apply_latency(mp, n):
         return time.perf_counter() - t
 
 
-@case("map_lambda", n=20_000, quick_n=5_000, smoke_n=50, pypi_target=5.0, unit="item")
+@case("map_lambda", n=5_000, quick_n=1_000, smoke_n=50, pypi_target=5.0, repeat=2,
+      unit="item")
 def b_map_lambda(mp, n):
     """Pool(2).map of a lambda, chunksize=1 (the stdlib: the same function at module level)."""
     # The standard library cannot send a lambda: it maps the same function
@@ -93,9 +95,9 @@ def b_map_lambda(mp, n):
         return time.perf_counter() - t
 
 
-@case("map_200_payloads_1mb", n=200, quick_n=50, smoke_n=4, unit="1 MB payload")
+@case("map_200_payloads_1mb", n=200, quick_n=30, smoke_n=4, repeat=2, unit="1 MB payload")
 def b_map_big(mp, n):
-    """Pool(2).map(len, 200 distinct 1 MB bytes objects) (--quick: 50)."""
+    """Pool(2).map(len, 200 distinct 1 MB bytes objects) (--quick: 30)."""
     # distinct objects: a list repeating one object would be pickled once
     # per chunk (the pickler's memo) and measure nothing
     payloads = [bytes([i % 251]) * (1 << 20) for i in range(n)]
@@ -126,7 +128,7 @@ def b_start_fork(mp, n):
     return _startup(mp, "fork", n)
 
 
-@case("startup_spawn", n=3, quick_n=1, smoke_n=1, unit="pool")
+@case("startup_spawn", n=2, quick_n=1, smoke_n=1, repeat=2, unit="pool")
 def b_start_spawn(mp, n):
     """Pool(2) created, map of 10 items, close, join; spawn."""
     return _startup(mp, "spawn", n)
@@ -141,7 +143,8 @@ def b_start_forkserver(mp, n):
 # ----------------------------------------------------------------------------
 # where we lost or could lose (issue #13)
 
-@case("pool_oversubscribed_chunksize_1", n=20_000, quick_n=4_000, smoke_n=50, unit="item")
+@case("pool_oversubscribed_chunksize_1", n=5_000, quick_n=1_000, smoke_n=50, repeat=2,
+      unit="item")
 def b_oversub_cs1(mp, n):
     """Pool(4 per CPU).map(identity, range(n), chunksize=1)."""
     with mp.get_context("fork").Pool(4 * _cpus()) as p:
@@ -162,7 +165,7 @@ def _consume(it):
         pass
 
 
-@case("imap_generator_1m", n=1_000_000, quick_n=200_000, smoke_n=2000, repeat=2,
+@case("imap_generator_1m", n=1_000_000, quick_n=100_000, smoke_n=2000, repeat=1,
       unit="item")
 def b_imap_generator(mp, n):
     """Consume Pool(2).imap(identity, generator of n ints, chunksize=1000)."""
@@ -173,7 +176,7 @@ def b_imap_generator(mp, n):
         return time.perf_counter() - t
 
 
-@case("imap_list_1m", n=1_000_000, quick_n=200_000, smoke_n=2000, repeat=2,
+@case("imap_list_1m", n=1_000_000, quick_n=100_000, smoke_n=2000, repeat=1,
       busy=True, unit="item")
 def b_imap_list(mp, n):
     """Consume Pool(2).imap(identity, list of n ints, chunksize=1000)."""
@@ -185,7 +188,7 @@ def b_imap_list(mp, n):
         return time.perf_counter() - t
 
 
-@case("imap_unordered_list_1m", n=1_000_000, quick_n=200_000, smoke_n=2000, repeat=2,
+@case("imap_unordered_list_1m", n=1_000_000, quick_n=100_000, smoke_n=2000, repeat=1,
       unit="item")
 def b_imap_unordered_list(mp, n):
     """Consume Pool(2).imap_unordered(identity, list of n ints, chunksize=1000)."""

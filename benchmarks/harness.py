@@ -89,7 +89,7 @@ CASES = {}
 
 def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
          pypi_target=None, floor_of=None, repeat=3, busy=False,
-         busy_target=1.0, busy_n=None):
+         busy_target=1.0, busy_n=None, busy_quick_n=None):
     """Register a benchmark function.
 
     n, quick_n, smoke_n: operations per measurement in the full, --quick and
@@ -98,7 +98,8 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
     floor_of: a reference measurement (no package, no target) bounding the
     named case.  repeat: measurements per subprocess.  busy: also register
     NAME_busy, measured with every CPU running a spinning process, held to
-    busy_target, with busy_n (default n) operations in the full mode."""
+    busy_target, with busy_n and busy_quick_n operations (default: n and
+    quick_n)."""
     def deco(fn):
         module = fn.__module__
         if module == "__main__":
@@ -112,7 +113,8 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
         CASES[name] = Case(name, fn, group, unit, counts, target, pypi_target,
                            doc, floor_of, repeat)
         if busy:
-            busy_counts = dict(counts, full=busy_n or n)
+            busy_counts = dict(counts, full=busy_n or counts["full"],
+                               quick=busy_quick_n or counts["quick"])
             CASES[name + BUSY_SUFFIX] = Case(
                 name + BUSY_SUFFIX, fn, group, unit, busy_counts, busy_target,
                 None, doc + " -- every CPU busy", None, repeat, busy=True)
@@ -175,10 +177,14 @@ def measure(impl, names, mode, repeat=None):
         c = CASES[name]
         n = c.n[mode]
         reps = repeat or {"full": c.repeat, "quick": min(c.repeat, 2), "smoke": 1}[mode]
-        times = [c.fn(mp, n) / n for _ in range(reps)]
-        out.append({"impl": impl, "case": name, "n": n, "times": times,
-                    "module": mp and os.path.dirname(mp.__file__),
-                    "version": version})
+        res = {"impl": impl, "case": name, "n": n,
+               "module": mp and os.path.dirname(mp.__file__), "version": version}
+        try:
+            res["times"] = [c.fn(mp, n) / n for _ in range(reps)]
+        except Exception as exc:
+            # one broken case must not take the others of a batch with it
+            res["error"] = f"{type(exc).__name__}: {exc}"
+        out.append(res)
     return out
 
 

@@ -56,6 +56,7 @@ def test_every_case_runs_once_in_smoke_mode(impl):
     results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [res["case"] for res in results] == names
     for res in results:
+        assert "error" not in res, res
         assert res["times"] and all(t > 0 for t in res["times"]), res
     expected = "multiprocessing" if impl == "stdlib" else "multiprocess"
     assert os.path.basename(results[0]["module"]) == expected
