@@ -101,14 +101,42 @@ def freeze_support():
     sys.exit()
 
 
+def _reach_ourselves():
+    """Code that lets a child interpreter find this package, or ''.
+
+    Children get the parent's interpreter flags.  Under -S, -E or -I the
+    site-packages or PYTHONPATH entries that hold us (and dill, and the
+    native core) are not on the child's path: a stdlib module is always
+    found, we would not be.  So name their directories explicitly."""
+    flags = sys.flags
+    if not (flags.no_site or flags.ignore_environment or flags.isolated):
+        return ''
+    import importlib.util
+    dirs = []
+    for name in (__package__, '_multiprocess', 'dill'):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin:
+            continue
+        where = os.path.dirname(spec.origin)
+        if spec.submodule_search_locations:     # a package: its parent
+            where = os.path.dirname(where)
+        if where not in dirs:
+            dirs.append(where)
+    return 'import sys; sys.path[:0] = %r; ' % (dirs,)
+
+
 def get_command_line(**kwds):
     """Return the argv that starts a child running :func:`spawn_main`."""
     settings = ['%s=%r' % pair for pair in kwds.items()]
     if getattr(sys, 'frozen', False):
         # the frozen program itself routes to freeze_support()
         return [sys.executable, _CHILD_FLAG] + settings
-    program = 'from %s import spawn_main; spawn_main(%s)' % (
-        __name__, ', '.join(settings))
+    program = _reach_ourselves() + (
+        'from %s import spawn_main; spawn_main(%s)'
+        % (__name__, ', '.join(settings)))
     return ([get_executable()] + util._args_from_interpreter_flags() +
             ['-c', program, _CHILD_FLAG])
 
@@ -117,7 +145,8 @@ def _run_helper(program, keep_fds):
     """Start a helper interpreter (fork server, resource tracker) running
     ``program`` with only ``keep_fds`` (and stdio) open; return its pid."""
     exe = get_executable()
-    argv = [exe] + util._args_from_interpreter_flags() + ['-c', program]
+    argv = [exe] + util._args_from_interpreter_flags() + [
+        '-c', _reach_ourselves() + program]
     return util.spawnv_passfds(exe, argv, keep_fds)
 
 

@@ -876,3 +876,43 @@ def test_forking_a_threaded_process_warns_as_the_running_python(method,
         assert 'is multi-threaded, use of fork() may' in message
     else:
         assert caught == []
+
+
+_FLAGS_CHILD = r'''
+import sys
+import multiprocess as mp
+
+def report(conn):
+    conn.send(tuple(sys.flags))
+
+if __name__ == '__main__':
+    ctx = mp.get_context(sys.argv[1])
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=report, args=(w,))
+    p.start()
+    print(tuple(sys.flags) == r.recv())
+    p.join(30)
+    print(p.exitcode)
+'''
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize('method', ['spawn', 'forkserver'])
+def test_child_of_an_interpreter_without_site_packages(method, tmp_path):
+    # Started with -E -S -O, a parent finds us only through sys.path entries
+    # it was given; its children (and the fork server) get the same flags
+    # and must still find the package (CPython's TestFlags).
+    import multiprocess as pkg
+    script = tmp_path / 'flags.py'
+    script.write_text(_FLAGS_CHILD)
+    paths = [os.path.dirname(os.path.dirname(pkg.__file__)),
+             os.path.dirname(__import__('_multiprocess').__file__)]
+    import dill
+    paths.append(os.path.dirname(os.path.dirname(dill.__file__)))
+    boot = ('import sys, runpy; sys.path[:0] = %r; sys.argv = [%r, %r]; '
+            'runpy.run_path(%r, run_name="__main__")'
+            % (paths, str(script), method, str(script)))
+    out = subprocess.run([sys.executable, '-E', '-S', '-O', '-c', boot],
+                         capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['True', '0'], out.stderr
