@@ -78,8 +78,8 @@ def _leveled(level, name):
     # interpreter shutdown the module's globals are set to None, and a
     # finalizer that logs must then quietly do nothing.
     # stacklevel=2: the record names the caller's file and line, not this
-    # helper's (as the standard library's helpers do since 3.13, 3.12.3
-    # and 3.11.9).
+    # helper's, as the standard library's helpers do since gh-113421 (3.13,
+    # and the later 3.11 and 3.12 bugfix releases).  We do it on 3.10 too.
     def log(msg, *args):
         logger = _logger
         if logger:
