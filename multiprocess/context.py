@@ -138,11 +138,15 @@ class BaseContext(object):
         return _sibling('queues').SimpleQueue(ctx=self.get_context())
 
     def Pool(self, processes=None, initializer=None, initargs=(),
-             maxtasksperchild=None):
-        """A pool of worker processes."""
+             maxtasksperchild=None, *, task_timeout=None,
+             max_memory_per_child=None):
+        """A pool of worker processes (``task_timeout`` and
+        ``max_memory_per_child``: see ``multiprocess.pool.Pool``)."""
         return _sibling('pool').Pool(processes, initializer, initargs,
                                      maxtasksperchild,
-                                     context=self.get_context())
+                                     context=self.get_context(),
+                                     task_timeout=task_timeout,
+                                     max_memory_per_child=max_memory_per_child)
 
     def RawValue(self, typecode_or_type, *args):
         """A ctypes object in shared memory, without a lock."""

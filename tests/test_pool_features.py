@@ -366,3 +366,14 @@ def test_progress_true_draws_a_tqdm_bar_when_installed(pool, capsys):
     assert list(pool.imap(_square, range(40), progress=True)) == \
         [i * i for i in range(40)]
     assert '40/40' in capsys.readouterr().err
+
+
+def test_the_package_and_dummy_pools_take_the_new_options():
+    with mp.Pool(1, task_timeout=5, max_memory_per_child=1 << 30) as pool:
+        assert pool.apply(_square, (3,)) == 9
+    with mp.get_context('spawn').Pool(1, task_timeout=0.5) as pool:
+        with pytest.raises(TaskTimeoutError):
+            pool.apply(time.sleep, (30,))
+    import multiprocess.dummy
+    with multiprocess.dummy.Pool(1, task_timeout=5) as pool:
+        assert pool.apply(abs, (-3,)) == 3

@@ -135,7 +135,9 @@ def shutdown():
     """Nothing to shut down."""
 
 
-def Pool(processes=None, initializer=None, initargs=()):
+def Pool(processes=None, initializer=None, initargs=(), *,
+         task_timeout=None):
     """A ``multiprocess.pool.ThreadPool``."""
     from ..pool import ThreadPool
-    return ThreadPool(processes, initializer, initargs)
+    return ThreadPool(processes, initializer, initargs,
+                      task_timeout=task_timeout)
