@@ -2,6 +2,12 @@
 
     python benchmarks/report.py RESULTS.json                  # Markdown table
     python benchmarks/report.py RESULTS.json --svg CHART.svg  # and the chart
+    python benchmarks/report.py A.json B.json --matrix        # ratios across runs
+    python benchmarks/report.py RESULTS.json --svg CHART.svg --update-doc docs/performance.md
+
+--update-doc writes into the file's `<!-- bench KEY begin -->` ...
+`<!-- bench KEY end -->` section (KEY: the run's Python version, such as
+3.11, or `matrix`), which is how docs/performance.md's tables are made.
 
 The chart is plain SVG written by this file (no plotting library): one row
 per case, the speed-up against the stdlib of ours and of the PyPI
@@ -11,6 +17,7 @@ that case's A/A noise band in the run.
 import argparse
 import json
 import math
+import os
 import sys
 from xml.sax.saxutils import escape
 
@@ -212,20 +219,86 @@ def svg_chart(data, title=None):
     return "\n".join(out) + "\n"
 
 
+def matrix_table(datas):
+    """One row per case, one column per run (Python version): stdlib/ours
+    with the run's verdict, so that a target can be followed across
+    versions."""
+    cols = [d["meta"]["python"] + ("" if d["meta"]["mode"] == "full" else f" ({d['meta']['mode']})")
+            for d in datas]
+    names = []
+    for d in datas:
+        names += [n for n in d["cases"] if n not in names]
+    head = ["case", "target"] + cols
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    marks = {"ok": "", "ok~": " ~", "MISS": " **MISS**", "ERROR": " ERROR"}
+    for n in names:
+        entries = [d["cases"].get(n) for d in datas]
+        ref = next(e for e in entries if e)
+        if ref.get("floor_of"):
+            continue
+        tgt = "-" if ref["target"] is None else f">={ref['target']:.2f}x"
+        cells = []
+        for e in entries:
+            if not e or e.get("ratio") is None:
+                cells.append("-")
+                continue
+            cells.append(f"{e['ratio']:.2f}x {fmt_band(e.get('band'))}"
+                         + marks.get(e.get("verdict"), ""))
+        lines.append("| " + " | ".join([n, tgt] + cells) + " |")
+    lines.append("")
+    lines.append("Each cell: stdlib/ours in that version's run, its A/A band, and "
+                 "`~` when the target is missed by less than the band, **MISS** "
+                 "when by more.")
+    return "\n".join(lines)
+
+
+def update_doc(path, key, text):
+    """Put text between the `<!-- bench KEY begin -->` and `<!-- bench KEY
+    end -->` lines of a Markdown file (the generated parts of
+    docs/performance.md)."""
+    begin, end = f"<!-- bench {key} begin -->", f"<!-- bench {key} end -->"
+    with open(path) as f:
+        doc = f.read()
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{path}: no '{begin}' ... '{end}' section")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + text.rstrip() + "\n" + end + tail)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", help="JSON written by the suite's --json")
-    ap.add_argument("--svg", help="write the chart here")
+    ap.add_argument("results", nargs="+", help="JSON written by the suite's --json")
+    ap.add_argument("--svg", help="write the chart of the (first) results here")
     ap.add_argument("--title", help="the chart's title")
+    ap.add_argument("--matrix", action="store_true",
+                    help="one table of stdlib/ours across all the results given")
+    ap.add_argument("--update-doc", metavar="MD",
+                    help="write the output into MD's '<!-- bench KEY begin/end -->' "
+                         "section instead of stdout (KEY: the Python version, or "
+                         "'matrix')")
     ns = ap.parse_args(argv)
-    with open(ns.results) as f:
-        data = json.load(f)
-    print(heading(data))
-    print()
-    print(markdown_table(data))
-    if ns.svg:
-        with open(ns.svg, "w") as f:
-            f.write(svg_chart(data, ns.title))
+    datas = []
+    for path in ns.results:
+        with open(path) as f:
+            datas.append(json.load(f))
+    if ns.matrix:
+        key, text = "matrix", matrix_table(datas)
+    else:
+        data = datas[0]
+        key = data["meta"]["python"].rsplit(".", 1)[0]
+        text = heading(data) + "\n\n" + markdown_table(data)
+        if ns.svg:
+            with open(ns.svg, "w") as f:
+                f.write(svg_chart(data, ns.title))
+            if ns.update_doc:
+                rel = os.path.relpath(ns.svg, os.path.dirname(os.path.abspath(ns.update_doc)))
+                text += f"\n\n![Speed-up against the stdlib, Python {key}]({rel})"
+    if ns.update_doc:
+        update_doc(ns.update_doc, key, text)
+    else:
+        print(text)
     return 0
 
 

@@ -109,3 +109,25 @@ def test_spinners_stop_when_the_measurement_ends():
         procs = list(spin.procs)
         assert len(procs) == 2 and all(p.poll() is None for p in procs)
     assert all(p.poll() is not None for p in procs)
+
+
+@pytest.mark.timeout(120)
+def test_report_fills_the_doc_sections_from_two_runs(tmp_path):
+    out = tmp_path / "r.json"
+    r = _run([os.path.join(BENCH, "bench_shared.py"), "--smoke", "--only", "value_get",
+              "--json", str(out), "--silent"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = tmp_path / "perf.md"
+    key = json.loads(out.read_text())["meta"]["python"].rsplit(".", 1)[0]
+    doc.write_text(f"# t\n<!-- bench matrix begin -->\nold\n<!-- bench matrix end -->\n"
+                   f"<!-- bench {key} begin -->\n<!-- bench {key} end -->\ntail\n")
+    r = _run([os.path.join(BENCH, "report.py"), str(out), str(out), "--matrix",
+              "--update-doc", str(doc)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _run([os.path.join(BENCH, "report.py"), str(out), "--svg", str(tmp_path / "c.svg"),
+              "--update-doc", str(doc)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("tail\n")
+    assert text.count("| value_get |") == 2
+    assert "](c.svg)" in text
