@@ -149,7 +149,7 @@ def bench_pipe_raw_floor(mp, n):
     return dt
 
 
-@case("pipe_bytes_4mb", n=100, quick_n=20, smoke_n=2, target=1.5, unit="4 MB")
+@case("pipe_bytes_4mb", n=50, quick_n=10, smoke_n=2, target=1.5, unit="4 MB")
 def bench_pipe_bytes(mp, n):
     """Pipe send_bytes/recv_bytes of a 4 MB buffer (child acknowledges each)."""
     ctx = mp.get_context("fork")
@@ -224,7 +224,7 @@ def _queue_transfer(mp, n, obj):
     return dt
 
 
-@case("queue_small", n=20000, quick_n=4000, smoke_n=20, target=1.2, unit="item")
+@case("queue_small", n=10000, quick_n=2000, smoke_n=20, target=1.2, unit="item")
 def bench_queue_small(mp, n):
     """Queue of small dicts from a child process to the parent."""
     return _queue_transfer(mp, n, SMALL)
@@ -273,7 +273,7 @@ def _start_join(mp, method, n):
     return time.perf_counter() - t
 
 
-@case("start_join_fork", n=100, quick_n=20, smoke_n=1, unit="process")
+@case("start_join_fork", n=50, quick_n=10, smoke_n=1, unit="process")
 def bench_start_fork(mp, n):
     """Process(target=noop).start() + join(), fork."""
     return _start_join(mp, "fork", n)
@@ -285,7 +285,7 @@ def bench_start_spawn(mp, n):
     return _start_join(mp, "spawn", n)
 
 
-@case("start_join_forkserver", n=20, quick_n=5, smoke_n=1, unit="process")
+@case("start_join_forkserver", n=10, quick_n=4, smoke_n=1, unit="process")
 def bench_start_forkserver(mp, n):
     """Process(target=noop).start() + join(), forkserver."""
     return _start_join(mp, "forkserver", n)
@@ -306,7 +306,7 @@ def _dumps_loads(mp, obj, n):
     return time.perf_counter() - t
 
 
-@case("pickle_1000_dicts", n=60, quick_n=10, smoke_n=1, pypi_target=20.0,
+@case("pickle_1000_dicts", n=30, quick_n=6, smoke_n=1, pypi_target=20.0,
       unit="dumps+loads")
 def bench_pickle_dicts(mp, n):
     """ForkingPickler.dumps + loads of a list of 1,000 small dicts."""

@@ -16,7 +16,7 @@ def _manager(mp):
     return mp.get_context("fork").Manager()
 
 
-@case("dict_set_get", n=5_000, quick_n=1_000, smoke_n=10, target=1.5, unit="set + get")
+@case("dict_set_get", n=2_000, quick_n=500, smoke_n=10, target=1.5, unit="set + get")
 def b_dict(mp, n):
     """d[k] = i then d[k] through a DictProxy: two round trips."""
     with _manager(mp) as m:
@@ -30,8 +30,8 @@ def b_dict(mp, n):
         return best_slices(loop, n)
 
 
-@case("list_append", n=10_000, quick_n=2_000, smoke_n=10, target=1.5,
-      busy=True, busy_n=3_000, busy_quick_n=1_000, unit="append")
+@case("list_append", n=4_000, quick_n=1_000, smoke_n=10, target=1.5,
+      busy=True, busy_n=2_000, busy_quick_n=500, unit="append")
 def b_list_append(mp, n):
     """ListProxy.append: one manager method call, one round trip."""
     with _manager(mp) as m:
@@ -89,8 +89,8 @@ def b_connect(mp, n):
 # ----------------------------------------------------------------------------
 # manager locks (issue #13)
 
-@case("manager_lock_roundtrip", n=2_000, quick_n=500, smoke_n=10,
-      busy=True, busy_n=1_000, busy_quick_n=300, unit="acquire+release")
+@case("manager_lock_roundtrip", n=1_000, quick_n=300, smoke_n=10,
+      busy=True, busy_n=600, busy_quick_n=200, unit="acquire+release")
 def b_manager_lock(mp, n):
     """acquire()+release() of a Manager().Lock() from one process: two round trips."""
     with _manager(mp) as m:

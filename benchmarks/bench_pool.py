@@ -37,7 +37,7 @@ def _timed_map(pool, items, **kw):
     return time.perf_counter() - t
 
 
-@case("map_default_chunksize", n=200_000, quick_n=50_000, smoke_n=100, unit="item")
+@case("map_default_chunksize", n=100_000, quick_n=25_000, smoke_n=100, unit="item")
 def b_map_default(mp, n):
     """Pool(2).map(identity, range(n)), default chunksize."""
     with mp.get_context("fork").Pool(2) as p:
@@ -122,7 +122,7 @@ def _startup(mp, method, n):
     return time.perf_counter() - t
 
 
-@case("startup_fork", n=10, quick_n=3, smoke_n=1, unit="pool")
+@case("startup_fork", n=5, quick_n=2, smoke_n=1, unit="pool")
 def b_start_fork(mp, n):
     """Pool(2) created, map of 10 items, close, join; fork."""
     return _startup(mp, "fork", n)
@@ -134,7 +134,7 @@ def b_start_spawn(mp, n):
     return _startup(mp, "spawn", n)
 
 
-@case("startup_forkserver", n=10, quick_n=3, smoke_n=1, unit="pool")
+@case("startup_forkserver", n=5, quick_n=2, smoke_n=1, unit="pool")
 def b_start_forkserver(mp, n):
     """Pool(2) created, map of 10 items, close, join; forkserver."""
     return _startup(mp, "forkserver", n)
@@ -152,7 +152,7 @@ def b_oversub_cs1(mp, n):
         return _timed_map(p, range(n), chunksize=1)
 
 
-@case("pool_oversubscribed_default", n=200_000, quick_n=50_000, smoke_n=100, unit="item")
+@case("pool_oversubscribed_default", n=100_000, quick_n=25_000, smoke_n=100, unit="item")
 def b_oversub_default(mp, n):
     """Pool(4 per CPU).map(identity, range(n)), default chunksize."""
     with mp.get_context("fork").Pool(4 * _cpus()) as p:

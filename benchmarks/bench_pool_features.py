@@ -1,20 +1,21 @@
-"""What the pool's options cost when they are on: progress= and task_timeout=
-against the same call without them.
+"""What the pool's own options cost when they are on (run by harness.py; see
+bench.py).
 
-    python benchmarks/bench_pool_features.py [--quick] [--repeat N]
+    python benchmarks/bench_pool_features.py [--quick] [--only progress] [--pypi DIR]
 
-Each measurement runs in a fresh subprocess, the variants taking turns
-(off, progress, task_timeout, off, ...) so that a change in the machine's
-load hits all of them; the best of each is kept.  Printed: seconds, and
-each variant's time over the time with the options off (1.00: free).
-(The cost with the options off is what benchmarks/bench_pool.py measures:
-its ratios must not move.)
+is `python benchmarks/bench.py --group features`.  Each case runs our pool
+with `progress=` or `task_timeout=` given, and the stdlib (and the PyPI
+multiprocess), which have neither, without: so the ratio holds the option
+to the suite's rule, at least the stdlib's speed.  The same call with the
+options off is the case named in `off_case`, selected with this group so
+that both are measured in the same run: the report prints on/off for ours.
+This group is not part of a default run (select it with --group features,
+or a matching --only).
 """
-import argparse
-import os
-import subprocess
 import sys
 import time
+
+from harness import case, main
 
 
 def identity(x):
@@ -25,96 +26,70 @@ def _progress(done, total):
     pass
 
 
-VARIANTS = {
-    'off': {},
-    'progress': {'progress': _progress},
-    'task_timeout': {'task_timeout': 60},
-}
+def _options(mp, option):
+    # only our pool has these; the stdlib and the PyPI copy run the plain call
+    if option is None or not hasattr(mp, "WorkerLostError"):
+        return {}
+    return {"progress": {"progress": _progress},
+            "task_timeout": {"task_timeout": 60}}[option]
 
 
-def _map(mp, n, chunksize, options):
-    with mp.Pool(2) as p:
+def _map(mp, n, chunksize, option):
+    with mp.get_context("fork").Pool(2) as p:
         p.map(identity, range(100))
         t = time.perf_counter()
-        p.map(identity, range(n), chunksize=chunksize, **options)
+        p.map(identity, range(n), chunksize=chunksize, **_options(mp, option))
         return time.perf_counter() - t
 
 
-def _imap(mp, n, chunksize, options):
-    with mp.Pool(2) as p:
+def _imap_unordered(mp, n, chunksize, option):
+    with mp.get_context("fork").Pool(2) as p:
         p.map(identity, range(100))
         t = time.perf_counter()
         for _ in p.imap_unordered(identity, range(n), chunksize=chunksize,
-                                  **options):
+                                  **_options(mp, option)):
             pass
         return time.perf_counter() - t
 
 
-def _apply(mp, n, options):
-    options = {k: v for k, v in options.items() if k != 'progress'}
-    with mp.Pool(2) as p:
+def _apply(mp, n, option):
+    with mp.get_context("fork").Pool(2) as p:
         p.apply(identity, (1,))
+        opts = _options(mp, option)
         t = time.perf_counter()
         for i in range(n):
-            p.apply_async(identity, (i,), **options).get()
-        return (time.perf_counter() - t) / n
+            p.apply_async(identity, (i,), **opts).get()
+        return time.perf_counter() - t
 
 
-CASES = {
-    'map_100k_default_chunks': lambda mp, q, o: _map(mp, 20_000 if q else 100_000,
-                                                    None, o),
-    'map_20k_chunksize_1': lambda mp, q, o: _map(mp, 5_000 if q else 20_000, 1, o),
-    'imap_unordered_20k_cs_1': lambda mp, q, o: _imap(mp, 5_000 if q else 20_000,
-                                                      1, o),
-    'imap_unordered_20k_cs_10': lambda mp, q, o: _imap(mp, 5_000 if q else 20_000,
-                                                       10, o),
-    'apply_async_latency': lambda mp, q, o: _apply(mp, 300 if q else 2000, o),
-}
+def _register(name, off, fn, n, quick_n, doc, **kw):
+    case(name, n=n, quick_n=quick_n, smoke_n=20, unit=kw.pop("unit", "item"),
+         off_case=off, doc=doc, **kw)(fn)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--quick', action='store_true')
-    ap.add_argument('--repeat', type=int, default=5)
-    ap.add_argument('--only', action='append', default=[])
-    ap.add_argument('--measure', nargs=2, help=argparse.SUPPRESS)
-    ns = ap.parse_args(argv)
-    if ns.measure:
-        import multiprocess as mp
-        name, variant = ns.measure
-        print(repr(CASES[name](mp, ns.quick, VARIANTS[variant])))
-        return 0
-    here = os.path.abspath(__file__)
-    print('%-26s %10s %10s %10s   %s' % ('case', 'off', 'progress',
-                                        'timeout', 'progress/off timeout/off'))
-    for name in CASES:
-        if ns.only and not any(o in name for o in ns.only):
-            continue
-        best = {}
-        for _ in range(ns.repeat):
-            for variant in VARIANTS:
-                if name == 'apply_async_latency' and variant == 'progress':
-                    continue
-                cmd = [sys.executable, here, '--measure', name, variant]
-                if ns.quick:
-                    cmd.append('--quick')
-                out = subprocess.run(cmd, capture_output=True, text=True,
-                                     timeout=900, cwd=os.path.dirname(here))
-                try:
-                    got = float(out.stdout.strip().splitlines()[-1])
-                except (ValueError, IndexError):
-                    sys.stderr.write(out.stderr[-2000:])
-                    continue
-                best[variant] = min(best.get(variant, got), got)
-        off = best.get('off')
-        ratio = lambda v: ('%.2f' % (best[v] / off)) if off and v in best \
-            else '-'
-        fmt = lambda v: ('%.4g' % best[v]) if v in best else '-'
-        print('%-26s %10s %10s %10s   %12s %11s' % (
-            name, fmt('off'), fmt('progress'), fmt('task_timeout'),
-            ratio('progress'), ratio('task_timeout')), flush=True)
-    return 0
+_register("imap_unordered_chunksize_10", None,
+          lambda mp, n: _imap_unordered(mp, n, 10, None), 20_000, 5_000,
+          "Consume Pool(2).imap_unordered(identity, range(n), chunksize=10).", repeat=2)
+for _opt in ("progress", "task_timeout"):
+    _register(f"map_default_chunksize_{_opt}", "map_default_chunksize",
+              lambda mp, n, o=_opt: _map(mp, n, None, o), 100_000, 25_000,
+              f"map_default_chunksize, ours with {_opt}=")
+for _opt in ("progress", "task_timeout"):
+    _register(f"map_chunksize_1_{_opt}", "map_chunksize_1",
+              lambda mp, n, o=_opt: _map(mp, n, 1, o), 5_000, 1_000,
+              f"map_chunksize_1, ours with {_opt}=", repeat=2)
+for _opt in ("progress", "task_timeout"):
+    _register(f"imap_unordered_chunksize_1_{_opt}", "imap_unordered_chunksize_1",
+              lambda mp, n, o=_opt: _imap_unordered(mp, n, 1, o), 5_000, 1_000,
+              f"imap_unordered_chunksize_1, ours with {_opt}=", repeat=2)
+for _opt in ("progress", "task_timeout"):
+    _register(f"imap_unordered_chunksize_10_{_opt}", "imap_unordered_chunksize_10",
+              lambda mp, n, o=_opt: _imap_unordered(mp, n, 10, o), 20_000, 5_000,
+              f"imap_unordered_chunksize_10, ours with {_opt}=", repeat=2)
+_register("apply_async_latency_task_timeout", "apply_async_latency",
+          lambda mp, n: _apply(mp, n, "task_timeout"), 500, 200,
+          "apply_async_latency, ours with task_timeout=", unit="apply")
 
 
-if __name__ == '__main__':
-    sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main(group="features"))

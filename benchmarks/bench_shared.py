@@ -18,7 +18,7 @@ def _per_op(stmt, names, n, slices=15):
     return min(t.repeat(repeat=slices, number=number)) / number * n
 
 
-@case("rawarray_8mb", n=60, quick_n=20, smoke_n=1, unit="RawArray")
+@case("rawarray_8mb", n=20, quick_n=5, smoke_n=1, unit="RawArray")
 def b_rawarray(mp, n):
     """Create (and drop) RawArray('d', 2**20), 8 MB, touching one element."""
     mp.RawArray("d", 1 << 20)           # warm up: first arena, imports

@@ -47,25 +47,29 @@ measures the machine and runs in one stream.  Functions that a child
 process runs must be at module level (spawn and forkserver find them by
 name).
 """
-import argparse
-import json
 import math
 import os
-import subprocess
 import sys
 import time
 
+# The measuring subprocesses import this module: what it imports at the top
+# every one of them pays for (json pulls in re, for one), so the parent's
+# tools are imported where they are used.
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-CASE_MODULES = ("bench", "bench_pool", "bench_shared", "bench_managers")
+CASE_MODULES = ("bench", "bench_pool", "bench_shared", "bench_managers",
+                "bench_pool_features")
 GROUPS = {"bench": "core", "bench_pool": "pool", "bench_shared": "shared",
-          "bench_managers": "managers"}
+          "bench_managers": "managers", "bench_pool_features": "features"}
+# groups that run only when asked for (--group, or a matching --only)
+OPTIONAL_GROUPS = {"features"}
 MODES = ("full", "quick", "smoke")
 BUSY_SUFFIX = "_busy"
 
 
 class Case:
     def __init__(self, name, fn, group, unit, n, target, pypi_target, doc,
-                 floor_of=None, repeat=3, busy=False):
+                 floor_of=None, repeat=3, busy=False, off_case=None):
         self.name, self.fn, self.group, self.unit = name, fn, group, unit
         self.n = n                      # {"full": .., "quick": .., "smoke": ..}
         self.target, self.pypi_target, self.doc = target, pypi_target, doc
@@ -73,6 +77,7 @@ class Case:
         self.repeat = repeat
         self.busy = busy                # this entry is the busy variant
         self.base = name[:-len(BUSY_SUFFIX)] if busy else name
+        self.off_case = off_case        # the same call with our option off
 
     @property
     def reference(self):
@@ -81,7 +86,8 @@ class Case:
     def describe(self):
         return {"group": self.group, "unit": self.unit, "doc": self.doc,
                 "target": self.target, "pypi_target": self.pypi_target,
-                "floor_of": self.floor_of, "busy": self.busy, "base": self.base}
+                "floor_of": self.floor_of, "busy": self.busy, "base": self.base,
+                "off_case": self.off_case}
 
 
 CASES = {}
@@ -89,7 +95,7 @@ CASES = {}
 
 def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
          pypi_target=None, floor_of=None, repeat=3, busy=False,
-         busy_target=1.0, busy_n=None, busy_quick_n=None):
+         busy_target=1.0, busy_n=None, busy_quick_n=None, off_case=None, doc=None):
     """Register a benchmark function.
 
     n, quick_n, smoke_n: operations per measurement in the full, --quick and
@@ -99,7 +105,9 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
     named case.  repeat: measurements per subprocess.  busy: also register
     NAME_busy, measured with every CPU running a spinning process, held to
     busy_target, with busy_n and busy_quick_n operations (default: n and
-    quick_n)."""
+    quick_n).  off_case: this case is another's call with one of our
+    options on; the other is selected with it.  doc: the description
+    (default: the function's docstring)."""
     def deco(fn):
         module = fn.__module__
         if module == "__main__":
@@ -107,17 +115,17 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
             # under its own name, which is the copy that counts
             return fn
         group = GROUPS.get(module, module)
-        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        doc_ = doc or (fn.__doc__ or "").strip().split("\n")[0]
         counts = {"full": n, "quick": quick_n or max(1, n // 10),
                   "smoke": smoke_n}
         CASES[name] = Case(name, fn, group, unit, counts, target, pypi_target,
-                           doc, floor_of, repeat)
+                           doc_, floor_of, repeat, off_case=off_case)
         if busy:
             busy_counts = dict(counts, full=busy_n or counts["full"],
                                quick=busy_quick_n or counts["quick"])
             CASES[name + BUSY_SUFFIX] = Case(
                 name + BUSY_SUFFIX, fn, group, unit, busy_counts, busy_target,
-                None, doc + " -- every CPU busy", None, repeat, busy=True)
+                None, doc_ + " -- every CPU busy", None, repeat, busy=True)
         return fn
     return deco
 
@@ -161,24 +169,13 @@ def _import_impl(impl):
 def measure(impl, names, mode, repeat=None):
     """Run the named cases in this process; one JSON-able dict per case."""
     mp = _import_impl(impl)
-    version = None
-    if mp is not None:
-        version = getattr(mp, "__version__", None)
-        if version is None and mp.__name__ == "multiprocess":
-            from importlib import metadata
-            try:
-                version = metadata.version("multiprocess")
-            except metadata.PackageNotFoundError:
-                pass
-        if mp.__name__ == "multiprocessing":
-            version = sys.version.split()[0]
     out = []
     for name in names:
         c = CASES[name]
         n = c.n[mode]
         reps = repeat or {"full": c.repeat, "quick": min(c.repeat, 2), "smoke": 1}[mode]
         res = {"impl": impl, "case": name, "n": n,
-               "module": mp and os.path.dirname(mp.__file__), "version": version}
+               "module": mp and os.path.dirname(mp.__file__)}
         try:
             res["times"] = [c.fn(mp, n) / n for _ in range(reps)]
         except Exception as exc:
@@ -189,15 +186,22 @@ def measure(impl, names, mode, repeat=None):
 
 
 def _child_main(argv):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--measure", metavar="IMPL", required=True)
-    ap.add_argument("--mode", choices=MODES, default="full")
-    ap.add_argument("--repeat", type=int)
-    ap.add_argument("cases", nargs="+")
-    ns = ap.parse_args(argv)
+    """harness.py --measure IMPL [--mode MODE] [--repeat N] CASE...: parsed by
+    hand, since every measuring process pays for what it imports."""
+    opts, cases = {"--mode": "full", "--repeat": None}, []
+    args = iter(argv)
+    for a in args:
+        if a in ("--measure", "--mode", "--repeat"):
+            opts[a] = next(args)
+        else:
+            cases.append(a)
+    if opts["--mode"] not in MODES or not cases or "--measure" not in opts:
+        raise SystemExit("usage: harness.py --measure IMPL [--mode MODE] "
+                         "[--repeat N] CASE...")
     load_cases()
-    for res in measure(ns.measure, ns.cases, ns.mode, ns.repeat):
-        print(json.dumps(res), flush=True)
+    repeat = int(opts["--repeat"]) if opts["--repeat"] else None
+    for res in measure(opts["--measure"], cases, opts["--mode"], repeat):
+        print(repr(res), flush=True)
     return 0
 
 
@@ -217,6 +221,7 @@ class Spinners:
         self.procs = []
 
     def __enter__(self):
+        import subprocess
         code = "while True: pass"
         self.procs = [subprocess.Popen([sys.executable, "-c", code],
                                        stdin=subprocess.DEVNULL)
@@ -245,14 +250,18 @@ def compile_packages(pypi):
         dirs.extend(spec.submodule_search_locations)
     if pypi:
         dirs.append(os.path.join(pypi, "multiprocess"))
+    # and the case files themselves, which every measuring process imports
+    dirs.append(HERE)
     for d in dirs:
         if os.path.isdir(d) and os.access(d, os.W_OK):
-            compileall.compile_dir(d, quiet=2, workers=1)
+            compileall.compile_dir(d, quiet=2, workers=1, maxlevels=0 if d == HERE else None)
 
 
 def run_child(impl, names, ns, env, busy=False):
     """Measure `names` for `impl` in one fresh subprocess: a list of result
     dicts, or one {"error": ...} per name."""
+    import ast
+    import subprocess
     cmd = [sys.executable, os.path.join(HERE, "harness.py"), "--measure", impl,
            "--mode", ns.mode] + (["--repeat", str(ns.repeat)] if ns.repeat else []) + names
     e = dict(env)
@@ -275,7 +284,7 @@ def run_child(impl, names, ns, env, busy=False):
     got = {}
     for line in r.stdout.splitlines():
         if line.startswith("{"):
-            res = json.loads(line)
+            res = ast.literal_eval(line)
             got[res["case"]] = res
     if r.returncode != 0 or len(got) < len(names):
         err = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
@@ -348,6 +357,22 @@ def _jobs(ns, names):
     return list(batches.values())
 
 
+def package_versions(ns):
+    """The versions under test, found by the parent (importlib.metadata
+    would cost every measuring process a third of a second)."""
+    from importlib import metadata
+    out = {"stdlib": sys.version.split()[0]}
+    try:
+        out["ours"] = metadata.version("multiprocess")
+    except metadata.PackageNotFoundError:
+        pass
+    if ns.pypi:
+        for d in metadata.distributions(path=[ns.pypi]):
+            if d.metadata["Name"] == "multiprocess":
+                out["pypi"] = d.version
+    return out
+
+
 def run_suite(ns, names):
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = ns.mmap_threshold
@@ -357,7 +382,7 @@ def run_suite(ns, names):
     values = {n: {s: [] for s in streams_for(CASES[n], ns)} for n in names}
     errors = {n: {} for n in names}
     wall = {n: 0.0 for n in names}
-    versions = {}
+    versions = package_versions(ns)
     for job in _jobs(ns, names):
         first = CASES[job[0]]
         streams = streams_for(first, ns)
@@ -376,8 +401,6 @@ def run_suite(ns, names):
                         status = "ERROR " + res["error"]
                     else:
                         values[name][impl].extend(res["times"])
-                        if res.get("version"):
-                            versions[impl] = res["version"]
                         status = fmt_time(min(res["times"])) + f"/{CASES[name].unit}"
                     if not ns.silent:
                         print(f"  {name:34} {impl:9} {status}", file=sys.stderr, flush=True)
@@ -417,20 +440,28 @@ def select(ns):
     names = list(CASES)
     if ns.group:
         names = [n for n in names if CASES[n].group in ns.group]
+    elif not ns.only:
+        names = [n for n in names if CASES[n].group not in OPTIONAL_GROUPS]
     if ns.only:
         names = [n for n in names if any(o in n for o in ns.only)]
     if ns.no_busy:
         names = [n for n in names if not CASES[n].busy]
     if ns.busy_only:
         names = [n for n in names if CASES[n].busy]
-    # a floor runs whenever the case it bounds does, right before it
+    # a floor runs whenever the case it bounds does, right before it, and
+    # an option's case brings the same call with the option off
     for n in [n for n in CASES if CASES[n].reference]:
         if CASES[n].floor_of in names and n not in names:
             names.insert(names.index(CASES[n].floor_of), n)
+    for n in list(names):
+        off = CASES[n].off_case
+        if off and off not in names:
+            names.insert(names.index(n), off)
     return names
 
 
 def parser(group=None):
+    import argparse
     ap = argparse.ArgumentParser(
         description="multiprocess against multiprocessing (and the PyPI "
                     "multiprocess): one suite, interleaved, with an A/A noise band")
@@ -491,6 +522,7 @@ def main(argv=None, group=None):
     print()
     print(report.markdown_table(data))
     if ns.json:
+        import json
         with open(ns.json, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")

@@ -96,7 +96,24 @@ def markdown_table(data):
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("")
     lines.append(summary(data))
+    costs = option_costs(data)
+    if costs:
+        lines.append("")
+        lines.append(costs)
     return "\n".join(lines)
+
+
+def option_costs(data):
+    """Our time with an option on over our time with it off, same run."""
+    out = []
+    for name, e in data["cases"].items():
+        off = data["cases"].get(e.get("off_case") or "")
+        on_t, off_t = e.get("best", {}).get("ours"), (off or {}).get("best", {}).get("ours")
+        if on_t and off_t:
+            out.append(f"{name} {on_t / off_t:.2f}")
+    if not out:
+        return ""
+    return ("Our time with the option on / off (1.00: free): " + "; ".join(out) + ".")
 
 
 def below_parity(data):

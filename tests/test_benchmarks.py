@@ -5,6 +5,7 @@ guards the harness against rot, the numbers are benchmarks/bench.py's job.
 
 Skipped for an installed copy of the tests (no benchmarks/ beside them).
 """
+import ast
 import json
 import os
 import subprocess
@@ -26,8 +27,8 @@ def _run(args, timeout=240):
                           timeout=timeout, cwd=BENCH, stdin=subprocess.DEVNULL)
 
 
-def _case_names():
-    r = _run([os.path.join(BENCH, "bench.py"), "--list"], timeout=60)
+def _case_names(*args):
+    r = _run([os.path.join(BENCH, "bench.py"), "--list"] + list(args), timeout=60)
     assert r.returncode == 0, r.stderr
     return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
 
@@ -44,16 +45,22 @@ def test_list_names_every_case_file_and_the_new_hard_cases():
                      "manager_lock_contended_4_busy"):
         assert expected in names
     assert len(names) == len(set(names))
+    # the options' group runs only when asked for, with the calls it is measured against
+    assert not any(n.endswith("_progress") for n in names)
+    features = _case_names("--group", "features")
+    assert "map_chunksize_1_progress" in features and "map_chunksize_1" in features
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("impl", ["stdlib", "ours"])
 def test_every_case_runs_once_in_smoke_mode(impl):
     names = [n for n in _case_names() if not n.endswith("_busy")]
+    names += [n for n in _case_names("--group", "features") if n not in names]
     r = _run([os.path.join(BENCH, "harness.py"), "--measure", impl, "--mode", "smoke"]
              + names)
     assert r.returncode == 0, r.stderr[-3000:]
-    results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    results = [ast.literal_eval(line) for line in r.stdout.splitlines()
+               if line.startswith("{")]
     assert [res["case"] for res in results] == names
     for res in results:
         assert "error" not in res, res
