@@ -77,7 +77,7 @@ def _round_trips(conn, obj, count):
 
 
 @case("pipe_small_roundtrip", n=5000, quick_n=1000, smoke_n=20, target=1.5,
-      busy=True, busy_n=2000, busy_quick_n=500, unit="round trip")
+      busy=True, busy_n=1000, busy_quick_n=300, unit="round trip")
 def bench_pipe_small(mp, n):
     """Pipe send+recv round trip of a small dict through an echoing child."""
     ctx = mp.get_context("fork")

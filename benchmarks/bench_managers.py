@@ -31,7 +31,7 @@ def b_dict(mp, n):
 
 
 @case("list_append", n=4_000, quick_n=1_000, smoke_n=10, target=1.5,
-      busy=True, busy_n=2_000, busy_quick_n=500, unit="append")
+      busy=True, busy_n=1_000, busy_quick_n=300, unit="append")
 def b_list_append(mp, n):
     """ListProxy.append: one manager method call, one round trip."""
     with _manager(mp) as m:
@@ -90,7 +90,7 @@ def b_connect(mp, n):
 # manager locks (issue #13)
 
 @case("manager_lock_roundtrip", n=1_000, quick_n=300, smoke_n=10,
-      busy=True, busy_n=600, busy_quick_n=200, unit="acquire+release")
+      busy=True, busy_n=400, busy_quick_n=150, unit="acquire+release")
 def b_manager_lock(mp, n):
     """acquire()+release() of a Manager().Lock() from one process: two round trips."""
     with _manager(mp) as m:

@@ -67,7 +67,7 @@ def b_imap_unordered(mp, n):
 
 
 @case("apply_async_latency", n=500, quick_n=200, smoke_n=10, target=2.0,
-      busy=True, busy_n=300, busy_quick_n=100, unit="apply")
+      busy=True, busy_n=200, busy_quick_n=100, unit="apply")
 def b_apply_latency(mp, n):
     """Pool(2).apply_async(identity, (i,)).get(), one at a time."""
     with mp.get_context("fork").Pool(2) as p:

@@ -23,9 +23,11 @@ How a run goes (the reasons are in docs/performance.md, "The harness"):
   runs once, in an order rotated from round to round, so the machine's drift
   hits every stream alike.
 - Statistics.  A subprocess runs the case `repeat` times (the case's own
-  number, at most 2 in --quick, 1 in --smoke) and reports each time; a
-  stream's time is the best of all its values (the least disturbed run),
-  the ratio is stdlib best / ours best (above 1: ours is faster).
+  number, at most 2 in --quick, 1 in --smoke; fewer once its timed work
+  passes REPEAT_BUDGET, so that a pathologically slow stream cannot eat the
+  run) and reports each time; a stream's time is the best of all its
+  values (the least disturbed run), the ratio is stdlib best / ours best
+  (above 1: ours is faster).
 - Busy variants.  A case registered with busy=True also runs as
   NAME_busy: the harness starts one process spinning in a Python loop per
   usable CPU right before each of that case's measuring subprocesses and
@@ -64,6 +66,8 @@ GROUPS = {"bench": "core", "bench_pool": "pool", "bench_shared": "shared",
 # groups that run only when asked for (--group, or a matching --only)
 OPTIONAL_GROUPS = {"features"}
 MODES = ("full", "quick", "smoke")
+# seconds of timed work after which a subprocess stops repeating its case
+REPEAT_BUDGET = {"full": 6.0, "quick": 1.5, "smoke": 0.0}
 BUSY_SUFFIX = "_busy"
 
 
@@ -177,7 +181,16 @@ def measure(impl, names, mode, repeat=None):
         res = {"impl": impl, "case": name, "n": n,
                "module": mp and os.path.dirname(mp.__file__)}
         try:
-            res["times"] = [c.fn(mp, n) / n for _ in range(reps)]
+            res["times"] = times = []
+            spent = 0.0
+            for _ in range(reps):
+                dt = c.fn(mp, n)
+                times.append(dt / n)
+                spent += dt
+                if spent > REPEAT_BUDGET[mode]:
+                    # a pathologically slow stream keeps its first values
+                    # rather than eat the run's time
+                    break
         except Exception as exc:
             # one broken case must not take the others of a batch with it
             res["error"] = f"{type(exc).__name__}: {exc}"
