@@ -30,6 +30,7 @@
 #include "structmember.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -64,21 +65,165 @@ await_fd(int fd, short events)
     return poll(&p, 1, -1) < 0 ? -1 : 0;
 }
 
+/*
+ * When a spin can pay.  Polling instead of sleeping wins only while the
+ * process we wait for has a CPU of its own and ours is wanted by nobody
+ * else.  Once more tasks are runnable than there are CPUs for us, each
+ * poll takes time from someone -- often from the very peer whose answer we
+ * wait for, which then waits for a scheduler time slice (milliseconds)
+ * instead of the tens of microseconds a sleeping receive costs.  So a spin
+ * starts only while none of these says the CPUs are oversubscribed:
+ *
+ *  - the system's count of runnable tasks (/proc/loadavg, the caller
+ *    included) exceeds the CPUs this process may run on.  A would-be
+ *    spinner that finds the last sample older than SPIN_SAMPLE_NS takes a
+ *    new one (a few microseconds, spent where it was about to poll anyway);
+ *  - a sched_yield() inside a spin came back late: another task was
+ *    waiting for our CPU, and got it;
+ *  - SPIN_VAIN_LIMIT spins in a row ended with nothing to read.
+ *
+ * Each of these turns spinning off, process-wide, for SPIN_BACKOFF_NS;
+ * the next would-be spinner after that samples again.  Without
+ * /proc/loadavg the other two signals still apply.  The state is a few
+ * process-wide words updated without locks: a racing update costs at most
+ * one spin more or less.
+ */
+#define SPIN_SAMPLE_NS (10 * 1000 * 1000LL)
+#define SPIN_BACKOFF_NS (50 * 1000 * 1000LL)
+#define SPIN_YIELD_LATE_NS (20 * 1000LL)
+#define SPIN_VAIN_LIMIT 4
+
+static long long spin_sampled_at;   /* ns; 0: never */
+static long long spin_off_until;    /* ns */
+static int spin_vain_run;           /* spins in a row that found nothing */
+
+static long long
+monotonic_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0;
+    }
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void
+spin_back_off(long long now)
+{
+    __atomic_store_n(&spin_off_until, now + SPIN_BACKOFF_NS,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&spin_vain_run, 0, __ATOMIC_RELAXED);
+}
+
+/* The number of runnable tasks on the system, the caller included (the
+ * fourth field of /proc/loadavg, "R/T"); -1 when it cannot be read. */
+static long
+runnable_tasks(void)
+{
+    char buf[128];
+    int fd;
+    do {
+        fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n;
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    (void)close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    /* "0.52 0.58 0.59 3/512 12345": skip three fields */
+    char *p = buf;
+    for (int field = 0; field < 3; field++) {
+        p = strchr(p, ' ');
+        if (p == NULL) {
+            return -1;
+        }
+        p++;
+    }
+    char *end;
+    errno = 0;
+    long running = strtol(p, &end, 10);
+    if (end == p || *end != '/' || errno != 0 || running < 0) {
+        return -1;
+    }
+    return running;
+}
+
+/* CPUs this process may run on (its affinity mask); 1 when unknown. */
+static long
+usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        return CPU_COUNT(&set);
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? online : 1;
+}
+
+int
+mp_spin_worthwhile(void)
+{
+    long long now = monotonic_ns();
+    if (now < __atomic_load_n(&spin_off_until, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    long long last = __atomic_load_n(&spin_sampled_at, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < SPIN_SAMPLE_NS) {
+        return 1;
+    }
+    __atomic_store_n(&spin_sampled_at, now, __ATOMIC_RELAXED);
+    long cpus = usable_cpus();
+    long running = runnable_tasks();
+    if (cpus < 2 || running > cpus) {
+        spin_back_off(now);
+        return 0;
+    }
+    return 1;
+}
+
 int
 mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds)
 {
-    const double end = mp_monotonic() + seconds;
+    /* When spinning cannot pay: look once, as if the time were up. */
+    const int spinning = mp_spin_worthwhile();
+    long long now = monotonic_ns();
+    const long long end = spinning ? now + (long long)(seconds * 1e9) : now;
     for (;;) {
         for (nfds_t i = 0; i < n; i++) {
             pfds[i].revents = 0;
         }
         int ready = poll(pfds, n, 0);
-        if (ready != 0 || mp_monotonic() >= end) {
+        if (ready > 0) {
+            __atomic_store_n(&spin_vain_run, 0, __ATOMIC_RELAXED);
+        }
+        if (ready != 0 || !spinning) {
             return ready;
         }
-        /* On an idle CPU this returns at once; otherwise whatever else is
-         * runnable here (possibly the very peer we wait for) goes first. */
+        if (now >= end) {
+            if (__atomic_add_fetch(&spin_vain_run, 1, __ATOMIC_RELAXED)
+                    >= SPIN_VAIN_LIMIT) {
+                spin_back_off(now);
+            }
+            return 0;
+        }
+        /* On an idle CPU this returns at once.  Otherwise whatever else is
+         * runnable here (possibly the very peer we wait for) goes first,
+         * and a late return means our CPU is wanted: stop spinning. */
         (void)sched_yield();
+        long long after = monotonic_ns();
+        if (after - now > SPIN_YIELD_LATE_NS) {
+            spin_back_off(after);
+            now = end;          /* one last look, then give up */
+            continue;
+        }
+        now = after;
     }
 }
 
@@ -425,7 +570,8 @@ reader_await_frame(frame_reader *r)
     if (!r->spun) {
         r->spun = 1;
         r->wait_start = mp_monotonic();
-        if (!__atomic_load_n(cold, __ATOMIC_RELAXED)) {
+        if (!__atomic_load_n(cold, __ATOMIC_RELAXED) &&
+            mp_spin_worthwhile()) {
             struct pollfd pf = {.fd = r->fd, .events = POLLIN, .revents = 0};
             if (mp_spin_poll(&pf, 1, spin) > 0) {
                 return reader_step(r, 0);

@@ -86,9 +86,17 @@ mp_monotonic(void)
 }
 
 /*
+ * Whether a spin could pay now: 0 while the CPUs look oversubscribed (more
+ * runnable tasks than CPUs for us, a spin lately pre-empted, or spins in a
+ * row in vain); see connection.c, "When a spin can pay".  No GIL needed.
+ */
+int mp_spin_worthwhile(void);
+
+/*
  * Busy-wait, without the GIL, for one of `pfds` to become ready: poll
  * them without sleeping, giving the CPU to any other runnable task between
- * looks, for at most `seconds`.  Returns what poll() returned last: > 0
+ * looks, for at most `seconds`; at once when mp_spin_worthwhile() says no
+ * or another task turns out to want this CPU.  Returns what poll() returned last: > 0
  * ready, 0 still nothing, -1 with errno (EINTR included: the caller must
  * let signal handlers run before it blocks).  connection.c.
  */

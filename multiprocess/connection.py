@@ -52,7 +52,8 @@ def _recv_spin_seconds():
     # "Spinning before a blocking receive").  Waking a sleeping process on
     # another CPU costs a VM tens of microseconds per message; a receiver
     # still polling pays none of it.  With one usable CPU the peer cannot
-    # run while we poll, so there is nothing to gain.
+    # run while we poll, so there is nothing to gain; with more, the C
+    # side still skips the spin whenever the CPUs are oversubscribed.
     # MULTIPROCESS_RECV_SPIN_US=0 turns it off.
     try:
         cpus = len(os.sched_getaffinity(0))
