@@ -415,6 +415,8 @@ typedef struct {
     size_t ready;           /* bytes known to be waiting (FIONREAD) */
     int err;                /* errno of the last FR_ERROR */
     int spun;               /* the spin before this frame is over */
+    int growing;            /* dest may be shorter than the payload: fill
+                             * it, then FR_NEED_DEST asks for more room */
     double wait_start;      /* when waiting for this frame began */
 } frame_reader;
 
@@ -538,11 +540,15 @@ reader_step(frame_reader *r, int limited)
             return FR_CORRUPT;
         }
     }
-    if (r->dest == NULL || r->size > r->dest_cap) {
+    if (r->dest == NULL || (r->size > r->dest_cap && !r->growing)) {
         return FR_NEED_DEST;
     }
     while (r->got < r->size) {
-        n = reader_read(r, r->dest + r->got, r->size - r->got, limited);
+        uint64_t end = r->size < r->dest_cap ? r->size : r->dest_cap;
+        if (r->got == end) {
+            return FR_NEED_DEST;
+        }
+        n = reader_read(r, r->dest + r->got, end - r->got, limited);
         if (n < 0) {
             return (int)-n;
         }
@@ -646,6 +652,15 @@ reader_pump(frame_reader *r)
     }
 }
 
+/*
+ * A payload up to this size gets its whole buffer at once.  A longer one
+ * starts with this much and the buffer doubles as the bytes come in: the
+ * length is the peer's word, and a lying or truncated peer must cost us
+ * what it sent, not what it claimed.  Growing costs little (realloc of a
+ * block this large moves page mappings, not bytes).
+ */
+#define MP_ALLOC_AHEAD_MAX ((uint64_t)8 << 20)
+
 /* Finish reading a frame whose payload did not fit: into a new bytes. */
 static PyObject *
 reader_finish_as_bytes(frame_reader *r)
@@ -653,18 +668,32 @@ reader_finish_as_bytes(frame_reader *r)
     if (r->size > (uint64_t)PY_SSIZE_T_MAX) {
         return PyErr_NoMemory();
     }
-    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)r->size);
+    uint64_t cap = r->size < MP_ALLOC_AHEAD_MAX ? r->size : MP_ALLOC_AHEAD_MAX;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
     if (data == NULL) {
         return NULL;
     }
     r->dest = PyBytes_AS_STRING(data);
-    r->dest_cap = r->size;
+    r->dest_cap = cap;
     r->got = 0;
-    if (reader_pump(r) < 0) {
-        Py_DECREF(data);
-        return NULL;
+    r->growing = 1;
+    for (;;) {
+        int rc = reader_pump(r);
+        if (rc == FR_DONE) {
+            return data;
+        }
+        if (rc < 0) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        /* FR_NEED_DEST: the buffer is full and more is coming */
+        cap = r->dest_cap * 2 < r->size ? r->dest_cap * 2 : r->size;
+        if (_PyBytes_Resize(&data, (Py_ssize_t)cap) < 0) {
+            return NULL;
+        }
+        r->dest = PyBytes_AS_STRING(data);
+        r->dest_cap = cap;
     }
-    return data;
 }
 
 static int
