@@ -661,17 +661,60 @@ reader_pump(frame_reader *r)
  */
 #define MP_ALLOC_AHEAD_MAX ((uint64_t)8 << 20)
 
-/* Finish reading a frame whose payload did not fit: into a new bytes. */
+/*
+ * Received payloads of this size range are read into the bytes object that
+ * held the last one, once nobody else holds it (the Queue's get() and
+ * Connection.recv() drop theirs after unpickling).  A fresh buffer of a
+ * megabyte is a fresh mapping from malloc more often than not, and
+ * faulting its pages in cost about as much as the whole transfer
+ * otherwise; a reused one is already in memory.  At most one such buffer
+ * stays alive per interpreter.
+ */
+#define MP_RECV_KEEP_MIN ((uint64_t)128 << 10)
+#define MP_RECV_KEEP_MAX MP_ALLOC_AHEAD_MAX
+
+/* The kept buffer resized to `size`, as a new reference; NULL (and no
+ * exception) when there is none fit for it. */
 static PyObject *
-reader_finish_as_bytes(frame_reader *r)
+take_kept(mp_state *st, uint64_t size)
+{
+    PyObject *kept = st != NULL ? st->recv_kept : NULL;
+    if (kept == NULL || Py_REFCNT(kept) != 1 ||
+        size < MP_RECV_KEEP_MIN || size > MP_RECV_KEEP_MAX) {
+        return NULL;
+    }
+    uint64_t have = (uint64_t)PyBytes_GET_SIZE(kept);
+    if (have < size / 2 || have > size * 2) {
+        return NULL;
+    }
+    st->recv_kept = NULL;
+    /* A resize to another size forgets a hash computed while it was
+     * somebody's result; to the same size it would not, so step one byte
+     * down first (shrinking never moves a block, nor does growing it back
+     * by that byte). */
+    if ((have == size && _PyBytes_Resize(&kept, (Py_ssize_t)size - 1) < 0)
+        || _PyBytes_Resize(&kept, (Py_ssize_t)size) < 0) {
+        PyErr_Clear();          /* (the failed resize freed it) */
+        return NULL;
+    }
+    return kept;
+}
+
+/* Finish reading a frame whose payload did not fit: into a new bytes (or
+ * the kept one, see MP_RECV_KEEP_MIN). */
+static PyObject *
+reader_finish_as_bytes(frame_reader *r, mp_state *st)
 {
     if (r->size > (uint64_t)PY_SSIZE_T_MAX) {
         return PyErr_NoMemory();
     }
     uint64_t cap = r->size < MP_ALLOC_AHEAD_MAX ? r->size : MP_ALLOC_AHEAD_MAX;
-    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+    PyObject *data = take_kept(st, r->size);
     if (data == NULL) {
-        return NULL;
+        data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+        if (data == NULL) {
+            return NULL;
+        }
     }
     r->dest = PyBytes_AS_STRING(data);
     r->dest_cap = cap;
@@ -680,7 +723,7 @@ reader_finish_as_bytes(frame_reader *r)
     for (;;) {
         int rc = reader_pump(r);
         if (rc == FR_DONE) {
-            return data;
+            break;
         }
         if (rc < 0) {
             Py_DECREF(data);
@@ -694,6 +737,11 @@ reader_finish_as_bytes(frame_reader *r)
         r->dest = PyBytes_AS_STRING(data);
         r->dest_cap = cap;
     }
+    if (st != NULL && r->size >= MP_RECV_KEEP_MIN &&
+        r->size <= MP_RECV_KEEP_MAX) {
+        Py_XSETREF(st->recv_kept, Py_NewRef(data));
+    }
+    return data;
 }
 
 static int
@@ -717,7 +765,7 @@ PyDoc_STRVAR(recv_bytes_doc,
 /* One whole frame from fd as bytes; None when maxlength >= 0 and the
  * frame is longer (its payload is left unread); NULL with an exception. */
 static PyObject *
-read_frame(int fd, long long maxlength)
+read_frame(mp_state *st, int fd, long long maxlength)
 {
     char small[MP_SMALL_FRAME];
     frame_reader r;
@@ -737,11 +785,11 @@ read_frame(int fd, long long maxlength)
     if (maxlength >= 0 && r.size > (uint64_t)maxlength) {
         Py_RETURN_NONE;
     }
-    return reader_finish_as_bytes(&r);
+    return reader_finish_as_bytes(&r, st);
 }
 
 static PyObject *
-mp_recv_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
+mp_recv_bytes(PyObject *module, PyObject *const *args,
               Py_ssize_t nargs)
 {
     int fd;
@@ -761,7 +809,7 @@ mp_recv_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
             return NULL;
         }
     }
-    return read_frame(fd, maxlength);
+    return read_frame(mp_get_state(module), fd, maxlength);
 }
 
 PyDoc_STRVAR(recv_bytes_into_doc,
@@ -771,7 +819,7 @@ PyDoc_STRVAR(recv_bytes_into_doc,
 "bytes instead (the buffer is left untouched).");
 
 static PyObject *
-mp_recv_bytes_into(PyObject *Py_UNUSED(module), PyObject *const *args,
+mp_recv_bytes_into(PyObject *module, PyObject *const *args,
                    Py_ssize_t nargs)
 {
     int fd;
@@ -813,7 +861,7 @@ mp_recv_bytes_into(PyObject *Py_UNUSED(module), PyObject *const *args,
         result = PyLong_FromUnsignedLongLong(r.size);
     }
     else if (rc == FR_NEED_DEST) {
-        result = reader_finish_as_bytes(&r);
+        result = reader_finish_as_bytes(&r, mp_get_state(module));
     }
 
 done:
@@ -1560,7 +1608,7 @@ endpoint_recv(endpoint_object *self, PyObject *Py_UNUSED(ignored))
     if (codec == NULL) {
         return NULL;
     }
-    PyObject *result = NULL, *data = read_frame(fd, -1);
+    PyObject *result = NULL, *data = read_frame(self->state, fd, -1);
     if (data != NULL) {
         result = PyObject_CallOneArg(PyTuple_GET_ITEM(codec, CODEC_LOADS),
                                      data);

@@ -41,7 +41,7 @@ typedef struct {
     /* semlock.c */
     PyTypeObject *semlock_type;
     /* connection.c */
-    PyObject *buffer_too_short;     /* unused slot kept for the connection layer */
+    PyObject *recv_kept;            /* a large received frame, for reuse */
     /* arena.c */
     PyTypeObject *arena_type;
     PyTypeObject *arena_block_type;
