@@ -1251,35 +1251,16 @@ done:
  * per-message work of send() and recv() in one C call: a small message
  * costs one Python-to-C call per side instead of a Python frame making ten.
  *
- * The pickling policy stays in Python: the codec (see connection.py,
- * `_CODEC`) is a tuple of the callables to use, assigned to `_codec` once
- * per connection.  send() pickles with a reused pickler taken from the
- * codec's idle list (building one costs more than pickling a small
- * message), writes the pickler's output chunks as one frame with writev,
- * then clears the pickler and puts it back.  If that pickler fails, the
- * codec's `dumps` (which owns the retry-with-dill policy) produces the
- * payload instead, or raises: in both cases nothing was written before.
+ * The pickling policy stays in Python (multiprocess/_pickling.py); its
+ * Codec (codec.c), assigned to `_codec` once per connection, pickles each
+ * message: send() writes the parts it returns as one frame with writev.
  */
-
-enum {
-    CODEC_NEW_PICKLER,      /* protocol -> (pickler, chunks list) */
-    CODEC_PICKLE_INTO,      /* unbound Pickler.dump */
-    CODEC_CLEAR_MEMO,       /* unbound Pickler.clear_memo */
-    CODEC_DUMPS,            /* obj -> bytes-like (all the fallbacks) */
-    CODEC_LOADS,            /* bytes -> obj */
-    CODEC_IDLE,             /* list of (pickler, chunks, protocol) */
-    CODEC_DEFAULT_PROTOCOL,
-    CODEC_DILL_NAME,        /* 'dill', 'settings', 'protocol': where the */
-    CODEC_SETTINGS_NAME,    /* protocol knob lives (dill.settings), once */
-    CODEC_PROTOCOL_NAME,    /* dill has been imported */
-    CODEC_SIZE
-};
 
 typedef struct {
     PyObject_HEAD
     int rfd;
     int wfd;
-    PyObject *codec;        /* a validated tuple of CODEC_SIZE, or NULL */
+    PyObject *codec;        /* a Codec (codec.c), or NULL */
     mp_state *state;        /* the module's, found when codec is set */
 } endpoint_object;
 
@@ -1334,19 +1315,14 @@ endpoint_set_codec(endpoint_object *self, PyObject *value,
         Py_CLEAR(self->codec);
         return 0;
     }
-    if (!PyTuple_CheckExact(value) || PyTuple_GET_SIZE(value) != CODEC_SIZE
-        || !PyList_CheckExact(PyTuple_GET_ITEM(value, CODEC_IDLE))
-        || !PyUnicode_Check(PyTuple_GET_ITEM(value, CODEC_DILL_NAME))
-        || !PyUnicode_Check(PyTuple_GET_ITEM(value, CODEC_SETTINGS_NAME))
-        || !PyUnicode_Check(PyTuple_GET_ITEM(value, CODEC_PROTOCOL_NAME))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_codec must be a codec tuple made by "
-                        "multiprocess.connection");
-        return -1;
-    }
-    /* once per connection, not per message (send keeps big buffers in it) */
+    /* once per connection, not per message */
     if (self->state == NULL &&
         (self->state = mp_state_from_type(Py_TYPE(self))) == NULL) {
+        return -1;
+    }
+    if (!mp_codec_check(self->state, value)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_codec must be a _multiprocess.Codec");
         return -1;
     }
     Py_XSETREF(self->codec, Py_NewRef(value));
@@ -1385,132 +1361,6 @@ endpoint_begin(endpoint_object *self, int writing, int *fd)
     return Py_NewRef(self->codec);
 }
 
-/*
- * The protocol to pickle with: dill.settings['protocol'] when dill has
- * been imported, the default otherwise.  Looked up on every message so a
- * later change of the knob is obeyed; three dict lookups in C are cheaper
- * than any cache check would be.  New reference, or NULL.
- */
-static PyObject *
-codec_protocol(PyObject *codec)
-{
-    PyObject *fallback = PyTuple_GET_ITEM(codec, CODEC_DEFAULT_PROTOCOL);
-    PyObject *dill = PyDict_GetItemWithError(
-        PyImport_GetModuleDict(), PyTuple_GET_ITEM(codec, CODEC_DILL_NAME));
-    if (dill == NULL) {
-        return PyErr_Occurred() ? NULL : Py_NewRef(fallback);
-    }
-    Py_INCREF(dill);
-    PyObject *settings = PyObject_GetAttr(
-        dill, PyTuple_GET_ITEM(codec, CODEC_SETTINGS_NAME));
-    Py_DECREF(dill);
-    if (settings == NULL) {
-        /* dill half imported (by another thread): its defaults apply */
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return NULL;
-        }
-        PyErr_Clear();
-        return Py_NewRef(fallback);
-    }
-    PyObject *key = PyTuple_GET_ITEM(codec, CODEC_PROTOCOL_NAME);
-    PyObject *protocol;
-    if (PyDict_CheckExact(settings)) {
-        protocol = PyDict_GetItemWithError(settings, key);
-        if (protocol == NULL && !PyErr_Occurred()) {
-            protocol = fallback;
-        }
-        Py_XINCREF(protocol);
-    }
-    else {
-        protocol = PyObject_CallMethod(settings, "get", "OO", key, fallback);
-    }
-    Py_DECREF(settings);
-    return protocol;
-}
-
-/* An idle (pickler, chunks, protocol) entry made for `protocol`, or a new
- * one.  New reference, or NULL. */
-static PyObject *
-codec_take_pickler(PyObject *codec, PyObject *protocol)
-{
-    PyObject *idle = PyTuple_GET_ITEM(codec, CODEC_IDLE);
-    Py_ssize_t n = PyList_GET_SIZE(idle);
-    if (n > 0) {
-        PyObject *entry = Py_NewRef(PyList_GET_ITEM(idle, n - 1));
-        if (PyList_SetSlice(idle, n - 1, n, NULL) < 0) {
-            Py_DECREF(entry);
-            return NULL;
-        }
-        PyObject *made_for = PyTuple_GET_ITEM(entry, 2);
-        int same = made_for == protocol ? 1 :
-            PyObject_RichCompareBool(made_for, protocol, Py_EQ);
-        if (same > 0) {
-            return entry;
-        }
-        Py_DECREF(entry);
-        if (same < 0) {
-            return NULL;
-        }
-    }
-    PyObject *made = PyObject_CallOneArg(
-        PyTuple_GET_ITEM(codec, CODEC_NEW_PICKLER), protocol);
-    if (made == NULL) {
-        return NULL;
-    }
-    if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 2
-        || !PyList_Check(PyTuple_GET_ITEM(made, 1))) {
-        Py_DECREF(made);
-        PyErr_SetString(PyExc_TypeError,
-                        "the codec's pickler factory must return "
-                        "(pickler, list)");
-        return NULL;
-    }
-    PyObject *entry = PyTuple_Pack(3, PyTuple_GET_ITEM(made, 0),
-                                   PyTuple_GET_ITEM(made, 1), protocol);
-    Py_DECREF(made);
-    return entry;
-}
-
-/* Clear a pickler after use (so it keeps nothing of the message alive)
- * and put it back on the idle list.  Steals `entry`.  0, or -1. */
-static int
-codec_give_back(PyObject *codec, PyObject *entry)
-{
-    PyObject *chunks = PyTuple_GET_ITEM(entry, 1);
-    PyObject *pickler = PyTuple_GET_ITEM(entry, 0);
-    int rc = -1;
-    if (PyList_SetSlice(chunks, 0, PyList_GET_SIZE(chunks), NULL) == 0) {
-        PyObject *r = PyObject_CallOneArg(
-            PyTuple_GET_ITEM(codec, CODEC_CLEAR_MEMO), pickler);
-        if (r != NULL) {
-            Py_DECREF(r);
-            rc = PyList_Append(PyTuple_GET_ITEM(codec, CODEC_IDLE), entry);
-        }
-    }
-    Py_DECREF(entry);
-    return rc;
-}
-
-/* Write one frame made of the pickler's output chunks. */
-static int
-write_chunks(int fd, PyObject *chunks)
-{
-    /* The list is ours alone (taken off the idle list) and taking a bytes
-     * buffer runs no Python code, so its items cannot change meanwhile. */
-    return write_frame(fd, &PyList_GET_ITEM(chunks, 0),
-                       PyList_GET_SIZE(chunks));
-}
-
-/* Write the payload `data` (a reference this consumes) as one frame.
- * None, or NULL with an exception. */
-static PyObject *
-send_consumed(int fd, PyObject *data)
-{
-    int rc = write_frame(fd, &data, 1);
-    Py_DECREF(data);
-    return rc == 0 ? Py_NewRef(Py_None) : NULL;
-}
-
 PyDoc_STRVAR(endpoint_send_doc,
 "send($self, obj, /)\n--\n\n"
 "Pickle obj and send it as one message.  If pickling fails the exception\n"
@@ -1526,71 +1376,16 @@ endpoint_send(endpoint_object *self, PyObject *obj)
     if (codec == NULL) {
         return NULL;
     }
-    PyObject *result = NULL, *entry = NULL, *protocol = codec_protocol(codec);
-    if (protocol == NULL) {
-        goto done;
-    }
-    /* Plain data is written by plainpickle.c, without the pickler (the
-     * same result: a pickler's reducers never apply to exact builtins). */
-    int overflow = 0;
-    long proto = PyLong_CheckExact(protocol)
-        ? PyLong_AsLongAndOverflow(protocol, &overflow) : -1;
-    if (proto == 4 || proto == 5) {
-        PyObject *plain = mp_plain_dumps(self->state, obj, (int)proto);
-        if (plain == NULL) {
-            goto done;
+    PyObject *result = NULL;
+    mp_pickled pickled;
+    if (mp_codec_pickle(codec, obj, &pickled) == 0) {
+        if (write_frame(fd, pickled.parts, pickled.count) == 0) {
+            result = Py_NewRef(Py_None);
         }
-        if (plain != Py_None) {
-            result = send_consumed(fd, plain);
-            goto done;
-        }
-        Py_DECREF(plain);
-    }
-    entry = codec_take_pickler(codec, protocol);
-    if (entry == NULL) {
-        goto done;
-    }
-    PyObject *args[2] = {PyTuple_GET_ITEM(entry, 0), obj};
-    PyObject *r = PyObject_Vectorcall(
-        PyTuple_GET_ITEM(codec, CODEC_PICKLE_INTO), args, 2, NULL);
-    if (r == NULL) {
-        /* The pickler may be left in any state: drop it.  KeyboardInterrupt
-         * and the like propagate; real pickling errors go to dumps(), which
-         * retries with dill or raises the error the caller should see. */
-        Py_CLEAR(entry);
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-            goto done;
-        }
-        PyErr_Clear();
-        PyObject *data = PyObject_CallOneArg(
-            PyTuple_GET_ITEM(codec, CODEC_DUMPS), obj);
-        if (data != NULL) {
-            result = send_consumed(fd, data);
-        }
-        goto done;
-    }
-    Py_DECREF(r);
-    if (write_chunks(fd, PyTuple_GET_ITEM(entry, 1)) == 0) {
-        result = Py_NewRef(Py_None);
-    }
-    /* Cleared and given back even when the write failed; an error here
-     * must not hide one from the write. */
-    PyObject *exc_type, *exc_value, *exc_tb;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    if (codec_give_back(codec, entry) < 0) {
-        if (exc_type == NULL) {
+        if (mp_codec_release(codec, &pickled) < 0) {
             Py_CLEAR(result);
-            entry = NULL;
-            goto done;
         }
-        PyErr_Clear();
     }
-    PyErr_Restore(exc_type, exc_value, exc_tb);
-    entry = NULL;
-
-done:
-    Py_XDECREF(entry);
-    Py_XDECREF(protocol);
     Py_DECREF(codec);
     return result;
 }
@@ -1610,8 +1405,7 @@ endpoint_recv(endpoint_object *self, PyObject *Py_UNUSED(ignored))
     }
     PyObject *result = NULL, *data = read_frame(self->state, fd, -1);
     if (data != NULL) {
-        result = PyObject_CallOneArg(PyTuple_GET_ITEM(codec, CODEC_LOADS),
-                                     data);
+        result = mp_codec_loads(codec, data);
         Py_DECREF(data);
     }
     Py_DECREF(codec);

@@ -58,6 +58,7 @@ mp_free(void *module)
 
 static PyModuleDef_Slot mp_slots[] = {
     {Py_mod_exec, (void *)mp_semlock_exec},
+    {Py_mod_exec, (void *)mp_codec_exec},
     {Py_mod_exec, (void *)mp_connection_exec},
     {Py_mod_exec, (void *)mp_arena_exec},
     {Py_mod_exec, (void *)mp_shm_exec},

@@ -10,6 +10,8 @@
  *
  *   semlock.c     SemLock: POSIX named semaphores as locks/semaphores
  *   connection.c  framed send/recv/poll on file descriptors
+ *   codec.c       Codec: pickling a message with the Python policy's
+ *                 callables (plain data in C, reused picklers, fallback)
  *   arena.c       shared memory arenas and the block allocator (sharedctypes)
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
  *   poolengine.c  the Pool's task/result handler loops
@@ -40,6 +42,8 @@
 typedef struct {
     /* semlock.c */
     PyTypeObject *semlock_type;
+    /* codec.c */
+    PyTypeObject *codec_type;
     /* connection.c */
     PyObject *recv_kept;            /* a large received frame, for reuse */
     /* arena.c */
@@ -58,6 +62,8 @@ typedef struct {
     /* plainunpickle.c */
     PyObject *pickle_loads;         /* where anything not plain goes */
 } mp_state;
+
+typedef struct mp_codec mp_codec;
 
 static inline mp_state *
 mp_get_state(PyObject *module)
@@ -118,8 +124,37 @@ PyObject *mp_plain_dumps(mp_state *st, PyObject *obj, int protocol);
  */
 int mp_plain_loads(const char *data, Py_ssize_t size, PyObject **result);
 
+/*
+ * A message pickled by a Codec (codec.c): `count` buffer objects at
+ * `parts`, to be written back to back, valid until mp_codec_release().
+ */
+typedef struct {
+    PyObject *const *parts;
+    Py_ssize_t count;
+    PyObject *single;       /* owned: the one part, when there is one */
+    PyObject *entry;        /* owned: the pickler whose chunks are parts */
+} mp_pickled;
+
+/* Whether obj is a Codec of this module. */
+int mp_codec_check(mp_state *st, PyObject *obj);
+
+/*
+ * Pickle obj as the codec says (plain data in C, else a reused pickler,
+ * else the codec's fallback, at most once): 0 and *out filled, or -1 with
+ * an exception.  codec must have passed mp_codec_check.
+ */
+int mp_codec_pickle(PyObject *codec, PyObject *obj, mp_pickled *out);
+
+/* Give *out's pickler back to the codec (keeps any pending exception);
+ * 0, or -1 with an exception when there was none before. */
+int mp_codec_release(PyObject *codec, mp_pickled *out);
+
+/* The codec's loads(data): a new reference, or NULL. */
+PyObject *mp_codec_loads(PyObject *codec, PyObject *data);
+
 /* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
 int mp_semlock_exec(PyObject *module);
+int mp_codec_exec(PyObject *module);
 int mp_connection_exec(PyObject *module);
 int mp_arena_exec(PyObject *module);
 int mp_shm_exec(PyObject *module);

@@ -28,7 +28,6 @@ __all__ = ['Client', 'Listener', 'Pipe', 'wait']
 import itertools
 import operator
 import os
-import pickle
 import socket
 import sys
 
@@ -67,48 +66,10 @@ def _recv_spin_seconds():
 
 _core.set_recv_spin(_recv_spin_seconds())
 
-_ForkingPickler = reduction.ForkingPickler
-_dumps = _ForkingPickler.dumps
-_loads = _ForkingPickler.loads
-
-
 # send() and recv() are done in C (``_core.Endpoint``, the base class of
-# Connection) in one call each; what they pickle with is decided here and
-# handed over as this tuple, in the order connection.c expects:
-#
-# * a factory of picklers: building a ForkingPickler costs several times
-#   more than pickling a small message with it, so send() keeps idle ones
-#   (same class, same reducers, only the construction is saved).  Each
-#   writes into a plain list (one chunk for a small pickle, so nothing is
-#   copied; big byte strings come as chunks of their own, and all chunks
-#   go out with one writev) and is cleared after every message, so that it
-#   keeps nothing of it alive;
-# * the C pickler's own dump() and clear_memo(): ForkingPickler.dump() adds
-#   a rewind-and-retry for file targets, replaced here by handing any
-#   failure to ForkingPickler.dumps, which owns that policy (retry with
-#   dill, or raise the error the caller must see; nothing is written);
-# * loads for recv();
-# * the idle picklers: a list of (pickler, chunks, protocol) entries,
-#   taken off and put back whole, so threads and re-entrant sends each get
-#   their own;
-# * the default protocol, and the names under which reduction's knob
-#   lives: dill.settings['protocol'], read on every send once dill has been
-#   imported (a few dict lookups in C).
-
-
-class _Chunks(list):
-    __slots__ = ()
-    write = list.append
-
-
-def _new_pickler(protocol):
-    chunks = _Chunks()
-    return _ForkingPickler(chunks, protocol), chunks
-
-
-_CODEC = (_new_pickler, pickle.Pickler.dump, pickle.Pickler.clear_memo,
-          _dumps, _loads, [], pickle.DEFAULT_PROTOCOL,
-          'dill', 'settings', 'protocol')
+# Connection) in one call each, pickling with the policy's codec
+# (reduction.CODEC, see _pickling.py).
+_CODEC = reduction.CODEC
 
 
 BUFSIZE = 8192

@@ -17,6 +17,8 @@ import weakref
 
 import _multiprocess as _native
 
+from .._pickling import MAIN_NAMES, PLAIN_TYPES, protocol
+from ..reduction import CODEC
 from ._errors import MaybeEncodingError, _with_remote_tb
 
 _HEADER = struct.Struct(_native.POOL_HEADER_FORMAT)
@@ -66,58 +68,40 @@ def _frame(kind, task=0, job=0, payload=b''):
     return _HEADER.pack(len(payload), kind, task, job) + payload
 
 
-# Types the C pickler writes without ever consulting a reducer: a list or
-# tuple made only of these pickles identically with pickle.dumps, which
-# skips building a ForkingPickler (most map chunks and results are such).
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+# Pickling follows the package's one policy (_pickling.py): results and
+# most payloads are pickled as Connection.send pickles a message.
+_dumps = CODEC.dumps
 
 
-def _dumps(obj, _plain=_PLAIN, _fast=pickle.dumps):
-    kind = type(obj)
-    # (a long container is not worth the scan: the pickler's set-up cost
-    # is then small next to the pickling itself)
-    if kind in _plain or ((kind is list or kind is tuple) and len(obj) <= 32
-                          and all(type(x) in _plain for x in obj)):
-        return _fast(obj, _PROTOCOL)
-    return _dumps_rich(obj)
-
-
-# Functions living in the main module are sent by value (the receiver's
-# main module may differ); reduction.py decides how.
-_MAIN_MODULES = frozenset({'__main__', '__mp_main__'})
+# Calls of a function found again by name, with plain arguments: see
+# _dumps_call.  Functions pickle.dumps refused are not tried again.
 _BY_NAME = (types.FunctionType, types.BuiltinFunctionType)
-_not_by_name = weakref.WeakSet()     # functions pickle.dumps refused
+_not_by_name = weakref.WeakSet()
 
 
-def _dumps_call(call, _plain=_PLAIN, _fast=pickle.dumps):
+def _dumps_call(call, _plain=PLAIN_TYPES, _fast=pickle.dumps):
     """An apply task's payload: pickle of (func, args, kwds).  A function
     found again by its module and qualified name, called with plain data,
     is pickled by reference both by the C pickler and by the reduction
-    layer, so the C pickler does it alone (~1.5 us instead of ~8 us: no
-    ForkingPickler to set up).  pickle.dumps checks that the name leads
-    back to the very object and raises otherwise; the reduction layer
-    then decides (nested functions, lambdas, dill's reach)."""
+    layer, so the C pickler does it alone (no reducer_override call per
+    object).  pickle.dumps checks that the name leads back to the very
+    object and raises otherwise; the reduction layer then decides (nested
+    functions, lambdas, dill's reach)."""
     func, args, kwds = call
     if (type(func) in _BY_NAME
-            and getattr(func, '__module__', None) not in _MAIN_MODULES
+            and getattr(func, '__module__', None) not in MAIN_NAMES
             and all(type(x) in _plain for x in args)
             and (not kwds or all(type(x) in _plain
                                  for x in kwds.values()))
             and func not in _not_by_name):
         try:
-            return _fast(call, _PROTOCOL)
+            return _fast(call, protocol())
         except Exception:
             try:
                 _not_by_name.add(func)
             except TypeError:
                 pass
-    return _dumps_rich(call)
-
-
-def _dumps_rich(obj):
-    from ..reduction import ForkingPickler
-    return ForkingPickler.dumps(obj)      # a buffer; not copied again
+    return _dumps(call)
 
 
 class _OutOfBand:
@@ -138,7 +122,7 @@ class _OutOfBand:
 _OOB_MARK = b'M'       # no pickle of protocol 2+ starts with it (b'\x80')
 
 
-def _dumps_chunk(items, _plain=_PLAIN, _fast=pickle.dumps):
+def _dumps_chunk(items, _plain=PLAIN_TYPES, _fast=pickle.dumps):
     """A task's payload: like _dumps, except that a short chunk of plain
     data holding big bytes objects becomes a tuple of parts (a header, the
     pickle, the bytes objects) so that nobody copies those in this process:
@@ -147,13 +131,12 @@ def _dumps_chunk(items, _plain=_PLAIN, _fast=pickle.dumps):
     if (kind is list or kind is tuple) and len(items) <= 32:
         big = False
         for x in items:
-            t = type(x)
-            if t not in _plain:
-                return _dumps_rich(items)
-            if t is bytes and len(x) >= _BIG_FRAME:
+            if type(x) is bytes and len(x) >= _BIG_FRAME:
                 big = True
+            elif type(x) not in _plain:
+                return _dumps(items)
         if not big:
-            return _fast(items, _PROTOCOL)
+            return _dumps(items)
         stand_ins = {}      # one per object: repeats stay one object
         wrapped = []
         for x in items:
@@ -162,6 +145,8 @@ def _dumps_chunk(items, _plain=_PLAIN, _fast=pickle.dumps):
                     id(x), _OutOfBand(x))
             wrapped.append(x)
         bufs = []
+        # (protocol 5 whatever the policy's: only it has out-of-band
+        # buffers, and only our worker reads this)
         data = _fast(wrapped if kind is list else tuple(wrapped), 5,
                      buffer_callback=bufs.append)
         sizes = [len(data)] + [b.raw().nbytes for b in bufs]
