@@ -13,6 +13,7 @@ import multiprocess as mp
 from multiprocess import managers
 from multiprocess.managers import (BaseManager, BaseProxy, RemoteError,
                                    SyncManager, State, Token)
+from .conftest import START_METHODS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,7 +143,7 @@ def _hold_and_report(proxy, q, ready, go):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_proxy_passed_to_child_keeps_object_alive(method):
     ctx = mp.get_context(method)
     with SyncManager(ctx=ctx) as m:
@@ -513,7 +514,7 @@ def _pid_alive(pid):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_manager_stops_when_its_parent_is_killed(method):
     # Its parent's exit handlers would shut it down; SIGKILL skips them, and
     # an orphaned server would live for ever.  It must notice and exit.
@@ -568,3 +569,23 @@ def test_shutdown_logs_the_documented_lines():
                  'trying to `terminate()` manager process',
                  'manager still alive after terminate'):
         assert '[INFO/MainProcess] ' + line in second, (line, out.stderr)
+
+
+def test_managers_module_keeps_its_names_after_the_split():
+    # the server and the proxies live in their own modules; the public
+    # module still offers every name it did, under its own name
+    for name in ('BaseManager', 'SyncManager', 'BaseProxy', 'Token', 'State',
+                 'Server', 'RemoteError', 'dispatch', 'convert_to_error',
+                 'listener_client', 'all_methods', 'public_methods',
+                 'reduce_array', 'rebuild_as_list', 'RebuildProxy',
+                 'MakeProxyType', 'AutoProxy', 'Namespace', 'Value', 'Array',
+                 'IteratorProxy', 'AcquirerProxy', 'ConditionProxy',
+                 'EventProxy', 'BarrierProxy', 'NamespaceProxy',
+                 'ValueProxy', 'BaseListProxy', 'ListProxy', 'DictProxy',
+                 'ArrayProxy', 'BasePoolProxy', 'PoolProxy',
+                 'SharedMemoryManager', 'HAS_SHMEM', 'format_exc',
+                 'get_spawning_popen', '_PipePair'):
+        assert hasattr(managers, name), name
+    for name in ('Token', 'Server', 'BaseProxy', 'DictProxy', 'RemoteError',
+                 'RebuildProxy'):
+        assert getattr(managers, name).__module__ == 'multiprocess.managers'
