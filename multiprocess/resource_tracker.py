@@ -206,6 +206,8 @@ class ResourceTracker(object):
 
 
 _resource_tracker = ResourceTracker()
+# a spawned child whose parent handed it its tracker before this import
+_resource_tracker._fd = spawn._inherited_tracker_fd
 os.register_at_fork(after_in_child=_resource_tracker._reset_after_fork)
 # The module-level API is the single client object's.
 (ensure_running, register, unregister, getfd) = (

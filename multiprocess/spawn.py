@@ -204,13 +204,27 @@ def _unpickle(blob):
 # ---------------------------------------------------------------------------
 # child side
 
+# The parent's resource tracker pipe, handed to a spawned child: adopted by
+# the tracker at once if its module is loaded, else when it is imported
+# (resource_tracker reads it; this module stays below that one).
+_inherited_tracker_fd = None
+
+
+def _adopt_tracker_fd(fd):
+    global _inherited_tracker_fd
+    tracker = sys.modules.get(__package__ + '.resource_tracker')
+    if tracker is not None:
+        tracker._resource_tracker._fd = fd
+    else:
+        _inherited_tracker_fd = fd
+
+
 def spawn_main(pipe_handle, parent_pid=None, tracker_fd=None):
     """Entry point of a spawned child: read its job from ``pipe_handle``."""
     if not is_forking(sys.argv):
         raise RuntimeError('spawn_main() runs only in a spawned child')
     if tracker_fd is not None:
-        from . import resource_tracker
-        resource_tracker._resource_tracker._fd = tracker_fd
+        _adopt_tracker_fd(tracker_fd)
     # The parent keeps the write end of our data pipe open for as long as it
     # lives: a duplicate of the read end is the child's parent sentinel.
     parent_sentinel = os.dup(pipe_handle)
@@ -279,7 +293,8 @@ def get_preparation_data(name):
     itself still unpickling its own job (an unguarded main script).
     """
     _check_not_importing_main()
-    from . import get_start_method
+    from .context import _default_context
+    get_start_method = _default_context.get_start_method
     me = process.current_process()
     path = list(sys.path)
     if '' in path:
@@ -348,8 +363,8 @@ def _set_sys(attr):
 
 
 def _set_start_method(method):
-    from . import set_start_method
-    set_start_method(method, force=True)
+    from .context import _default_context
+    _default_context.set_start_method(method, force=True)
 
 
 def _set_log_level(level):

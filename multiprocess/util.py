@@ -562,11 +562,15 @@ def _cleanup_tests():
     stop the fork server and the resource tracker, run the finalizers
     (removing temp dirs at once, bpo-37421) and reap whatever is left."""
     from test import support
-    from . import forkserver, resource_tracker
-    for step in (process._cleanup,
-                 forkserver._forkserver._stop,
-                 resource_tracker._resource_tracker._stop,
-                 _run_finalizers,
-                 support.gc_collect,
-                 support.reap_children):
+    steps = [process._cleanup]
+    # The fork server and the resource tracker run only if their module
+    # was imported: stop those that were (importing them here would start
+    # nothing, and would make this layer import the ones above it).
+    for name, helper in (('forkserver', '_forkserver'),
+                         ('resource_tracker', '_resource_tracker')):
+        module = sys.modules.get('%s.%s' % (__package__, name))
+        if module is not None:
+            steps.append(getattr(module, helper)._stop)
+    steps += [_run_finalizers, support.gc_collect, support.reap_children]
+    for step in steps:
         step()

@@ -11,11 +11,11 @@ import array
 import queue
 import sys
 import threading
-import weakref
 
 from threading import (Barrier, BoundedSemaphore, Condition, Event, Lock,
                        RLock, Semaphore)
 
+from ._process import DummyProcess, _children_of
 from .connection import Pipe
 
 __all__ = [
@@ -30,48 +30,6 @@ JoinableQueue = queue.Queue     # queue.Queue already has task_done/join
 dict, list = dict, list
 
 current_process = threading.current_thread
-
-
-def _children_of(thread):
-    """The started DummyProcess children of ``thread`` (created on demand,
-    weakly held so finished threads can go away)."""
-    try:
-        return thread._children
-    except AttributeError:
-        thread._children = weakref.WeakKeyDictionary()
-        return thread._children
-
-
-_children_of(threading.current_thread())
-
-
-class DummyProcess(threading.Thread):
-    """A thread with the parts of the ``Process`` interface that make sense
-    for a thread: ``exitcode`` (0 once finished), parent tracking for
-    ``active_children()``."""
-
-    def __init__(self, group=None, target=None, name=None, args=(),
-                 kwargs={}):
-        super().__init__(group, target, name, args, kwargs)
-        self._pid = None
-        self._start_called = False
-        self._parent = current_process()
-        self._children = weakref.WeakKeyDictionary()
-
-    def start(self):
-        here = current_process()
-        if here is not self._parent:
-            raise RuntimeError('Parent is %r but current_process is %r'
-                               % (self._parent, here))
-        self._start_called = True
-        _children_of(self._parent)[self] = None
-        super().start()
-
-    @property
-    def exitcode(self):
-        """None while running (or never started), 0 once it finished."""
-        finished = self._start_called and not self.is_alive()
-        return 0 if finished else None
 
 
 Process = DummyProcess
@@ -138,6 +96,6 @@ def shutdown():
 def Pool(processes=None, initializer=None, initargs=(), *,
          task_timeout=None):
     """A ``multiprocess.pool.ThreadPool``."""
-    from ..pool import ThreadPool
+    from ..pool._threads import ThreadPool
     return ThreadPool(processes, initializer, initargs,
                       task_timeout=task_timeout)

@@ -44,7 +44,7 @@ class ThreadPool(Pool):
 
 
 def _dummy_process(*args, **kwds):
-    from ..dummy import DummyProcess
+    from ..dummy._process import DummyProcess
     return DummyProcess(*args, **kwds)
 
 
