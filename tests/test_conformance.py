@@ -18,13 +18,14 @@ import subprocess
 import sys
 
 import pytest
+from .conftest import START_METHODS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "conformance", "run.py")
 DEADLINE = float(os.environ.get("MP_CONFORMANCE_DEADLINE", "420"))
 PER_TEST = float(os.environ.get("MP_CONFORMANCE_TEST_TIMEOUT", "90"))
 
-ALL_METHODS = ("fork", "spawn", "forkserver")
+ALL_METHODS = START_METHODS
 METHODS = [m.strip() for m in
            os.environ.get("MP_CONFORMANCE_METHODS", ",".join(ALL_METHODS)).split(",")
            if m.strip()]

@@ -18,6 +18,7 @@ import multiprocess
 from multiprocess import connection
 from multiprocess.connection import Connection, Pipe, wait
 from multiprocess.exceptions import BufferTooShort
+from .conftest import START_METHODS
 
 # Every test here may block on a pipe or socket: none may hang the run.
 pytestmark = pytest.mark.timeout(60)
@@ -503,7 +504,7 @@ def _echo_upper(conn):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_connection_passed_to_child_at_start(method):
     ctx = multiprocess.get_context(method)
     a, b = ctx.Pipe()
@@ -745,7 +746,7 @@ def test_uninitialised_connection_refuses_cleanly():
         conn.recv()
 
 
-def test_codec_must_be_the_connection_layers_tuple(duplex):
+def test_codec_must_be_a_native_codec(duplex):
     a, _ = duplex
     with pytest.raises(TypeError, match='codec'):
         a._codec = (1, 2, 3)

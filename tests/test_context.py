@@ -2,20 +2,12 @@
 contexts and their Process classes, the spawning-popen registry, and the
 public names the package exports."""
 import multiprocessing as std_mp
-import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
 
 import multiprocess as mp
 from multiprocess import context, exceptions, process
-
-
-def _run_script(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -76,8 +68,8 @@ def test_unknown_attribute_raises_attribute_error():
 
 
 @pytest.mark.timeout(60)
-def test_importing_the_package_does_not_import_upper_layers():
-    r = _run_script("""
+def test_importing_the_package_does_not_import_upper_layers(run_script):
+    r = run_script("""
         import sys, multiprocess
         heavy = [m for m in ('multiprocess.pool', 'multiprocess.managers',
                              'multiprocess.queues', 'multiprocess.sharedctypes',
@@ -89,8 +81,8 @@ def test_importing_the_package_does_not_import_upper_layers():
 
 
 @pytest.mark.timeout(60)
-def test_main_module_alias():
-    r = _run_script("""
+def test_main_module_alias(run_script):
+    r = run_script("""
         import sys, multiprocess
         print(sys.modules['__mp_main__'] is sys.modules['__main__'])
         """)
@@ -109,8 +101,8 @@ def test_all_start_methods_with_fork_first():
 
 
 @pytest.mark.timeout(60)
-def test_default_start_method_is_fork_and_fixed_on_first_use():
-    r = _run_script("""
+def test_default_start_method_is_fork_and_fixed_on_first_use(run_script):
+    r = run_script("""
         import multiprocess as mp
         print(mp.get_start_method(allow_none=True))
         print(mp.get_start_method())
@@ -128,8 +120,8 @@ def test_default_start_method_is_fork_and_fixed_on_first_use():
 
 
 @pytest.mark.timeout(60)
-def test_set_start_method_before_first_use():
-    r = _run_script("""
+def test_set_start_method_before_first_use(run_script):
+    r = run_script("""
         import multiprocess as mp
         mp.set_start_method('forkserver')
         print(mp.get_start_method())

@@ -14,6 +14,7 @@ import pytest
 import _multiprocess
 import multiprocess
 from multiprocess import heap
+from .conftest import START_METHODS
 
 # A safety net; tests that start processes also carry their own.
 pytestmark = pytest.mark.timeout(180)
@@ -318,7 +319,7 @@ def _write_through(wrapper, data):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_child_writes_land_in_parents_block(method):
     ctx = multiprocess.get_context(method)
     wrapper = heap.BufferWrapper(32)

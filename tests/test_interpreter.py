@@ -6,19 +6,12 @@ session or a `python -c` string reaching spawn and forkserver children."""
 import re
 import subprocess
 import sys
-import textwrap
 
 import pytest
+from .conftest import START_METHODS
 
 PYTHON = sys.executable
-METHODS = ['fork', 'spawn', 'forkserver']
-
-
-def run_script(tmp_path, code, *args, timeout=90, **kw):
-    script = tmp_path / 'script.py'
-    script.write_text(textwrap.dedent(code))
-    return subprocess.run([PYTHON, str(script), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=str(tmp_path), **kw)
+METHODS = START_METHODS
 
 
 STDIN_AND_LOGGING = '''
@@ -46,10 +39,9 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize('method', METHODS)
-def test_child_stdin_and_logger_output_match_the_stdlib(tmp_path, method):
+def test_child_stdin_and_logger_output_match_the_stdlib(run_script, tmp_path, method):
     def output(lib):
-        proc = run_script(tmp_path, STDIN_AND_LOGGING, lib, method,
-                          input='typed by the user\n')
+        proc = run_script(STDIN_AND_LOGGING, lib, method, as_file=True, cwd=str(tmp_path), timeout=90, input='typed by the user\n')
         assert proc.returncode == 0, proc.stderr
         return re.sub(r'pymp-\w+', 'pymp-X', proc.stdout + proc.stderr)
 
@@ -83,8 +75,8 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('method', METHODS)
-def test_ctrl_c_interrupts_parent_and_child(tmp_path, method):
-    proc = run_script(tmp_path, CTRL_C, method, start_new_session=True)
+def test_ctrl_c_interrupts_parent_and_child(run_script, tmp_path, method):
+    proc = run_script(CTRL_C, method, as_file=True, cwd=str(tmp_path), timeout=90, start_new_session=True)
     assert 'parent: KeyboardInterrupt' in proc.stdout, proc.stderr
     # 1: the child's KeyboardInterrupt ended run() (printed to its stderr);
     # -2: SIGINT arrived before the child had its handler, as in the stdlib

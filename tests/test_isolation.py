@@ -13,8 +13,9 @@ import subprocess
 import sys
 
 import pytest
+from .conftest import START_METHODS
 
-METHODS = ["fork", "spawn", "forkserver"]
+METHODS = START_METHODS
 
 SCRIPT = r"""
 import sys

@@ -21,6 +21,7 @@ import sys
 import textwrap
 
 import pytest
+from .conftest import START_METHODS
 
 pytest.importorskip(
     "pathos", reason="pathos is not installed (pip install --no-deps pathos ppft pox)")
@@ -163,7 +164,7 @@ _START_METHOD_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("method", START_METHODS)
 def test_process_pool_under_each_start_method(method, tmp_path):
     script = tmp_path / "pathos_main.py"
     script.write_text(_START_METHOD_SCRIPT)

@@ -16,8 +16,9 @@ import pytest
 import multiprocess
 from multiprocess import pool as mpool
 from multiprocess.exceptions import WorkerLostError, ProcessError
+from .conftest import START_METHODS
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 
 # -- task functions (module level, so every start method can import them)

@@ -17,8 +17,12 @@ import pytest
 import multiprocess as mp
 from multiprocess import process as mp_process
 from multiprocess import context as mp_context
+try:
+    from .conftest import START_METHODS
+except ImportError:     # imported by name from a child's script (see below)
+    from conftest import START_METHODS
 
-METHODS = ["fork", "spawn", "forkserver"]
+METHODS = START_METHODS
 
 
 # -- helpers that run in children (module level: spawn imports them) -----
@@ -74,16 +78,6 @@ def _read(path):
         return f.read()
 
 
-def _run_script(code, timeout=60):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(params=METHODS)
-def ctx(request):
-    return mp.get_context(request.param)
-
-
 # -- normal life cycle -------------------------------------------------------
 
 @pytest.mark.timeout(60)
@@ -137,10 +131,10 @@ def test_parent_process_is_alive_while_parent_runs(ctx, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_parent_process_reports_death_of_parent(tmp_path):
+def test_parent_process_reports_death_of_parent(run_script, tmp_path):
     # The middle process starts a grandchild that waits for it to die.
     out = tmp_path / "out"
-    r = _run_script(f"""
+    r = run_script(f"""
         import multiprocess as mp, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_process import _report_parent_alive
@@ -170,8 +164,8 @@ def test_default_names_count_children(tmp_path):
 # -- failures in the child ---------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_child_exception_prints_traceback_and_exits_1():
-    r = _run_script("""
+def test_child_exception_prints_traceback_and_exits_1(run_script):
+    r = run_script("""
         import multiprocess as mp
         def boom():
             raise ValueError("boom from the child")
@@ -206,8 +200,8 @@ def test_sys_exit_codes(ctx, code, expected):
 
 
 @pytest.mark.timeout(60)
-def test_sys_exit_with_message_prints_it():
-    r = _run_script("""
+def test_sys_exit_with_message_prints_it(run_script):
+    r = run_script("""
         import multiprocess as mp, sys
         if __name__ == '__main__':
             p = mp.Process(target=sys.exit, args=('so long',))
@@ -328,8 +322,8 @@ def test_group_must_be_none():
 
 
 @pytest.mark.timeout(60)
-def test_daemonic_process_may_not_have_children(tmp_path):
-    r = _run_script("""
+def test_daemonic_process_may_not_have_children(run_script, tmp_path):
+    r = run_script("""
         import multiprocess as mp
         def nest():
             try:
@@ -413,9 +407,9 @@ def test_start_drops_reference_to_target(tmp_path):
 # -- interpreter exit --------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_daemon_children_are_terminated_and_others_joined_at_exit(tmp_path):
+def test_daemon_children_are_terminated_and_others_joined_at_exit(run_script, tmp_path):
     done = tmp_path / "done"
-    r = _run_script(f"""
+    r = run_script(f"""
         import multiprocess as mp, time, sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_process import _sleep_forever, _write

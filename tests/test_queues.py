@@ -10,8 +10,9 @@ import pytest
 
 import multiprocess as mp
 from multiprocess import queues
+from .conftest import START_METHODS
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 
 class Unpicklable(object):

@@ -19,6 +19,7 @@ import _multiprocess
 
 from multiprocess import reduction
 from multiprocess.reduction import ForkingPickler
+from .conftest import START_METHODS
 
 
 def roundtrip(obj):
@@ -493,7 +494,7 @@ def test_bound_method_under_another_name_is_rebound():
 
 # ------------------------------------- across real processes (all methods)
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 
 def _write_through_received_fd(conn, data):

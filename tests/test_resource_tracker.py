@@ -15,6 +15,7 @@ import warnings
 import pytest
 
 from multiprocess import resource_tracker
+from .conftest import START_METHODS
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/dev/shm'),
                                 reason='needs /dev/shm (Linux)')
@@ -297,7 +298,7 @@ def test_reentrant_call_raises_instead_of_corrupting_state():
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_children_reuse_the_parents_tracker(method):
     rc, out, err = _run_program('''
         import os, sys

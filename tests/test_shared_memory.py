@@ -13,8 +13,9 @@ import pytest
 import multiprocess
 from multiprocess import resource_tracker, shared_memory
 from multiprocess.shared_memory import ShareableList, SharedMemory
+from .conftest import START_METHODS
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 # A safety net; tests that start processes also carry their own.
 pytestmark = pytest.mark.timeout(180)

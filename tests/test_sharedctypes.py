@@ -13,8 +13,9 @@ from multiprocess import context, heap, sharedctypes
 from multiprocess.sharedctypes import (
     Array, RawArray, RawValue, Synchronized, SynchronizedArray,
     SynchronizedBase, SynchronizedString, Value, copy, synchronized)
+from .conftest import START_METHODS
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 # A safety net; tests that start processes also carry their own.
 pytestmark = pytest.mark.timeout(180)

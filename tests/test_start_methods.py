@@ -14,21 +14,20 @@ import pytest
 
 import multiprocess as mp
 from multiprocess import forkserver, popen_fork, spawn
+from .conftest import START_METHODS, subprocess_env
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 
-def _run(args, input=None, timeout=90, cwd=None):
-    proc = subprocess.run([sys.executable] + args, input=input,
-                          capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+def _outcome(proc):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def _run_script(path, source, *args):
-    """Write source to the file `path` and run it as a script with args."""
-    path.write_text(source)
-    return _run([str(path), *args])
+def _run(args, input=None, timeout=90, cwd=None):
+    """Run the interpreter with these arguments (-c, -m, - and stdin...)."""
+    return _outcome(subprocess.run(
+        [sys.executable] + args, input=input, capture_output=True, text=True,
+        timeout=timeout, cwd=cwd, env=subprocess_env()))
 
 
 def _write_result(path, value):
@@ -142,8 +141,8 @@ def test_python_dash_c_sends_lambdas_and_closures():
 
 
 @pytest.mark.timeout(120)
-def test_script_file_sends_lambdas_and_closures(tmp_path):
-    rc, out, err = _run_script(tmp_path / 'prog.py', _PROGRAM, *METHODS)
+def test_script_file_sends_lambdas_and_closures(run_script, tmp_path):
+    rc, out, err = _outcome(run_script(_PROGRAM, *METHODS, as_file=tmp_path / 'prog.py', timeout=90))
     assert rc == 0, err
     _check_program_output(out, err)
 
@@ -172,9 +171,8 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize('method', ['spawn', 'forkserver'])
-def test_fresh_child_reruns_main_script_as_mp_main(method, tmp_path):
-    rc, out, err = _run_script(tmp_path / 'mainmod.py', _MAIN_AS_MP_MAIN,
-                               method)
+def test_fresh_child_reruns_main_script_as_mp_main(run_script, method, tmp_path):
+    rc, out, err = _outcome(run_script(_MAIN_AS_MP_MAIN, method, as_file=tmp_path / 'mainmod.py', timeout=90))
     assert rc == 0, err
     # the script was re-run under the name __mp_main__, aliased as __main__,
     # and its guarded block did not run again
@@ -183,9 +181,8 @@ def test_fresh_child_reruns_main_script_as_mp_main(method, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_forked_child_keeps_the_parents_main(tmp_path):
-    rc, out, err = _run_script(tmp_path / 'mainmod.py', _MAIN_AS_MP_MAIN,
-                               'fork')
+def test_forked_child_keeps_the_parents_main(run_script, tmp_path):
+    rc, out, err = _outcome(run_script(_MAIN_AS_MP_MAIN, 'fork', as_file=tmp_path / 'mainmod.py', timeout=90))
     assert rc == 0, err
     # the package aliases __mp_main__ to the real main in every process
     assert 'child sees __main__ guarded True' in out, err
@@ -208,8 +205,8 @@ print('parent saw exit', p.exitcode, flush=True)
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize('method', ['spawn', 'forkserver'])
-def test_unguarded_main_script_gets_the_clear_runtime_error(method, tmp_path):
-    rc, out, err = _run_script(tmp_path / 'unguarded.py', _UNGUARDED, method)
+def test_unguarded_main_script_gets_the_clear_runtime_error(run_script, method, tmp_path):
+    rc, out, err = _outcome(run_script(_UNGUARDED, method, as_file=tmp_path / 'unguarded.py', timeout=90))
     assert 'RuntimeError' in err
     assert "if __name__ == '__main__':" in err
     assert 'bootstrapped' in err
@@ -540,8 +537,8 @@ if __name__ == '__main__':
 
 
 @pytest.mark.timeout(120)
-def test_children_can_start_forkserver_children(tmp_path):
-    rc, out, err = _run_script(tmp_path / 'nested.py', _NESTED)
+def test_children_can_start_forkserver_children(run_script, tmp_path):
+    rc, out, err = _outcome(run_script(_NESTED, as_file=tmp_path / 'nested.py', timeout=90))
     assert rc == 0, err
     lines = out.splitlines()
     # a forked child reuses its parent's server, inherited with the fds
@@ -602,8 +599,8 @@ if __name__ == '__main__':
 
 
 @pytest.mark.timeout(60)
-def test_forkserver_survives_a_main_script_that_exits_when_imported(tmp_path):
-    rc, out, err = _run_script(tmp_path / 'exits.py', _EXITS_AT_IMPORT)
+def test_forkserver_survives_a_main_script_that_exits_when_imported(run_script, tmp_path):
+    rc, out, err = _outcome(run_script(_EXITS_AT_IMPORT, as_file=tmp_path / 'exits.py', timeout=90))
     assert rc == 0, err
     # the child re-ran the script itself and exited with its message
     assert 'exit 1' in out.splitlines(), err
@@ -746,11 +743,10 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('mode', ['preload-none', 'preload-fails'])
-def test_forkserver_child_main_functions_see_the_rerun_script(mode, tmp_path):
+def test_forkserver_child_main_functions_see_the_rerun_script(run_script, mode, tmp_path):
     # dill, imported by the idle server before the child re-ran the script,
     # must resolve __main__ globals in the child's new __main__, both ways.
-    rc, out, err = _run_script(tmp_path / 'main_globals.py',
-                               _MAIN_GLOBALS_AFTER_WARM_UP, mode)
+    rc, out, err = _outcome(run_script(_MAIN_GLOBALS_AFTER_WARM_UP, mode, as_file=tmp_path / 'main_globals.py', timeout=90))
     assert rc == 0, err
     assert out.splitlines() == ["('child', True) 20", 'exit 0'], err
 
@@ -771,11 +767,11 @@ if __name__ == '__main__':
 
 
 @pytest.mark.timeout(90)
-def test_spawned_child_imports_nothing_it_does_not_use(tmp_path):
+def test_spawned_child_imports_nothing_it_does_not_use(run_script, tmp_path):
     # socket and subprocess are imported where they are used: a child that
     # only runs a function pays for neither (about 5 ms per spawned child).
     # (A forkserver child inherits whatever its server imported.)
-    rc, out, err = _run_script(tmp_path / 'lean.py', _LEAN_CHILD, 'spawn')
+    rc, out, err = _outcome(run_script(_LEAN_CHILD, 'spawn', as_file=tmp_path / 'lean.py', timeout=90))
     assert rc == 0, err
     assert out.strip().splitlines()[-1] == '[]', out + err
 
@@ -809,14 +805,14 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('edit', ['keep', 'edit'])
-def test_spawned_main_matches_the_stdlib_view(tmp_path, edit):
+def test_spawned_main_matches_the_stdlib_view(run_script, tmp_path, edit):
     # The parent ships the main script compiled; the child's __main__ must
     # look as the stdlib's runpy-made one does, and a script changed on
     # disk in between is read again.
     def child_view(lib):
         script = tmp_path / lib / 'viewer.py'
         script.parent.mkdir(exist_ok=True)
-        rc, out, err = _run_script(script, _MAIN_VIEW, lib, edit)
+        rc, out, err = _outcome(run_script(_MAIN_VIEW, lib, edit, as_file=script, timeout=90))
         assert rc == 0, err
         return eval(out.strip().splitlines()[-1]), str(script)
 

@@ -11,8 +11,9 @@ import pytest
 
 import multiprocess as mp
 from multiprocess import synchronize
+from .conftest import START_METHODS
 
-METHODS = ['fork', 'spawn', 'forkserver']
+METHODS = START_METHODS
 
 
 def _sem_files():

@@ -15,11 +15,6 @@ import multiprocess as mp
 from multiprocess import util
 
 
-def _run_script(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=60)
-
-
 class Thing:
     pass
 
@@ -152,8 +147,8 @@ def test_run_finalizers_survives_concurrent_collection(registry):
 # -- the exit hook --------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_exit_function_order_and_once():
-    r = _run_script("""
+def test_exit_function_order_and_once(run_script):
+    r = run_script("""
         from multiprocess import util
         class T: pass
         keep = [T(), T()]
@@ -171,8 +166,8 @@ def test_exit_function_order_and_once():
 
 
 @pytest.mark.timeout(60)
-def test_temp_dir_is_private_and_removed_at_exit():
-    r = _run_script("""
+def test_temp_dir_is_private_and_removed_at_exit(run_script):
+    r = run_script("""
         import os
         from multiprocess import util, current_process
         d = util.get_temp_dir()
@@ -258,8 +253,8 @@ def test_fork_aware_local_pickles_empty():
 # -- fds and streams ---------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_close_all_fds_except():
-    r = _run_script("""
+def test_close_all_fds_except(run_script):
+    r = run_script("""
         import os
         from multiprocess import util
         keep_r, keep_w = os.pipe()
@@ -315,8 +310,8 @@ def test_spawnv_passfds_reports_exec_failure():
 
 
 @pytest.mark.timeout(60)
-def test_close_stdin_points_at_devnull():
-    r = _run_script("""
+def test_close_stdin_points_at_devnull(run_script):
+    r = run_script("""
         import sys
         from multiprocess import util
         old = sys.stdin
@@ -362,8 +357,8 @@ def test_public_names():
 # -- logging -----------------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_log_to_stderr_format_and_levels():
-    r = _run_script("""
+def test_log_to_stderr_format_and_levels(run_script):
+    r = run_script("""
         import multiprocess as mp
         from multiprocess import util
         util.info('silent before logging is on')
