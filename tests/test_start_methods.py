@@ -853,7 +853,7 @@ if __name__ == '__main__':
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize('method', ['fork', 'spawn', 'forkserver'])
+@pytest.mark.parametrize('method', START_METHODS)
 def test_forking_a_threaded_process_warns_as_the_running_python(method,
                                                                 tmp_path):
     # 3.12's os.fork() warns (DeprecationWarning) when the process has other
