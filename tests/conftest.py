@@ -29,29 +29,65 @@ def _native_core_error():
     return None
 
 
-def pytest_collection_modifyitems(config, items):
-    # From a checkout whose C core was never built nothing can run: say so
-    # once per test instead of failing at every import.
-    error = _native_core_error()
-    if error is None:
-        return
-    skip = pytest.mark.skip(reason=(
-        'the native core _multiprocess is not built (%s): pip install . or '
-        'python setup.py build_ext --inplace' % error))
-    for item in items:
-        item.add_marker(skip)
+_MISSING_CORE = _native_core_error()
+if _MISSING_CORE is not None:
+    # From a checkout whose C core was never built nothing can run (every
+    # test module imports the package): collect nothing, and say why.
+    collect_ignore_glob = ['test_*.py']
+
+
+def pytest_report_header(config):
+    if _MISSING_CORE is not None:
+        return ('every test skipped: the native core _multiprocess is not '
+                'built (%s); pip install ".[test]", or python setup.py '
+                'build_ext --inplace to test the checkout' % _MISSING_CORE)
+    return None
+
+
+def _checkout_root():
+    """The directory holding the multiprocess under test when that is a
+    checkout (not an installed copy), else None."""
+    import multiprocess
+    package = os.path.dirname(os.path.abspath(multiprocess.__file__))
+    root = os.path.dirname(package)
+    if os.path.basename(root) in ('site-packages', 'dist-packages'):
+        return None
+    return root
+
+
+def _with_checkout_on_path(env):
+    root = _checkout_root()
+    if root is not None:
+        paths = [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]
+        if root not in paths:
+            env['PYTHONPATH'] = os.pathsep.join([root] + paths)
+    return env
+
+
+_ORIGINAL_PYTHONPATH = os.environ.get('PYTHONPATH')
+if _MISSING_CORE is None:
+    # Every child interpreter a test starts (scripts, peers, servers)
+    # imports the multiprocess under test, also from a plain checkout.
+    _with_checkout_on_path(os.environ)
+
+
+def installed_env(extra=None):
+    """The environment without the checkout added to PYTHONPATH: for a
+    child that must find the installed copy."""
+    env = dict(os.environ)
+    if _ORIGINAL_PYTHONPATH is None:
+        env.pop('PYTHONPATH', None)
+    else:
+        env['PYTHONPATH'] = _ORIGINAL_PYTHONPATH
+    if extra:
+        env.update(extra)
+    return env
 
 
 def subprocess_env(extra=None):
     """The environment for a child interpreter: it imports the same
     multiprocess as this one (an install, or the checkout under test)."""
-    import multiprocess
-    root = os.path.dirname(os.path.dirname(os.path.abspath(
-        multiprocess.__file__)))
-    env = dict(os.environ)
-    paths = [root] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
-                      if p]
-    env['PYTHONPATH'] = os.pathsep.join(paths)
+    env = _with_checkout_on_path(dict(os.environ))
     if extra:
         env.update(extra)
     return env

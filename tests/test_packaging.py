@@ -14,6 +14,7 @@ import sys
 import tarfile
 
 import pytest
+from .conftest import installed_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,13 +124,14 @@ def test_python_m_multiprocess_tests_collects(tmp_path):
     probe = subprocess.run(
         [sys.executable, "-c", "import multiprocess.tests as t; print(t.__file__)"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        stdin=subprocess.DEVNULL)
+        stdin=subprocess.DEVNULL, env=installed_env())
     if probe.returncode != 0:
         pytest.skip("multiprocess.tests not installed: pip install . (or -e .)")
     installed = probe.stdout.strip().splitlines()[-1]
     assert os.path.isfile(os.path.join(os.path.dirname(installed), "__main__.py"))
     r = subprocess.run([sys.executable, "-m", "multiprocess.tests", "--collect-only", "-q"],
                        capture_output=True, text=True, timeout=100, cwd=tmp_path,
-                       stdin=subprocess.DEVNULL, env=dict(os.environ, MP_CONFORMANCE="0"))
+                       stdin=subprocess.DEVNULL,
+                       env=installed_env({"MP_CONFORMANCE": "0"}))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "test_dummy.py::" in r.stdout

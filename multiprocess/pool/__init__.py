@@ -44,6 +44,7 @@ Where things live (docs/pool.md has the same table)::
     _wire      frames and kinds (defined by poolengine.c, read from
                _multiprocess.POOL_*), pickling of tasks and results
     _errors    RemoteTraceback, MaybeEncodingError, lost-worker messages
+    _progress  the progress= bar and counters (imported on first use)
     _threads   ThreadPool and its engine of threads
 
 The front knows its engine only through the interface below, so other
