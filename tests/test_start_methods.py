@@ -854,13 +854,12 @@ if __name__ == '__main__':
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('method', START_METHODS)
-def test_forking_a_threaded_process_warns_as_the_running_python(method,
+def test_forking_a_threaded_process_warns_as_the_running_python(run_script, method,
                                                                 tmp_path):
     # 3.12's os.fork() warns (DeprecationWarning) when the process has other
     # threads; the stdlib's fork start method lets that warning through, as
     # we do.  spawn and forkserver fork nothing from the threaded process.
-    rc, out, err = _run_script(tmp_path / 'threads.py', _FORK_WITH_THREADS,
-                               method)
+    rc, out, err = _outcome(run_script(_FORK_WITH_THREADS, method, as_file=tmp_path / 'threads.py', timeout=90))
     assert rc == 0, err
     exitcode, caught = out.strip().split(' ', 1)
     assert exitcode == '0'
