@@ -196,3 +196,14 @@ def test_the_pool_package_has_no_circle_and_dummy_does_not_close_one():
     pool_side = {m for m in MODULES if m.startswith('multiprocess.pool')
                  or m.startswith('multiprocess.dummy')}
     assert not any(part & pool_side for part in _circles(edges))
+
+
+def test_no_python_module_is_over_900_lines():
+    # one responsibility per module: past this, split it
+    long = {}
+    for module, path in MODULES.items():
+        with open(path) as f:
+            count = sum(1 for _ in f)
+        if count > 900:
+            long[module] = count
+    assert not long

@@ -40,6 +40,7 @@ Where things live (docs/pool.md has the same table)::
     _jobs      _Job (a result and a lazy task source), chunking, states
     _engine    _Engine, the process engine: the engine thread above, the
                worker processes and their replacement, the latency path
+    _records   the engine's records of a worker process and of a task
     _worker    the loop a worker process runs; the stdlib-protocol worker()
     _wire      frames and kinds (defined by poolengine.c, read from
                _multiprocess.POOL_*), pickling of tasks and results

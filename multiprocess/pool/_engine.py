@@ -13,7 +13,6 @@ arguments.
 
 import collections
 import itertools
-import mmap
 import os
 import struct
 import threading
@@ -28,100 +27,18 @@ from ._errors import (MaybeEncodingError, _exit_description,
                       _lost_worker_error, traceback)
 from ._jobs import CLOSE, RUN, TERMINATE
 from ._results import _Failure
-from ._wire import (_ACK, _ACK_SIZE, _BIG_FRAME, _K_APPLY, _K_APPLY_TIMED,
+from ._records import (_TimedTask, _Task, _Worker, _ack_word, _read_stamp,
+                       _task_counter, _widen_pipe)
+from ._wire import (_ACK, _BIG_FRAME, _K_APPLY, _K_APPLY_TIMED,
                     _K_APPLY_WAITED, _K_FORGET, _K_INITFAIL, _K_JOBDEF,
                     _K_JOBDEF_TIMED, _K_MAP, _K_OK, _K_PART, _K_QUIT,
-                    _PART_ID, _STAMP, _STAMP_AT, _STAMP_SEQ, _decode_error,
-                    _dumps, _dumps_call, _dumps_chunk)
+                    _PART_ID, _decode_error, _dumps, _dumps_call,
+                    _dumps_chunk)
 from ._worker import _PipeEnd, _pool_worker_entry
 
 # A task payload at least this large is written as soon as it is pickled
 # (see _Engine._add_work), smaller ones are batched.
 _EAGER_SEND = 8 * 1024
-
-
-class _Worker:
-    """The engine's record of one worker process."""
-
-    __slots__ = ('slot', 'process', 'pid', 'task_fd', 'result_fd',
-                 'sentinel', 'jobs', 'forget', 'sent', 'dead', 'quitting',
-                 'ack_map', 'lent', 'pidfd', 'expired')
-
-    def __init__(self, slot, process, task_fd, result_fd, ack_map):
-        self.slot = slot
-        self.ack_map = ack_map          # the task id it said it started
-        self.process = process
-        self.pid = getattr(process, 'pid', None)
-        self.task_fd = task_fd          # parent's write end, non-blocking
-        self.result_fd = result_fd      # parent's read end, non-blocking
-        sentinel = getattr(process, 'sentinel', None)
-        self.sentinel = sentinel if isinstance(sentinel, int) else -1
-        self.pidfd = None       # see _Engine._exit_fd
-        self.jobs = set()                  # jobs whose callable it holds
-        self.forget = []                   # finished jobs it should drop
-        self.sent = 0
-        self.dead = False
-        self.quitting = False
-        self.lent = False       # its result pipe is lent to a caller
-        self.expired = None     # (task, call index) it was killed for
-
-
-def _widen_pipe(fd, size=1 << 20):
-    """Ask for a 1 MiB pipe buffer (the default is 64 KiB): big chunks and
-    results then cross in one write.  Refused above
-    /proc/sys/fs/pipe-max-size for unprivileged users: harmless."""
-    try:
-        import fcntl
-        fcntl.fcntl(fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), size)
-    except (ImportError, OSError):
-        pass
-
-
-def _ack_word():
-    """A shared 8-byte word where a worker writes the id of the task it
-    starts: (the end to hand to the worker, the parent's mapping)."""
-    try:
-        fd = os.memfd_create('multiprocess-pool-ack', os.MFD_CLOEXEC)
-    except (AttributeError, OSError):
-        return None, None
-    try:
-        os.ftruncate(fd, _ACK_SIZE)
-        return _PipeEnd(fd), mmap.mmap(fd, _ACK_SIZE)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-class _Task:
-    __slots__ = ('id', 'job', 'index', 'kind', 'payload')
-
-    def __init__(self, task_id, job, index, kind, payload):
-        self.id = task_id
-        self.job = job
-        self.index = index
-        self.kind = kind
-        self.payload = payload
-
-
-class _TimedTask(_Task):
-    """A task under task_timeout.  ``data``: an imap chunk's items, kept
-    to send the calls after one that timed out elsewhere; ``parts``: the
-    values of its calls reported one by one; ``prefix``: the outcomes of
-    the calls of its chunk before it (this task is then that rest)."""
-
-    __slots__ = ('timeout', 'sent_at', 'data', 'parts', 'prefix')
-
-    def __init__(self, task_id, job, index, kind, payload, data=None,
-                 prefix=None):
-        super().__init__(task_id, job, index, kind, payload)
-        self.timeout = job.timeout
-        self.sent_at = time.monotonic()
-        self.data = data
-        self.parts = []
-        self.prefix = prefix
-
-
-_task_counter = itertools.count(1)
 
 
 class _Engine:
@@ -925,16 +842,3 @@ class _Engine:
         if self.state != TERMINATE:
             self.pool.clear()
             self._close_wake()
-
-
-def _read_stamp(ack_map):
-    """(task id, call index, start ns) a worker stamped, or None while it
-    is writing it."""
-    for _ in range(100):
-        seq = ack_map[_STAMP_SEQ]
-        if seq & 1:
-            continue
-        stamp = _STAMP.unpack_from(ack_map, _STAMP_AT)
-        if ack_map[_STAMP_SEQ] == seq:
-            return stamp
-    return None
