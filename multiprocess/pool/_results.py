@@ -122,7 +122,11 @@ class MapResult(ApplyResult):
         self._success, self._value = True, [None] * length
         self._chunksize = chunksize
         self._number_left = -(-length // chunksize) if chunksize > 0 else 0
-        self.done = 0
+        self._chunk_count = self._number_left
+        self._slots = self._value
+        if length:
+            # tells whether the (short) last chunk arrived, for `done`
+            self._slots[-1] = _NOT_YET
         self.total = length
         self._progress = progress       # a _progress reporter, or None
         if not self._number_left:      # nothing to wait for (empty input)
@@ -135,28 +139,43 @@ class MapResult(ApplyResult):
         if self._event.is_set():
             return                      # already failed: drop the rest
         ok, value = success_result
-        progress = self._progress
         if not ok:
             self._success = False
             self._value = value
-            if progress is not None:
-                progress.finish(self.done, self.total)
+            if self._progress is not None:
+                self._progress.finish(self.done, self.total)
             _run_callback(self._error_callback, value)
             self._event.set()
             self._retire()
             return
         start = i * self._chunksize
         self._value[start:start + len(value)] = value
-        self.done += len(value)
         self._number_left -= 1
+        if self._progress is not None:
+            self._report()
         if self._number_left == 0:
-            if progress is not None:
-                progress.finish(self.done, self.total)
             _run_callback(self._callback, self._value)
             self._event.set()
             self._retire()
-        elif progress is not None:
-            progress.update(self.done, self.total)
+
+    @property
+    def done(self):
+        """Calls completed so far (of a failed map: those before the
+        failure arrived)."""
+        chunks = self._chunk_count - self._number_left
+        done = chunks * self._chunksize
+        if chunks and self._slots[-1] is not _NOT_YET:
+            done -= self._chunk_count * self._chunksize - self.total
+        return done
+
+    def _report(self):
+        if self._number_left == 0:
+            self._progress.finish(self.total, self.total)
+        else:
+            self._progress.update(self.done, self.total)
+
+
+_NOT_YET = object()
 
 
 class _Failure:
@@ -198,7 +217,6 @@ class IMapIterator(object):
         # replaces the engine's look-ahead; pulling resumes at once when a
         # chunk's worth of room is free
         self._buffer = buffersize
-        self.done = 0
         self.total = None
         self._progress = progress
         self._cache[self._job] = self
@@ -289,8 +307,6 @@ class IMapIterator(object):
     def _set(self, i, obj):
         with self._cond:
             self._chunks[i] = obj
-            if obj[0]:
-                self.done += len(obj[1])
             self._cond.notify()
             complete = self._check_done()
         if self._progress is not None:
@@ -306,6 +322,14 @@ class IMapIterator(object):
             complete = self._check_done()
         if self._progress is not None:
             self._report(complete)
+
+    @property
+    def done(self):
+        """Results arrived so far (a failed chunk counts as one)."""
+        with self._cond:
+            return self._yielded + len(self._items) + sum(
+                len(value) if ok else 1
+                for ok, value in self._chunks.values())
 
     def _finish_progress(self):
         self._progress.finish(self.done, self.total)
@@ -350,7 +374,6 @@ class IMapUnorderedIterator(IMapIterator):
             ok, value = obj
             if ok:
                 self._items.extend(value)
-                self.done += len(value)
             else:
                 self._items.append(_Failure(value))
             self._index += 1
