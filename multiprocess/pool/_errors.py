@@ -45,6 +45,17 @@ class RemoteTraceback(Exception):
         return self.args[0]
 
 
+def _text_of(obj, how=repr):
+    """``how(obj)``, or words naming obj's type when that raises: a value
+    with a broken ``__str__``/``__repr__``, or nested too deep to print,
+    must still be reported, never cost the report itself."""
+    try:
+        return how(obj)
+    except Exception as why:
+        return '<%s object; %s() failed: %s>' % (
+            type(obj).__qualname__, how.__name__, type(why).__name__)
+
+
 def _format_tb(exc):
     return ''.join(traceback.format_exception(type(exc), exc,
                                               exc.__traceback__))
@@ -84,7 +95,7 @@ class MaybeEncodingError(Exception):
     """
 
     def __init__(self, exc, value):
-        super().__init__(*(x if isinstance(x, str) else repr(x)
+        super().__init__(*(x if isinstance(x, str) else _text_of(x)
                            for x in (exc, value)))
 
     exc = property(lambda self: self.args[0])

@@ -19,7 +19,7 @@ import _multiprocess as _native
 
 from .._pickling import MAIN_NAMES, PLAIN_TYPES, protocol
 from ..reduction import CODEC
-from ._errors import MaybeEncodingError, _with_remote_tb
+from ._errors import MaybeEncodingError, _text_of, _with_remote_tb
 
 _HEADER = struct.Struct(_native.POOL_HEADER_FORMAT)
 _HSIZE = _HEADER.size
@@ -182,7 +182,7 @@ def _error_payload(exc, tb_text):
     traceback text and its repr: if it cannot be pickled here, or cannot be
     rebuilt over there, the text still makes it.
     """
-    described = '%s: %s' % (type(exc).__qualname__, exc)
+    described = '%s: %s' % (type(exc).__qualname__, _text_of(exc, str))
     try:
         blob = bytes(_dumps(exc))
     except BaseException as why:
