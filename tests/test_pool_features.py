@@ -377,3 +377,14 @@ def test_the_package_and_dummy_pools_take_the_new_options():
     import multiprocess.dummy
     with multiprocess.dummy.Pool(1, task_timeout=5) as pool:
         assert pool.apply(abs, (-3,)) == 3
+
+
+def test_threadpool_apply_async_times_out_while_its_thread_runs_on():
+    release = threading.Event()
+    with ThreadPool(1) as pool:
+        result = pool.apply_async(release.wait, (30,), task_timeout=0.3)
+        with pytest.raises(TaskTimeoutError):
+            result.get(timeout=10)
+        # the pool's one thread is stuck; a new one serves
+        assert pool.apply(abs, (-2,), task_timeout=5) == 2
+        release.set()
