@@ -616,6 +616,11 @@ class _Engine:
                 index = 0
                 deadline = task.sent_at + task.timeout
             if deadline <= now:
+                if acked is not None and _read_stamp(w.ack_map) != stamp:
+                    # it moved on meanwhile (or a read raced with a
+                    # write on a CPU that reorders stores): look again
+                    nearest = min(nearest, now + 0.005)
+                    continue
                 self._expire(w, task, index)
             elif deadline < nearest:
                 nearest = deadline
