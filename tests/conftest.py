@@ -23,9 +23,13 @@ _CONFORMANCE = []
 
 def _native_core_error():
     try:
-        import _multiprocess        # noqa: F401
+        import _multiprocess
     except ImportError as exc:
         return exc
+    if getattr(_multiprocess, '__file__', None) is None:
+        # the checkout's C sources directory, imported as a namespace
+        return ImportError('only the C sources directory _multiprocess/ '
+                           'was found')
     return None
 
 
