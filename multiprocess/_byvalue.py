@@ -3,6 +3,7 @@ consults per type (see reduction.py's docstring for the design).  The usual
 function sent by value is rebuilt around its marshalled code without dill;
 anything unusual becomes a dill payload (_dillpayload.py)."""
 
+import builtins
 import marshal
 import pickle
 import sys
@@ -13,7 +14,8 @@ from ._dillpayload import (_by_value_or_name, _dill_blob, _forgetter,
                            _load_dill, _load_main_object, _main_class_payload,
                            _reusable_blob, _SCALARS)
 from ._pickling import (_LATE_REDUCERS, _MAIN_NAMES, _PLAIN, _REFUSED_TYPES,
-                        _lookup, _main_is_transient, _marked, _named,
+                        _lookup, _main_is_transient, _marked,
+                        _pickling_for_remote, _named,
                         _overrides, _refuse, _register, _settings,
                         protocol)
 
@@ -128,7 +130,10 @@ def _plain_function(func, cautious):
         attrs['__dict__'] = fdict
     if where is None and _main_is_transient():
         used = _main_globals_used(code, space)
-        if used:
+        if _pickling_for_remote():
+            where = _OWN_NAMESPACE
+            attrs[_OWN_GLOBALS] = used
+        elif used:
             attrs[_MAIN_GLOBALS] = used
     if cautious:
         parts = (*values, *(func.__defaults__ or ()),
@@ -144,6 +149,11 @@ def _plain_function(func, cautious):
 
 # Key, in a function's state, of the __main__ globals it brings along.
 _MAIN_GLOBALS = '<main globals>'
+# The same for a function rebuilt in a namespace of its own (the receiver's
+# __main__ is not ours: see _pickling._pickle_for_remote), named by this
+# ``where``.
+_OWN_GLOBALS = '<own globals>'
+_OWN_NAMESPACE = 0
 _PORTABLE_GLOBALS = frozenset((types.FunctionType, type, types.ModuleType,
                                types.BuiltinFunctionType)) | _SCALARS
 
@@ -219,6 +229,8 @@ def _make_function(blob, where, name, ncells):
         _code_copies[blob] = code
     if where is None:
         space = sys.modules['__main__'].__dict__
+    elif where == _OWN_NAMESPACE:
+        space = {'__name__': '__main__', '__builtins__': builtins}
     else:
         module = sys.modules.get(where)
         if module is None:
@@ -242,6 +254,8 @@ def _fill_function(func, state):
             space = func.__globals__
             for key, item in value.items():
                 space.setdefault(key, item)
+        elif name == _OWN_GLOBALS:
+            func.__globals__.update(value)
         else:
             setattr(func, name, value)
     return func

@@ -144,8 +144,11 @@ def _main_is_transient():
     """True when a fresh interpreter cannot rebuild this process's __main__:
     ``python -c``, a script read from stdin, an interactive session (a
     spawned child re-runs a main script by path or module name, nothing
-    else).  Functions and classes of such a __main__ carry the globals they
-    use, as with dill's ``recurse``."""
+    else), or when this thread pickles for the workers of a cluster, which
+    never run our main script.  Functions and classes of such a __main__
+    carry the globals they use, as with dill's ``recurse``."""
+    if getattr(_marks, 'remote', False):
+        return True
     main = sys.modules.get('__main__')
     if main is None:
         return False
@@ -177,6 +180,19 @@ def _refuse(obj):
 # do not nest forever), under 'trying' the __main__ globals whose
 # picklability is being tried (see _main_globals_used).
 _marks = _thread._local()
+
+
+def _pickle_for_remote(flag=True):
+    """Mark (or unmark) this thread as pickling for processes that never
+    ran our main script and outlive it (cluster workers serving one caller
+    after another).  Functions of __main__ then carry the globals they use
+    in a namespace of their own on arrival, instead of filling gaps in the
+    receiver's __main__, where a value sent earlier would win over ours."""
+    _marks.remote = flag
+
+
+def _pickling_for_remote():
+    return getattr(_marks, 'remote', False)
 
 
 def _marked(kind):
