@@ -14,7 +14,7 @@ context manager) run their tasks on the workers of a Dask cluster::
 
 The front -- result objects, chunking, ordering, callbacks -- is
 ``multiprocess.pool``'s; the tasks are moved by ``distributed`` (see
-``multiprocess._daskengine``).  Functions and arguments travel as bytes
+``multiprocess.pool._dask``).  Functions and arguments travel as bytes
 made by multiprocess's pickler, so lambdas, closures and classes of
 ``__main__`` run on workers that have only multiprocess and dill installed.
 
@@ -24,9 +24,11 @@ made by multiprocess's pickler, so lambdas, closures and classes of
 """
 
 import os
+import time
 
-from . import pool as _pool
 from .exceptions import ProcessError
+from .pool import _front
+from .pool._jobs import INIT
 
 __all__ = ['Pool']
 
@@ -44,7 +46,7 @@ def _require_distributed():
     return distributed
 
 
-class Pool(_pool.Pool):
+class Pool(_front.Pool):
     """A pool whose workers are the threads of a Dask cluster.
 
     ``client`` is an existing synchronous ``distributed.Client``, left open
@@ -59,20 +61,27 @@ class Pool(_pool.Pool):
     chunksize of ``map``.  ``initializer(*initargs)`` runs once in each
     dask worker process, before the first task of this pool there.
 
-    ``maxtasksperchild`` cannot be honoured (dask owns its workers) and
-    must be None; ``context`` is accepted and unused.
+    ``maxtasksperchild`` and ``max_memory_per_child`` cannot be honoured
+    (dask owns its workers: see its ``memory_limit``) and must be None;
+    ``context`` is accepted and unused.  ``task_timeout`` and the
+    ``progress`` and ``buffersize`` arguments of the map methods work as
+    for ``Pool``, except that a call past its time limit keeps running on
+    its worker thread (threads cannot be killed), as in a ``ThreadPool``.
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(),
                  maxtasksperchild=None, context=None, *, client=None,
-                 address=None):
+                 address=None, task_timeout=None, max_memory_per_child=None):
         # __del__ and terminate() look at these even when we raise below
-        self._state, self._pool, self._cache = _pool.INIT, [], {}
+        self._state, self._pool, self._cache = INIT, [], {}
         self._owned = []
-        _pool._check_pool_args(processes, initializer, maxtasksperchild)
-        if maxtasksperchild is not None:
-            raise ValueError('maxtasksperchild is not supported by '
-                             'cluster.Pool: dask manages its workers')
+        _front._check_pool_args(processes, initializer, maxtasksperchild)
+        for name, value in (('maxtasksperchild', maxtasksperchild),
+                            ('max_memory_per_child', max_memory_per_child)):
+            if value is not None:
+                raise ValueError('%s is not supported by cluster.Pool: dask '
+                                 'manages its workers' % name)
+        _front._check_timeout(task_timeout)
         if client is not None and address is not None:
             raise ValueError('give client= or address=, not both')
         _require_distributed()
@@ -80,12 +89,16 @@ class Pool(_pool.Pool):
         try:
             if processes is None:
                 processes = self._cluster_threads()
-            super().__init__(processes, initializer, initargs, None, context)
+            super().__init__(processes, initializer, initargs, None, context,
+                             task_timeout=task_timeout)
         except BaseException:
             self._close_owned()
             raise
 
     # -- the cluster ---------------------------------------------------------
+
+    # how long a pool with processes=None waits for a first worker
+    WORKER_WAIT = 30
 
     def _connect(self, client, address, processes):
         import distributed
@@ -113,18 +126,19 @@ class Pool(_pool.Pool):
         return client
 
     def _cluster_threads(self):
-        threads = sum(self._client.nthreads().values())
-        if not threads:
-            # a scheduler whose workers are still connecting
-            try:
-                self._client.wait_for_workers(1, timeout=30)
-            except Exception as exc:
-                raise ProcessError(
-                    'the dask cluster at %s has no workers (waited 30 s); '
-                    'start some, or pass processes='
-                    % self._client.scheduler.address) from exc
+        # asked of the scheduler (a LocalCluster's own view can lag)
+        deadline = time.monotonic() + self.WORKER_WAIT
+        while True:
             threads = sum(self._client.nthreads().values())
-        return max(threads, 1)
+            if threads:
+                return threads
+            # a scheduler whose workers are still connecting
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    'the dask cluster at %s has no workers (waited %d s); '
+                    'start some, or pass processes='
+                    % (self._client.scheduler.address, self.WORKER_WAIT))
+            time.sleep(0.1)
 
     def _close_owned(self):
         owned, self._owned = self._owned, []
@@ -135,9 +149,9 @@ class Pool(_pool.Pool):
                 pass
 
     def _make_engine(self):
-        from . import _daskengine
+        from .pool import _dask
         owned, self._owned = self._owned, []
-        return _daskengine.DaskEngine(
+        return _dask.DaskEngine(
             self._pool, self._cache, self._client, self._processes,
             self._initializer, self._initargs, owned=reversed(owned))
 

@@ -47,6 +47,8 @@ Where things live (docs/pool.md has the same table)::
     _errors    RemoteTraceback, MaybeEncodingError, lost-worker messages
     _progress  the progress= bar and counters (imported on first use)
     _threads   ThreadPool and its engine of threads
+    _dask      DaskEngine, the engine of multiprocess.cluster.Pool (tasks
+               moved by a Dask cluster; imported only with distributed)
 
 The front knows its engine only through the interface below, so other
 back ends (threads here; a cluster, pool features) plug in by returning

@@ -44,11 +44,11 @@ import uuid
 
 import distributed
 
-from . import pool as _pool
-from .exceptions import ProcessError, TimeoutError, WorkerLostError
-
-_K_APPLY, _K_MAP, _K_STARMAP = _pool._K_APPLY, _pool._K_MAP, _pool._K_STARMAP
-RUN, CLOSE, TERMINATE = _pool.RUN, _pool.CLOSE, _pool.TERMINATE
+from ..exceptions import ProcessError, TaskTimeoutError, WorkerLostError
+from ._errors import MaybeEncodingError, _format_tb, traceback
+from ._jobs import APPLY, CLOSE, MAP, RUN, TERMINATE
+from ._wire import (_decode_error, _dumps, _dumps_call, _dumps_rich,
+                    _error_payload, _loads_chunk, _native)
 
 
 # ------------------------------------------------------- the worker side
@@ -94,10 +94,53 @@ def _job_func(pool_id, job_id, blob):
     return func
 
 
-def _run_task(pool_id, has_init, kind, job_id, func_blob, payload):
+def _run_timed(calls, timeout):
+    """The values of ``calls`` (thunks) run one after the other by a helper
+    thread while this one watches the clock: a call past ``timeout``
+    seconds fails the task with TaskTimeoutError on time.  A thread cannot
+    be stopped, so that call runs on, abandoned (as in a ThreadPool)."""
+    cond = threading.Condition(threading.Lock())
+    state = {'deadline': time.monotonic() + timeout, 'values': [],
+             'error': None, 'done': False, 'abandoned': False}
+
+    def run():
+        try:
+            for i, call in enumerate(calls):
+                with cond:
+                    if state['abandoned']:
+                        return
+                    state['deadline'] = time.monotonic() + timeout
+                value = call()
+                state['values'].append(value)
+        except BaseException as exc:
+            state['error'] = exc
+        with cond:
+            state['done'] = True
+            cond.notify()
+
+    threading.Thread(target=run, daemon=True,
+                     name='multiprocess-timed-call').start()
+    with cond:
+        while not state['done']:
+            left = state['deadline'] - time.monotonic()
+            if left <= 0:
+                state['abandoned'] = True
+                raise TaskTimeoutError(
+                    'a call ran longer than task_timeout (%g s) on the dask '
+                    'worker process %d; it runs on in its thread, which '
+                    'cannot be stopped' % (timeout, os.getpid()),
+                    timeout, None)
+            cond.wait(left)
+    if state['error'] is not None:
+        raise state['error']
+    return state['values']
+
+
+def _run_task(pool_id, has_init, kind, job_id, func_blob, payload,
+              timeout=None):
     """One task, in a dask worker thread.  Returns ``(True, pickle of the
     value, seconds)`` or ``(False, error payload, seconds)`` (see
-    pool._error_payload), seconds being how long it ran: the
+    _wire._error_payload), seconds being how long it ran: the
     task's own exceptions never become dask errors, so a dask error always
     means the cluster failed the task (a lost worker, a cancellation)."""
     func = value = None
@@ -105,25 +148,33 @@ def _run_task(pool_id, has_init, kind, job_id, func_blob, payload):
     try:
         if has_init and pool_id not in _initialized:
             _initialize(pool_id)
-        if kind == _K_APPLY:
+        if kind == APPLY:
             func, args, kwds = pickle.loads(payload)
-            value = func(*args, **kwds)
+            if timeout is None:
+                value = func(*args, **kwds)
+            else:
+                value, = _run_timed([lambda: func(*args, **kwds)], timeout)
         else:
             func = _job_func(pool_id, job_id, func_blob)
-            items = _pool._loads_chunk(payload)
-            if kind == _K_MAP:
+            items = _loads_chunk(payload)
+            if timeout is not None:
+                star = kind != MAP
+                value = _run_timed(
+                    [(lambda x=x: func(*x) if star else func(x))
+                     for x in items], timeout)
+            elif kind == MAP:
                 value = list(map(func, items))
             else:
                 value = list(itertools.starmap(func, items))
         try:
-            return True, bytes(_pool._dumps(value)), \
+            return True, bytes(_dumps(value)), \
                 time.perf_counter() - start
         except BaseException as why:
-            return False, _pool._error_payload(
-                _pool.MaybeEncodingError(why, value), None), \
+            return False, _error_payload(
+                MaybeEncodingError(why, value), None), \
                 time.perf_counter() - start
     except BaseException as exc:
-        return False, _pool._error_payload(exc, _pool._format_tb(exc)), \
+        return False, _error_payload(exc, _format_tb(exc)), \
             time.perf_counter() - start
 
 
@@ -235,7 +286,7 @@ class DaskEngine:
         self.pool[:] = ['%s#%d' % (self.client.scheduler.address, i)
                         for i in range(self.processes)]
         if self.initializer is not None:
-            from . import reduction
+            from .. import reduction
             reduction._pickle_for_remote(True)
             try:
                 blob = bytes(reduction.ForkingPickler.dumps(
@@ -295,7 +346,7 @@ class DaskEngine:
             try:
                 result._abort(error)
             except BaseException:
-                _pool.traceback.print_exc()
+                traceback.print_exc()
         if self.thread is not None and \
                 self.thread is not threading.current_thread():
             self.thread.join(self.SHUTDOWN_TIMEOUT)
@@ -346,14 +397,14 @@ class DaskEngine:
     # -- the engine thread -------------------------------------------------
 
     def _run(self):
-        from . import reduction
+        from .. import reduction
         # everything this thread pickles goes to other machines
         reduction._pickle_for_remote(True)
         try:
             while self._step():
                 pass
         except BaseException:
-            text = _pool.traceback.format_exc()
+            text = traceback.format_exc()
             error = ProcessError('the cluster pool engine failed:\n' + text)
             for result in list(self.cache.values()):
                 try:
@@ -421,15 +472,15 @@ class DaskEngine:
     def _next_task(self, job):
         """The job's next task, None once it has none, False when it could
         not be made (its outcome is already set)."""
-        if job.kind != _K_APPLY and not job.sets_length and \
+        if job.kind != APPLY and not job.sets_length and \
                 job.id not in self.cache:
             # a map that already failed: the rest would be wasted
             job.done_feeding = True
             job.source = None
-        if job.kind != _K_APPLY and job.wire_func is None \
+        if job.kind != APPLY and job.wire_func is None \
                 and not job.done_feeding:
             try:
-                job.wire_func = bytes(_pool._dumps_rich(job.func))
+                job.wire_func = bytes(_dumps_rich(job.func))
             except BaseException as exc:
                 job.fail_rest(exc)
                 return None
@@ -442,33 +493,25 @@ class DaskEngine:
             return None
         index, kind, data = got
         try:
-            if kind == _K_APPLY:
-                payload = bytes(_pool._dumps_call(data))
+            if kind == APPLY:
+                payload = bytes(_dumps_call(data))
                 func = data[0]
             else:
-                payload = bytes(_pool._dumps(data))
+                payload = bytes(_dumps(data))
                 func = job.func
         except BaseException as exc:
             job.result._set(index, (False, exc))
             return False
         if job.sets_length:
-            job.result._sent += len(data)
+            job.result._count_sent(len(data))
         key = '%s-%s-%d' % (_key_prefix(func), self.id, next(self.task_ids))
         return _Task(key, job, index, kind, payload)
 
     def _held_back(self, job):
-        res = job.result
-        if res._limit is None:
-            res._limit = self.LOOKAHEAD * self.processes * job.chunksize
-            res._wake = self.wake
-        if res._sent - res._yielded < res._limit:
-            return False
-        res._stalled = True
-        # re-check: the consumer may have caught up meanwhile
-        if res._sent - res._yielded < res._limit:
-            res._stalled = False
-            return False
-        return True
+        """An imap whose consumer is too far behind (see
+        IMapIterator._held_back; imap's buffersize replaces our bound)."""
+        return job.result._held_back(
+            self.LOOKAHEAD * self.processes * job.chunksize, self.wake)
 
     def _deliver(self, task, status, value):
         self.pending -= 1
@@ -477,19 +520,19 @@ class DaskEngine:
             self.task_time += (took - self.task_time) * 0.2
             if ok:
                 try:
-                    outcome = (True, _pool._native.loads(blob))
+                    outcome = (True, _native.loads(blob))
                 except BaseException as exc:
-                    outcome = (False, _pool.MaybeEncodingError(
+                    outcome = (False, MaybeEncodingError(
                         exc, '<the result, which could not be unpickled '
                         'here>'))
             else:
-                outcome = (False, _pool._decode_error(blob))
+                outcome = (False, _decode_error(blob))
         else:
             outcome = (False, value)
         try:
             task.job.result._set(task.index, outcome)
         except BaseException:
-            _pool.traceback.print_exc()
+            traceback.print_exc()
 
     # -- the client's event loop -------------------------------------------
 
@@ -512,6 +555,7 @@ class DaskEngine:
                 [t.job.id for t in batch],
                 [t.job.wire_func or b'' for t in batch],
                 [t.payload for t in batch],
+                [t.job.timeout for t in batch],
                 key=[t.key for t in batch], pure=False)
         except BaseException as exc:
             self._post([(t, 'error', exc) for t in batch], len(batch))
