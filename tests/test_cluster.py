@@ -203,16 +203,16 @@ def test_main_functions_pickled_for_a_cluster_carry_their_own_globals():
     # __main__, where an earlier script's value would win over ours.
     code = textwrap.dedent('''
         import pickle, sys
-        from multiprocess import reduction
+        from multiprocess import _pickling, reduction
         K = 1
         f = lambda: K
-        reduction._pickle_for_remote(True)
+        _pickling._pickle_for_remote(True)
         try:
             blob1 = bytes(reduction.ForkingPickler.dumps(f))
             K = 3
             blob3 = bytes(reduction.ForkingPickler.dumps(f))
         finally:
-            reduction._pickle_for_remote(False)
+            _pickling._pickle_for_remote(False)
         del K
         g1, g3 = pickle.loads(blob1), pickle.loads(blob3)
         main = sys.modules['__main__'].__dict__

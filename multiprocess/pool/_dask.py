@@ -47,7 +47,7 @@ import distributed
 from ..exceptions import ProcessError, TaskTimeoutError, WorkerLostError
 from ._errors import MaybeEncodingError, _format_tb, traceback
 from ._jobs import APPLY, CLOSE, MAP, RUN, TERMINATE
-from ._wire import (_decode_error, _dumps, _dumps_call, _dumps_rich,
+from ._wire import (_decode_error, _dumps, _dumps_call,
                     _error_payload, _loads_chunk, _native)
 
 
@@ -286,13 +286,13 @@ class DaskEngine:
         self.pool[:] = ['%s#%d' % (self.client.scheduler.address, i)
                         for i in range(self.processes)]
         if self.initializer is not None:
-            from .. import reduction
-            reduction._pickle_for_remote(True)
+            from .. import _pickling, reduction
+            _pickling._pickle_for_remote(True)
             try:
                 blob = bytes(reduction.ForkingPickler.dumps(
                     (self.initializer, self.initargs)))
             finally:
-                reduction._pickle_for_remote(False)
+                _pickling._pickle_for_remote(False)
             self.plugin_name = 'multiprocess-pool-' + self.id
             try:
                 self.client.register_plugin(_InitPlugin(self.id, blob),
@@ -397,9 +397,9 @@ class DaskEngine:
     # -- the engine thread -------------------------------------------------
 
     def _run(self):
-        from .. import reduction
+        from .. import _pickling
         # everything this thread pickles goes to other machines
-        reduction._pickle_for_remote(True)
+        _pickling._pickle_for_remote(True)
         try:
             while self._step():
                 pass
@@ -480,7 +480,7 @@ class DaskEngine:
         if job.kind != APPLY and job.wire_func is None \
                 and not job.done_feeding:
             try:
-                job.wire_func = bytes(_dumps_rich(job.func))
+                job.wire_func = bytes(_dumps(job.func))
             except BaseException as exc:
                 job.fail_rest(exc)
                 return None
