@@ -279,13 +279,13 @@ def bench_start_fork(mp, n):
     return _start_join(mp, "fork", n)
 
 
-@case("start_join_spawn", n=6, quick_n=2, smoke_n=1, repeat=2, unit="process")
+@case("start_join_spawn", n=6, quick_n=1, smoke_n=1, repeat=2, unit="process")
 def bench_start_spawn(mp, n):
     """Process(target=noop).start() + join(), spawn."""
     return _start_join(mp, "spawn", n)
 
 
-@case("start_join_forkserver", n=10, quick_n=4, smoke_n=1, unit="process")
+@case("start_join_forkserver", n=10, quick_n=2, smoke_n=1, unit="process")
 def bench_start_forkserver(mp, n):
     """Process(target=noop).start() + join(), forkserver."""
     return _start_join(mp, "forkserver", n)

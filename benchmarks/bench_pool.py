@@ -95,9 +95,9 @@ def b_map_lambda(mp, n):
         return time.perf_counter() - t
 
 
-@case("map_200_payloads_1mb", n=200, quick_n=30, smoke_n=4, repeat=2, unit="1 MB payload")
+@case("map_200_payloads_1mb", n=200, quick_n=20, smoke_n=4, repeat=2, unit="1 MB payload")
 def b_map_big(mp, n):
-    """Pool(2).map(len, 200 distinct 1 MB bytes objects) (--quick: 30)."""
+    """Pool(2).map(len, 200 distinct 1 MB bytes objects) (--quick: 20)."""
     # distinct objects: a list repeating one object would be pickled once
     # per chunk (the pickler's memo) and measure nothing
     payloads = [bytes([i % 251]) * (1 << 20) for i in range(n)]
@@ -134,7 +134,7 @@ def b_start_spawn(mp, n):
     return _startup(mp, "spawn", n)
 
 
-@case("startup_forkserver", n=5, quick_n=2, smoke_n=1, unit="pool")
+@case("startup_forkserver", n=5, quick_n=1, smoke_n=1, unit="pool")
 def b_start_forkserver(mp, n):
     """Pool(2) created, map of 10 items, close, join; forkserver."""
     return _startup(mp, "forkserver", n)
