@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -19,6 +20,24 @@ shm_error(int err, PyObject *name)
 {
     errno = err;
     return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name);
+}
+
+/* The name as a C string.  One with an embedded NUL is refused rather than
+   cut short there, which would name another segment (3.13's _posixshmem
+   refuses it too; older ones cut it). */
+static const char *
+shm_path(PyObject *path)
+{
+    Py_ssize_t size;
+    const char *cpath = PyUnicode_AsUTF8AndSize(path, &size);
+    if (cpath == NULL) {
+        return NULL;
+    }
+    if ((size_t)size != strlen(cpath)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null character");
+        return NULL;
+    }
+    return cpath;
 }
 
 PyDoc_STRVAR(shm_open_doc,
@@ -39,7 +58,7 @@ mp_shm_open(PyObject *module, PyObject *args, PyObject *kwargs)
                                      &path, &flags, &mode)) {
         return NULL;
     }
-    const char *cpath = PyUnicode_AsUTF8(path);
+    const char *cpath = shm_path(path);
     if (cpath == NULL) {
         return NULL;
     }
@@ -77,7 +96,7 @@ mp_shm_unlink(PyObject *module, PyObject *args, PyObject *kwargs)
                                      &path)) {
         return NULL;
     }
-    const char *cpath = PyUnicode_AsUTF8(path);
+    const char *cpath = shm_path(path);
     if (cpath == NULL) {
         return NULL;
     }

@@ -399,7 +399,8 @@ def _serve_one(data_r, inherited):
     _forkserver._inherited_fds = list(inherited[2:])
     resource_tracker._resource_tracker._fd = tracker_w
     # the client keeps the data pipe's write end while it lives
-    return spawn._main(data_r, os.dup(data_r))
+    parent_sentinel = os.dup(data_r)
+    return util._run_forked_job(lambda: spawn._main(data_r, parent_sentinel))
 
 
 def main(listener_fd, alive_r, preload, main_path=None, sys_path=None):

@@ -41,7 +41,8 @@ def _run_forked_child(process_obj, unused_fds, parent_sentinel):
     exitcode = 1
     try:
         util.close_fds(*unused_fds)
-        exitcode = process_obj._bootstrap(parent_sentinel=parent_sentinel)
+        exitcode = util._run_forked_job(
+            lambda: process_obj._bootstrap(parent_sentinel=parent_sentinel))
     finally:
         os._exit(exitcode)
 

@@ -309,6 +309,9 @@ class BaseProcess(object):
             # before the after-fork hooks had their chance.
             previous.clear()
         util.info('child process calling self.run()')
+        if util._CHILD_EXITS_THROUGH_ATEXIT:
+            self.run()      # _exit_function runs from atexit
+            return 0
         try:
             self.run()
         finally:

@@ -41,13 +41,32 @@ _SHIELDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ATOMIC_WRITE = 512
 
 
+# From 3.13 on the tracker's exit status tells what it found at the end
+# (the stdlib's tests read it from ``ResourceTracker._exitcode``), leak
+# warnings name the leaked resources, and a 'dummy' type exists for tests.
+_PY313 = sys.version_info >= (3, 13)
+
+# Exit statuses of the tracker process (3.13+; before, always 0).
+_EXIT_CLEAN = 0             # nothing was left registered
+_EXIT_LEAKED = 1            # something was, and has been unlinked
+_EXIT_UNLINK_FAILED = 2     # unlinking a leaked resource failed
+_EXIT_BAD_MESSAGE = 3       # a message could not be applied
+
+
+def _never_cleaned(name):
+    # 'noop' lines are liveness probes: nothing is ever registered as one.
+    raise RuntimeError('a noop resource is never registered or cleaned up')
+
+
 # resource type -> function unlinking a resource of that type by name.
-# 'noop' is what liveness probes carry.
 _CLEANUP_FUNCS = {
-    'noop': lambda: None,
+    'noop': _never_cleaned,
     'semaphore': _multiprocess.sem_unlink,
     'shared_memory': _multiprocess.shm_unlink,
 }
+if _PY313:
+    # registered and leaked by tests, without any OS resource behind it
+    _CLEANUP_FUNCS['dummy'] = lambda name: None
 
 
 class ReentrantCallError(RuntimeError):
@@ -63,6 +82,7 @@ class ResourceTracker(object):
         self._depth = 0          # nesting of _lock by the owning thread
         self._fd = None          # write end of the tracker's pipe
         self._pid = None         # tracker's pid, if this process started it
+        self._exitcode = None    # its exit status, once reaped (3.13+)
 
     # -- locking that notices re-entrance -----------------------------------
 
@@ -94,9 +114,12 @@ class ResourceTracker(object):
             pid, self._pid = self._pid, None
             if pid is not None:
                 try:
-                    os.waitpid(pid, 0)
+                    _, status = os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass    # inherited through fork: our parent's child
+                else:
+                    if _PY313:
+                        self._exitcode = os.waitstatus_to_exitcode(status)
         finally:
             self._leave()
 
@@ -121,6 +144,7 @@ class ResourceTracker(object):
                 warnings.warn('resource_tracker: process died unexpectedly, '
                               'relaunching.  Some resources might leak.')
             self._fd, self._pid = self._launch()
+            self._exitcode = None
         finally:
             self._leave()
 
@@ -234,22 +258,31 @@ def _apply(line, live):
 
 
 def _clean_up(live):
-    """Warn about and unlink every resource still registered."""
+    """Warn about and unlink every resource still registered; return the
+    tracker's exit status."""
+    status = _EXIT_CLEAN
     for rtype, names in live.items():
         if not names:
             continue
-        try:
-            warnings.warn('resource_tracker: There appear to be %d leaked %s '
-                          'objects to clean up at shutdown' % (len(names), rtype))
-        except Exception:
-            pass
+        status = max(status, _EXIT_LEAKED)
+        if rtype != 'dummy':
+            message = ('resource_tracker: There appear to be %d leaked %s '
+                       'objects to clean up at shutdown' % (len(names), rtype))
+            if _PY313:
+                message += ': %s' % (names,)
+            try:
+                warnings.warn(message)
+            except Exception:
+                pass
         unlink = _CLEANUP_FUNCS[rtype]
         for name in names:
             # Whoever registered it died without unregistering it.
             try:
                 unlink(name)
             except Exception as exc:
+                status = _EXIT_UNLINK_FAILED
                 warnings.warn('resource_tracker: %r: %s' % (name, exc))
+    return status
 
 
 def main(fd):
@@ -262,16 +295,23 @@ def main(fd):
         with contextlib.suppress(Exception):
             getattr(sys, stream_name).close()
     live = {rtype: set() for rtype in _CLEANUP_FUNCS}
+    bad_message = False
     try:
         with open(fd, 'rb') as messages:
             for line in messages:
                 try:
                     _apply(line, live)
                 except Exception:
+                    bad_message = True
                     # A bad message must not stop the tracking of the rest.
                     try:
                         sys.excepthook(*sys.exc_info())
                     except BaseException:
                         pass
     finally:
-        _clean_up(live)
+        status = _clean_up(live)
+    if bad_message and status == _EXIT_CLEAN:
+        # what was left behind says more than a garbled line
+        status = _EXIT_BAD_MESSAGE
+    if _PY313:
+        sys.exit(status)

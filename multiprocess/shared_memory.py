@@ -28,6 +28,7 @@ import mmap
 import os
 import secrets
 import struct
+import sys
 import types
 
 import _multiprocess
@@ -43,6 +44,15 @@ _SHM_SAFE_NAME_LENGTH = 14
 _SHM_NAME_PREFIX = '/psm_'
 
 _O_CREX = os.O_CREAT | os.O_EXCL
+
+# Who registers a segment with the resource tracker.  From 3.13 on, as the
+# stdlib documents with ``track``: every process that creates or attaches
+# with track=True, so the tracker of a program that attached unlinks the
+# segment when that program ends.  Before 3.13 only the creator does: the
+# stdlib of those versions registers attachers too, and so unlinks a
+# segment under the feet of the program that made it (bpo-38119), with no
+# way to opt out.
+_ATTACHING_REGISTERS = sys.version_info >= (3, 13)
 
 
 def _make_filename():
@@ -64,12 +74,16 @@ def _check_request(name, create, size):
 
 class SharedMemory:
     """A named shared memory segment: ``SharedMemory(name=None,
-    create=False, size=0)``.
+    create=False, size=0, *, track=True)``.
 
     With ``create=True`` a new segment of ``size`` bytes is made (under a
     random name if ``name`` is None); otherwise the existing segment
     ``name`` is attached and ``size`` is ignored.  ``buf`` is a memoryview
-    of the whole segment.
+    of the whole segment.  With ``track=False`` the resource tracker is
+    kept out of it: the segment outlives the program unless someone calls
+    ``unlink()``.  (The stdlib added ``track`` in 3.13; it exists here on
+    every version.  From 3.13 on, attaching with ``track=True`` registers
+    the segment too, as in the stdlib; before, only creating does.)
     """
 
     # Open flags and permissions of a segment; create=True switches the
@@ -82,9 +96,11 @@ class SharedMemory:
     _fd = -1
     _mmap = None
     _buf = None
+    _track = True
 
-    def __init__(self, name=None, create=False, size=0):
+    def __init__(self, name=None, create=False, size=0, *, track=True):
         _check_request(name, create, size)
+        self._track = track
         if create:
             self._flags = _O_CREX | os.O_RDWR
 
@@ -119,7 +135,7 @@ class SharedMemory:
             raise
         self._buf = memoryview(self._mmap)
         self._size = size
-        if create:
+        if track and (create or _ATTACHING_REGISTERS):
             resource_tracker.register(self._name, 'shared_memory')
 
     def __del__(self):
@@ -169,7 +185,8 @@ class SharedMemory:
         has closed it.  Call it once, from one process."""
         if self._name:
             _multiprocess.shm_unlink(self._name)
-            resource_tracker.unregister(self._name, 'shared_memory')
+            if self._track:
+                resource_tracker.unregister(self._name, 'shared_memory')
 
 
 # -- ShareableList ----------------------------------------------------------

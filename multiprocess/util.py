@@ -315,6 +315,18 @@ def _call_reporting_errors(func):
         traceback.print_exc()
 
 
+# ----------------------------------------------------------- pool size
+
+# 3.13's pool sizes itself by the CPUs this process may run on (affinity,
+# PYTHON_CPU_COUNT); older versions count the machine's.
+_cpu_count_for_pools = getattr(os, 'process_cpu_count', os.cpu_count)
+
+
+def _default_pool_size():
+    """Workers a pool gets when not told how many."""
+    return _cpu_count_for_pools() or 1
+
+
 # -------------------------------------------------------------- exiting
 
 _exiting = False
@@ -368,6 +380,29 @@ def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
 
 
 atexit.register(_exit_function)
+
+
+# From 3.13 on, a child forked from a running program (fork, forkserver)
+# ends through atexit as a spawned one does: exit handlers the job
+# registers run when it ends, and ours runs after them.  Before 3.13 the
+# child called _exit_function itself at the end of run() and never ran
+# atexit at all.
+_CHILD_EXITS_THROUGH_ATEXIT = sys.version_info >= (3, 13)
+
+
+def _run_forked_job(job):
+    """Run ``job()`` (a process bootstrap) in a freshly forked child and
+    return its exit code, honouring the running version's exit handling."""
+    if not _CHILD_EXITS_THROUGH_ATEXIT:
+        return job()
+    # The parent's handlers are the parent's business, not the child's.
+    atexit._clear()
+    atexit.register(_exit_function)
+    try:
+        return job()
+    finally:
+        atexit._run_exitfuncs()
+        _flush_std_streams()
 
 
 # ----------------------------------------------------- fork-aware types

@@ -305,6 +305,54 @@ def test_convert_to_error_kinds():
     assert isinstance(managers.convert_to_error('#WHAT', None), ValueError)
 
 
+class _ServerError(Exception):
+    pass
+
+
+class _FakeConnection:
+    def send(self, message):
+        pass
+
+    def recv(self):
+        return '#ERROR', _ServerError('raised by the server')
+
+
+def _weak_ref_to_raised(call, exc_type):
+    import weakref
+    try:
+        call()
+    except exc_type as e:
+        return weakref.ref(e)
+    raise AssertionError('nothing raised')
+
+
+def _without_gc(func):
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return func()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_dispatch_error_is_freed_without_the_cycle_collector():
+    ref = _without_gc(lambda: _weak_ref_to_raised(
+        lambda: managers.dispatch(_FakeConnection(), None, 'x'), _ServerError))
+    assert ref() is None
+
+
+@pytest.mark.timeout(60)
+def test_proxy_call_error_is_freed_without_the_cycle_collector(manager):
+    import queue
+    q = manager.Queue()
+    ref = _without_gc(lambda: _weak_ref_to_raised(q.get_nowait, queue.Empty))
+    assert ref() is None
+    ref = _without_gc(lambda: _weak_ref_to_raised(
+        lambda: q._callmethod('get_nowait'), queue.Empty))
+    assert ref() is None
+
+
 # ------------------------------------------------------------ pool, shm
 
 @pytest.mark.timeout(90)

@@ -490,3 +490,68 @@ def test_main_module_lambda_target_in_script(method, tmp_path):
     assert r.stdout.split() == ["0", "0"], r.stderr
     assert r.stderr == ""
     assert _read(out) == "boxed"
+
+
+# -- exit handlers in children -------------------------------------------------
+
+def _register_exit_handler(path):
+    import atexit
+    from multiprocess import util
+
+    def handler():
+        # whether our own exit hook has run yet
+        _write(path, "ran, exiting=%s" % util._exiting)
+    atexit.register(handler)
+
+
+@pytest.mark.timeout(60)
+def test_childs_atexit_handlers_follow_the_running_version(ctx, tmp_path):
+    path = tmp_path / "atexit"
+    p = ctx.Process(target=_register_exit_handler, args=(str(path),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    if sys.version_info >= (3, 13):
+        # 3.13 ends every child through atexit: the job's handler runs,
+        # before our hook
+        assert _read(path) == "ran, exiting=False"
+    elif ctx.get_start_method() == "spawn":
+        # before: a spawned child ran our hook at the end of run(), then
+        # its interpreter's exit ran the rest
+        assert _read(path) == "ran, exiting=True"
+    else:
+        # and a forked one left through os._exit
+        assert not path.exists()
+
+
+def _register_handler_then_fail(path):
+    _register_exit_handler(path)
+    raise ValueError("boom")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13 behaviour")
+def test_childs_atexit_handlers_run_when_its_target_fails(ctx, tmp_path):
+    path = tmp_path / "atexit"
+    p = ctx.Process(target=_register_handler_then_fail, args=(str(path),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 1
+    assert _read(path) == "ran, exiting=False"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13 behaviour")
+def test_forked_child_does_not_run_its_parents_atexit_handlers(tmp_path):
+    out = _run_script("""
+        import atexit, multiprocess as mp
+        atexit.register(print, "parent handler")
+        if __name__ == "__main__":
+            for method in ("fork", "forkserver", "spawn"):
+                p = mp.get_context(method).Process(target=print, args=(method,))
+                p.start()
+                p.join()
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["fork", "forkserver", "spawn",
+                                       "parent handler"]

@@ -323,3 +323,69 @@ def test_children_reuse_the_parents_tracker(method):
     ''' % method)
     assert rc == 0, err
     assert out.strip() == '0', err
+
+
+# ---------------------------------------------------------------------------
+# what the tracker's exit status says (3.13+)
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info < (3, 13),
+                    reason="the tracker's exit status is 3.13 behaviour")
+@pytest.mark.parametrize('leak, expected', [(False, 0), (True, 1)])
+def test_tracker_exit_status_tells_whether_something_leaked(leak, expected):
+    tracker = resource_tracker.ResourceTracker()
+    tracker.ensure_running()
+    assert tracker._exitcode is None
+    tracker.register('leak-probe', 'dummy')
+    if not leak:
+        tracker.unregister('leak-probe', 'dummy')
+    tracker._stop()
+    assert tracker._exitcode == expected
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info < (3, 13),
+                    reason="the tracker's exit status is 3.13 behaviour")
+def test_tracker_exit_status_3_after_a_bad_message():
+    tracker = resource_tracker.ResourceTracker()
+    fd = tracker.getfd()
+    os.write(fd, b'BOGUS:/y:noop\n')
+    # its stderr is ours: keep the report of the bad line out of the output
+    tracker._stop()
+    assert tracker._exitcode == 3
+
+
+def test_exit_status_and_dummy_type_follow_the_running_version():
+    tracker = resource_tracker.ResourceTracker()
+    assert tracker._exitcode is None
+    has_dummy = 'dummy' in resource_tracker._CLEANUP_FUNCS
+    # the stdlib's own suites of 3.12 and older would try to create one
+    assert has_dummy == (sys.version_info >= (3, 13))
+
+
+def test_noop_is_never_cleaned_up():
+    with pytest.raises(RuntimeError):
+        resource_tracker._CLEANUP_FUNCS['noop']('anything')
+
+
+@pytest.mark.timeout(60)
+def test_leak_warning_names_the_leaked_resources_from_3_13():
+    name = _unique('rt-named')
+    path = _make_shared_memory(name)
+    try:
+        rc, out, err = _run_program('''
+            import os
+            from multiprocess import resource_tracker
+            resource_tracker.register(%r, 'shared_memory')
+            os.kill(os.getpid(), 9)
+        ''' % name)
+        assert rc == -signal.SIGKILL
+        assert _wait_gone(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    warning = [line for line in err.splitlines() if 'leaked' in line]
+    assert len(warning) == 1, err
+    assert warning[0].endswith(
+        'There appear to be 1 leaked shared_memory objects to clean up at '
+        'shutdown' + (': %s' % ({name},) if sys.version_info >= (3, 13) else ''))

@@ -223,19 +223,81 @@ def test_program_that_cleans_up_gets_no_warnings():
         assert not segment_exists(name.decode())
 
 
-def test_creator_registers_and_unlink_unregisters(monkeypatch):
+@pytest.fixture
+def tracker_calls(monkeypatch):
     calls = []
     monkeypatch.setattr(resource_tracker, 'register',
                         lambda name, rtype: calls.append(('reg', name, rtype)))
     monkeypatch.setattr(resource_tracker, 'unregister',
                         lambda name, rtype: calls.append(('unreg', name, rtype)))
+    return calls
+
+
+def test_creator_registers_and_unlink_unregisters(tracker_calls):
     s = SharedMemory(create=True, size=8)
-    b = SharedMemory(s.name)          # attaching does not register
+    b = SharedMemory(s.name)
     b.close()
     s.close()
     s.unlink()
-    assert calls == [('reg', s._name, 'shared_memory'),
-                     ('unreg', s._name, 'shared_memory')]
+    reg = ('reg', s._name, 'shared_memory')
+    unreg = ('unreg', s._name, 'shared_memory')
+    if sys.version_info >= (3, 13):
+        # 3.13's track=True: whoever attaches registers too
+        assert tracker_calls == [reg, reg, unreg]
+    else:
+        # before 3.13 attaching does not register (bpo-38119)
+        assert tracker_calls == [reg, unreg]
+
+
+def test_track_false_keeps_the_tracker_out(tracker_calls):
+    s = SharedMemory(create=True, size=8, track=False)
+    try:
+        b = SharedMemory(s.name, track=False)
+        b.close()
+    finally:
+        s.close()
+        s.unlink()
+    assert tracker_calls == []
+
+
+def test_track_is_keyword_only():
+    with pytest.raises(TypeError):
+        SharedMemory(None, True, 8, False)
+
+
+def test_untracked_segment_outlives_its_program():
+    name = subprocess.run(
+        [sys.executable, '-c',
+         'from multiprocess.shared_memory import SharedMemory\n'
+         's = SharedMemory(create=True, size=16, track=False)\n'
+         's.buf[:2] = b"ok"\n'
+         'print(s.name)\n'
+         's.close()\n'],
+        capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    s = SharedMemory(name, track=False)
+    try:
+        assert bytes(s.buf[:2]) == b'ok'
+    finally:
+        s.close()
+        s.unlink()
+
+
+def test_name_with_embedded_nul_is_refused():
+    s = SharedMemory(create=True, size=8)
+    try:
+        # cut at the NUL it would name the segment above
+        with pytest.raises(ValueError, match='null'):
+            SharedMemory(s.name + '\0x')
+        real = s._name
+        s._name = real + '\0x'
+        try:
+            with pytest.raises(ValueError, match='null'):
+                s.unlink()
+        finally:
+            s._name = real
+    finally:
+        s.close()
+        s.unlink()
 
 
 # -- ShareableList --------------------------------------------------------------

@@ -19,7 +19,8 @@ from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, \
 class Pool(object):
     """A pool of worker processes running tasks submitted to it.
 
-    ``processes`` defaults to ``os.cpu_count()``; ``initializer(*initargs)``
+    ``processes`` defaults to ``os.cpu_count()`` (``os.process_cpu_count()``
+    from Python 3.13 on, as the stdlib); ``initializer(*initargs)``
     runs in each worker when it starts; a worker is replaced after
     ``maxtasksperchild`` tasks when that is set; ``context`` picks the start
     method.  A worker that dies while running a task makes that task fail
@@ -42,7 +43,7 @@ class Pool(object):
         _check_pool_args(processes, initializer, maxtasksperchild)
         self._task_timeout = _check_timeout(task_timeout)
         self._max_memory = _check_memory(max_memory_per_child)
-        self._processes = processes or os.cpu_count() or 1
+        self._processes = processes or util._default_pool_size()
         self._initializer, self._initargs = initializer, initargs
         self._maxtasksperchild = maxtasksperchild
         self._ctx = context or _default_context()

@@ -1,0 +1,60 @@
+"""Behaviour that follows the running Python's multiprocessing: defaults,
+messages and formats that changed between versions.  Each test states what
+it expects on which version, so the suite checks the gate on every
+interpreter it runs under (docs/versions.md has the table)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import multiprocess as mp
+from multiprocess import util
+
+
+def _run_script(code, timeout=60, env=None):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+# -- pool size -----------------------------------------------------------------
+
+def test_default_pool_size_counts_the_cpus_the_version_counts():
+    if sys.version_info >= (3, 13):
+        expected = os.process_cpu_count()
+    else:
+        expected = os.cpu_count()
+    assert util._default_pool_size() == (expected or 1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="PYTHON_CPU_COUNT is 3.13")
+def test_pool_size_honours_python_cpu_count_from_3_13():
+    env = dict(os.environ, PYTHON_CPU_COUNT="3")
+    out = _run_script("""
+        import multiprocess as mp
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool() as pool:
+                print(pool._processes)
+    """, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity")
+def test_pool_size_and_cpu_affinity():
+    out = _run_script("""
+        import os, multiprocess as mp
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        if __name__ == "__main__":
+            with mp.get_context("fork").Pool() as pool:
+                print(pool._processes, os.cpu_count())
+    """)
+    assert out.returncode == 0, out.stderr
+    size, machine = map(int, out.stdout.split())
+    # 3.13 sizes the pool by the CPUs the process may use, older versions
+    # by the machine's
+    assert size == (1 if sys.version_info >= (3, 13) else machine)
