@@ -72,7 +72,10 @@ _core.set_recv_spin(_recv_spin_seconds())
 _CODEC = reduction.CODEC
 
 
-BUFSIZE = 8192
+# 3.14 raised the stdlib's buffer size to 64 KiB (its reads go in chunks of
+# that much).  Our reads land straight in the message's own buffer, so this
+# is only the constant code may read from here.
+BUFSIZE = 64 * 1024 if sys.version_info >= (3, 14) else 8192
 # How long a local peer may reasonably take to answer (kept for code that
 # reads it from this module, as the standard library offers it).
 CONNECTION_TIMEOUT = 20.0

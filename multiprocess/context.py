@@ -196,9 +196,17 @@ class BaseContext(object):
         """The interpreter that ``spawn`` runs children with."""
         _sibling('spawn').set_executable(executable)
 
-    def set_forkserver_preload(self, module_names):
-        """Modules the fork server imports once, before forking children."""
-        _sibling('forkserver').set_forkserver_preload(module_names)
+    def set_forkserver_preload(self, module_names, *, on_error='ignore'):
+        """Modules the fork server imports once, before forking children.
+
+        ``on_error`` says what an ImportError while preloading does:
+        'ignore' (the default), 'warn' (an ImportWarning on the server's
+        stderr) or 'fail' (the server exits with the error, and starting
+        processes with it fails).  The stdlib added ``on_error`` in 3.15;
+        it exists here on every version.
+        """
+        _sibling('forkserver').set_forkserver_preload(module_names,
+                                                      on_error=on_error)
 
     def get_context(self, method=None):
         """The context for ``method``; this one when method is None."""
@@ -220,10 +228,12 @@ class BaseContext(object):
 
     def get_all_start_methods(self):
         """The start methods this platform offers, the default first."""
-        methods = ['fork', 'spawn']
+        methods = ['spawn', 'fork'] if sys.platform == 'darwin' else ['fork', 'spawn']
         if _reduction().HAVE_SEND_HANDLE:
             methods.append('forkserver')
-        return methods
+        default = _platform_default_method()
+        methods.remove(default)
+        return [default] + methods
 
     def _check_available(self):
         """Raise ValueError if this start method cannot be used here."""
@@ -357,7 +367,24 @@ class DefaultContext(BaseContext):
 
 _concrete_contexts = {ctx._name: ctx for ctx in
                       (ForkContext(), SpawnContext(), ForkServerContext())}
-_default_context = DefaultContext(_concrete_contexts['fork'])
+
+
+def _platform_default_method():
+    """The start method used when none was chosen: the running version's.
+
+    3.14 made forkserver the default wherever it exists but on macOS, so
+    that a program with threads no longer forks them by surprise; macOS
+    has used spawn since 3.8 (its system libraries do not survive a fork);
+    everywhere else fork was the default before 3.14.
+    """
+    if sys.platform == 'darwin':
+        return 'spawn'
+    if sys.version_info >= (3, 14):
+        return 'forkserver' if _reduction().HAVE_SEND_HANDLE else 'spawn'
+    return 'fork'
+
+
+_default_context = DefaultContext(_concrete_contexts[_platform_default_method()])
 
 
 def _force_start_method(method):

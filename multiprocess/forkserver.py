@@ -56,6 +56,7 @@ class ForkServer(object):
     def __init__(self):
         self._lock = threading.Lock()
         self._preload_modules = ['__main__']
+        self._preload_on_error = 'ignore'
         # Extra fds of a request, in a process the server forked.
         self._inherited_fds = None
         self._forget_server()
@@ -83,12 +84,18 @@ class ForkServer(object):
                 os.waitpid(pid, 0)
                 _remove_socket_file(address)
 
-    def set_forkserver_preload(self, modules_names):
-        """Name the modules the server imports before serving requests."""
+    def set_forkserver_preload(self, modules_names, *, on_error='ignore'):
+        """Name the modules the server imports before serving requests,
+        and what an ImportError doing so does (see _PRELOAD_ON_ERROR)."""
         names = list(modules_names)
         if any(type(name) is not str for name in names):
             raise TypeError('module_names must be a list of strings')
+        if on_error not in _PRELOAD_ON_ERROR:
+            raise ValueError('on_error must be one of %s, not %r'
+                             % (', '.join(map(repr, _PRELOAD_ON_ERROR)),
+                                on_error))
         self._preload_modules = names
+        self._preload_on_error = on_error
 
     def get_inherited_fds(self):
         """The extra fds this process received from the server's client,
@@ -146,6 +153,8 @@ class ForkServer(object):
 
     def _launch(self):
         settings = {}
+        if self._preload_on_error != 'ignore':
+            settings['on_error'] = self._preload_on_error
         if self._preload_modules:
             # What the server needs to import the modules the way we would.
             prep = spawn.get_preparation_data('ignore')
@@ -201,7 +210,30 @@ def _remove_socket_file(address):
 # ---------------------------------------------------------------------------
 # the server process
 
-def _preload(modules, main_path):
+# What set_forkserver_preload(on_error=) may ask of a failed preload:
+#   'ignore'  carry on silently (every version's default);
+#   'warn'    carry on after an ImportWarning on the server's stderr;
+#   'fail'    let the error end the server, so that the failure shows
+#             instead of children quietly importing the module themselves.
+_PRELOAD_ON_ERROR = ('ignore', 'warn', 'fail')
+
+
+def _preload_failed(what, exc, on_error):
+    if on_error == 'fail':
+        if hasattr(exc, 'add_note'):    # 3.11+
+            exc.add_note('(while the forkserver preloaded %s)' % what)
+        raise exc
+    if on_error == 'warn':
+        import warnings
+        # shown even where warnings are ignored or turned into errors: the
+        # server must go on serving
+        with warnings.catch_warnings():
+            warnings.simplefilter('always')
+            warnings.warn('forkserver: failed to preload %s: %s: %s'
+                          % (what, type(exc).__name__, exc), ImportWarning)
+
+
+def _preload(modules, main_path, on_error='ignore'):
     if '__main__' in modules and main_path is not None:
         me = process.current_process()
         # Marked as bootstrapping: a main script that starts processes at
@@ -209,17 +241,17 @@ def _preload(modules, main_path):
         me._inheriting = True
         try:
             spawn.import_main_path(main_path)
-        except (Exception, SystemExit):
-            # Children re-run the script themselves and report the error
-            # where the user sees it; the server must survive it.
-            pass
+        except (Exception, SystemExit) as exc:
+            # By default children re-run the script themselves and report
+            # the error where the user sees it; the server survives it.
+            _preload_failed('the main module', exc, on_error)
         finally:
             del me._inheriting
     for name in modules:
         try:
             __import__(name)
-        except ImportError:
-            pass
+        except ImportError as exc:
+            _preload_failed('module %r' % name, exc, on_error)
 
 
 # Modules children commonly need, imported by the server once it is idle so
@@ -403,12 +435,13 @@ def _serve_one(data_r, inherited):
     return util._run_forked_job(lambda: spawn._main(data_r, parent_sentinel))
 
 
-def main(listener_fd, alive_r, preload, main_path=None, sys_path=None):
+def main(listener_fd, alive_r, preload, main_path=None, sys_path=None,
+         on_error='ignore'):
     """Run the fork server (the body of its ``python -c`` command)."""
     if sys_path is not None:
         sys.path[:] = sys_path
     if preload:
-        _preload(preload, main_path)
+        _preload(preload, main_path, on_error)
     util._close_stdin()
     with socket.socket(socket.AF_UNIX, fileno=listener_fd) as listener:
         _forkserver._forkserver_address = listener.getsockname()

@@ -128,6 +128,9 @@ class Popen(object):
             if not gone:
                 raise
 
+    def interrupt(self):
+        self._send_signal(signal.SIGINT)
+
     def terminate(self):
         self._send_signal(signal.SIGTERM)
 

@@ -126,6 +126,11 @@ class SemLock(object):
         self.acquire = sl.acquire
         self.release = sl.release
 
+    def locked(self):
+        """Whether the lock is held, or the semaphore's count is zero, by
+        any process.  (The stdlib's from 3.14; here on every version.)"""
+        return self._semlock._is_zero()
+
     def __getstate__(self):
         context.assert_spawning(self)
         if self._is_fork_ctx:

@@ -58,3 +58,45 @@ def test_pool_size_and_cpu_affinity():
     # 3.13 sizes the pool by the CPUs the process may use, older versions
     # by the machine's
     assert size == (1 if sys.version_info >= (3, 13) else machine)
+
+
+# -- default start method (3.14: forkserver on Linux) ------------------------------
+
+@pytest.mark.timeout(60)
+def test_default_start_method_is_the_running_versions():
+    out = _run_script("""
+        import multiprocess as mp
+        print(mp.get_start_method(), mp.get_all_start_methods())
+    """)
+    assert out.returncode == 0, out.stderr
+    expected = ("forkserver ['forkserver', 'fork', 'spawn']"
+                if sys.version_info >= (3, 14) else
+                "fork ['fork', 'spawn', 'forkserver']")
+    assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("version, platform, expected", [
+    ((3, 11, 7), "linux", "fork"),
+    ((3, 13, 0), "linux", "fork"),
+    ((3, 14, 0), "linux", "forkserver"),
+    ((3, 15, 0), "linux", "forkserver"),
+    ((3, 11, 7), "darwin", "spawn"),
+    ((3, 14, 0), "darwin", "spawn"),
+])
+def test_default_start_method_gate(monkeypatch, version, platform, expected):
+    from multiprocess import context
+    monkeypatch.setattr(sys, "version_info", version)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert context._platform_default_method() == expected
+    methods = context._default_context.get_all_start_methods()
+    assert methods[0] == expected and sorted(methods) == [
+        "fork", "forkserver", "spawn"]
+
+
+# -- connection.BUFSIZE (3.14: 64 KiB) ---------------------------------------------
+
+def test_bufsize_is_the_running_versions():
+    from multiprocess import connection
+    import multiprocessing.connection as std
+    assert connection.BUFSIZE == std.BUFSIZE
+    assert connection.BUFSIZE == (65536 if sys.version_info >= (3, 14) else 8192)
