@@ -5,7 +5,6 @@ package docstring; it never touches a pipe, a pickle or a worker.
 """
 
 import itertools
-import os
 import warnings
 
 from .. import util
