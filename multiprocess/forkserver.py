@@ -36,6 +36,7 @@ from . import process
 from . import resource_tracker
 from . import spawn
 from . import util
+from .exceptions import AuthenticationError
 
 __all__ = ['ensure_running', 'get_inherited_fds', 'connect_to_new_process',
            'set_forkserver_preload']
@@ -48,6 +49,13 @@ SIGNED_STRUCT = struct.Struct('q')
 
 # fds a request always carries ahead of the caller's own.
 _FIXED_FDS = 4
+
+# From 3.14 on, as the stdlib does, a client proves it knows the server's
+# key (and the server that it knows it too) before a request is served.
+# The socket file is already reachable by our user only, so before 3.14
+# requests go unauthenticated, as they did in the stdlib.
+_AUTHENTICATE_CLIENTS = sys.version_info >= (3, 14)
+_AUTHKEY_LEN = 32       # one atomic write to an empty pipe
 
 
 class ForkServer(object):
@@ -66,7 +74,7 @@ class ForkServer(object):
         # its alive pipe; pid and launcher_pid: the server and who started
         # it (a forked child inherits all four from its parent).
         for attr in ('_forkserver_address', '_forkserver_alive_fd',
-                     '_forkserver_pid', '_launcher_pid'):
+                     '_forkserver_pid', '_launcher_pid', '_forkserver_authkey'):
             setattr(self, attr, None)
 
     def _stop(self):
@@ -119,6 +127,9 @@ class ForkServer(object):
         try:
             with socket.socket(socket.AF_UNIX) as client:
                 client.connect(self._forkserver_address)
+                if self._forkserver_authkey is not None:
+                    _authenticate(client, self._forkserver_authkey,
+                                  client_side=True)
                 reduction.sendfds(client, handed_over)
         except BaseException:
             os.close(status_r)
@@ -171,19 +182,49 @@ class ForkServer(object):
             # Every client holds alive_w: when all are gone the server
             # reads EOF on alive_r and exits.
             alive_r, alive_w = os.pipe()
+            keep = [listener.fileno(), alive_r]
+            authkey = key_r = None
+            if _AUTHENTICATE_CLIENTS:
+                # handed over through a pipe: a command line is public
+                authkey = os.urandom(_AUTHKEY_LEN)
+                key_r, key_w = os.pipe()
+                try:
+                    os.write(key_w, authkey)
+                finally:
+                    os.close(key_w)
+                settings['authkey_r'] = key_r
+                keep.append(key_r)
             program = 'from %s import main; main(%d, %d, %r, **%r)' % (
                 __name__, listener.fileno(), alive_r, self._preload_modules,
                 settings)
             try:
-                pid = spawn._run_helper(program, [listener.fileno(), alive_r])
+                pid = spawn._run_helper(program, keep)
             except BaseException:
                 util.close_fds(alive_r, alive_w)
                 raise
+            finally:
+                if key_r is not None:
+                    os.close(key_r)
             os.close(alive_r)
         self._forkserver_address = address
         self._forkserver_alive_fd = alive_w
         self._forkserver_pid = pid
         self._launcher_pid = os.getpid()
+        self._forkserver_authkey = authkey
+
+
+def _authenticate(sock, authkey, client_side):
+    """Both ends of a request prove they know ``authkey`` (the client
+    answers first); AuthenticationError if either does not."""
+    from . import connection
+    # a Connection over a duplicate, so that closing it leaves ``sock`` open
+    with connection.Connection(os.dup(sock.fileno())) as conn:
+        if client_side:
+            connection.answer_challenge(conn, authkey)
+            connection.deliver_challenge(conn, authkey)
+        else:
+            connection.deliver_challenge(conn, authkey)
+            connection.answer_challenge(conn, authkey)
 
 
 def _listening_socket(address):
@@ -371,6 +412,13 @@ class _Server(object):
         from . import reduction
         conn, _ = self.listener.accept()
         with conn:
+            authkey = _forkserver._forkserver_authkey
+            if authkey is not None:
+                try:
+                    _authenticate(conn, authkey, client_side=False)
+                except (AuthenticationError, EOFError, OSError):
+                    # not one of ours, or gone: no child for it
+                    return
             fds = reduction.recvfds(conn, MAXFDS_TO_SEND + 1)
         if len(fds) > MAXFDS_TO_SEND:
             for fd in fds:
@@ -436,8 +484,15 @@ def _serve_one(data_r, inherited):
 
 
 def main(listener_fd, alive_r, preload, main_path=None, sys_path=None,
-         on_error='ignore'):
+         on_error='ignore', authkey_r=None):
     """Run the fork server (the body of its ``python -c`` command)."""
+    if authkey_r is not None:
+        with open(authkey_r, 'rb') as source:
+            key = source.read()
+        if len(key) != _AUTHKEY_LEN:
+            raise RuntimeError('forkserver: incomplete authentication key')
+        # children forked from here connect back with it too
+        _forkserver._forkserver_authkey = key
     if sys_path is not None:
         sys.path[:] = sys_path
     if preload:

@@ -100,3 +100,62 @@ def test_bufsize_is_the_running_versions():
     import multiprocessing.connection as std
     assert connection.BUFSIZE == std.BUFSIZE
     assert connection.BUFSIZE == (65536 if sys.version_info >= (3, 14) else 8192)
+
+
+# -- forkserver client authentication (3.14) ------------------------------------------
+
+def test_forkserver_authenticates_clients_from_3_14():
+    from multiprocess import forkserver
+    assert forkserver._AUTHENTICATE_CLIENTS == (sys.version_info >= (3, 14))
+
+
+_AUTH_SCRIPT = """
+    import os, socket, sys
+    import multiprocess as mp
+    from multiprocess import forkserver, reduction
+
+    def grandchild(q):
+        q.put("grandchild")
+
+    def child(q):
+        q.put("child")
+        # a forkserver child asks the same server, with the key it inherited
+        p = mp.get_context("forkserver").Process(target=grandchild, args=(q,))
+        p.start()
+        p.join()
+
+    if __name__ == "__main__":
+        forkserver._AUTHENTICATE_CLIENTS = True
+        ctx = mp.get_context("forkserver")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        p.join()
+        print(q.get(timeout=30), q.get(timeout=30), p.exitcode)
+        server = forkserver._forkserver
+        assert server._forkserver_authkey is not None
+        # a client without the key gets no child, and the server lives on
+        r, w = os.pipe()
+        with socket.socket(socket.AF_UNIX) as intruder:
+            intruder.connect(server._forkserver_address)
+            intruder.settimeout(30)
+            challenge = intruder.recv(100)      # asked first, before any fd
+            reduction.sendfds(intruder, [r, w, r, w])
+        os.close(w)
+        # served, a child's pid would come on the status pipe; refused, the
+        # fds were never taken and the pipe's only writer is closed
+        print("intruder got", len(challenge) > 0, os.read(r, 8))
+        p = ctx.Process(target=q.put, args=("after",))
+        p.start()
+        p.join()
+        print(q.get(timeout=30), p.exitcode)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_forkserver_authentication_serves_its_clients_and_refuses_others():
+    # forced on, so that it runs on every version
+    out = _run_script(_AUTH_SCRIPT, timeout=80)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["child grandchild 0",
+                                       "intruder got True b''", "after 0"]
