@@ -2,6 +2,7 @@
 and the types a SyncManager serves (see managers.py for the design)."""
 
 import array
+import collections.abc
 import os
 import threading
 import time
@@ -197,12 +198,18 @@ class BaseProxy(object):
         kind, result = conn.recv()
         if kind == '#RETURN':
             return result
-        return self._other_reply(kind, result)
+        try:
+            return self._other_reply(kind, result)
+        finally:
+            del result      # not kept alive by the error's traceback
 
     def _other_reply(self, kind, result):
         if kind == '#PROXY':
             return self._proxy_from_reply(result)
-        raise convert_to_error(kind, result)
+        try:
+            raise convert_to_error(kind, result)
+        finally:
+            del result      # see dispatch()
 
     _own_callmethod = False       # True in subclasses overriding _callmethod
 
@@ -344,7 +351,10 @@ def _forwarder(name):
         kind, result = conn.recv()
         if kind == '#RETURN':
             return result
-        return self._other_reply(kind, result)
+        try:
+            return self._other_reply(kind, result)
+        finally:
+            del result      # not kept alive by the error's traceback
     forward.__name__ = name
     return forward
 
@@ -453,7 +463,14 @@ class IteratorProxy(BaseProxy):
 
 @_forwarding
 class AcquirerProxy(BaseProxy):
-    _exposed_ = ('acquire', 'release')
+    """Proxy of a manager's Lock, RLock, Semaphore or BoundedSemaphore."""
+
+    _exposed_ = ('acquire', 'release', 'locked')
+
+    def locked(self):
+        """Whether the shared lock is held (the stdlib's from 3.14; here on
+        every version).  A manager's semaphores have no locked()."""
+        return self._callmethod('locked')
 
     def acquire(self, blocking=True, timeout=None):
         # Lock.acquire takes no timeout=None on every Python: leave it out
@@ -529,10 +546,12 @@ class ValueProxy(BaseProxy):
     __class_getitem__ = classmethod(types.GenericAlias)
 
 
+# clear/copy on lists and the dict operators (|, |=, reversed, fromkeys)
+# arrived in the stdlib's proxies in 3.14; they are here on every version.
 BaseListProxy = MakeProxyType('BaseListProxy', tuple("""
     __add__ __contains__ __delitem__ __getitem__ __len__ __mul__ __reversed__
-    __rmul__ __setitem__ append count extend index insert pop remove reverse
-    sort __imul__""".split()))
+    __rmul__ __setitem__ append clear copy count extend index insert pop
+    remove reverse sort __imul__""".split()))
 
 
 def _in_place(remote_name):
@@ -548,13 +567,66 @@ def _in_place(remote_name):
 class ListProxy(BaseListProxy):
     __iadd__ = _in_place('extend')
     __imul__ = _in_place('__imul__')
+    __class_getitem__ = classmethod(types.GenericAlias)
 
 
-DictProxy = MakeProxyType('DictProxy', tuple("""
-    __contains__ __delitem__ __getitem__ __iter__ __len__ __setitem__
-    clear copy get items keys pop popitem setdefault update values""".split()))
+_BaseDictProxy = MakeProxyType('DictProxy', tuple("""
+    __contains__ __delitem__ __getitem__ __ior__ __iter__ __len__ __or__
+    __reversed__ __ror__ __setitem__ clear copy fromkeys get items keys pop
+    popitem setdefault update values""".split()))
 # iter(d) gives a proxy to an iterator living next to the dict
-DictProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
+_BaseDictProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
+
+
+class DictProxy(_BaseDictProxy):
+    # d |= other updates the shared dict and leaves d the proxy
+    __ior__ = _in_place('update')
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+# A shared set (SyncManager.set(), the stdlib's from 3.14).  Comparisons
+# and the binary operators give plain sets; in-place ones change the
+# shared set and leave the name bound to the proxy.
+_BaseSetProxy = MakeProxyType('_BaseSetProxy', tuple("""
+    __and__ __contains__ __ge__ __gt__ __iand__ __ior__ __isub__ __iter__
+    __ixor__ __le__ __len__ __lt__ __or__ __rand__ __ror__ __rsub__ __rxor__
+    __sub__ __xor__ add clear copy difference difference_update discard
+    intersection intersection_update isdisjoint issubset issuperset pop
+    remove symmetric_difference symmetric_difference_update union
+    update""".split()))
+_BaseSetProxy._method_to_typeid_ = {'__iter__': 'Iterator'}
+
+
+def _in_place_on_sets(remote_name):
+    """An augmented assignment of a set, run remotely by ``remote_name``
+    (the matching ``*_update`` method, whose result is not sent back).  As
+    with a set, the other operand must be a set; anything else gets
+    NotImplemented, so Python tries the binary operator and raises."""
+    def operator(self, value):
+        if isinstance(value, _BaseSetProxy):
+            value = value._getvalue()
+        elif not isinstance(value, (set, frozenset)):
+            return NotImplemented
+        self._callmethod(remote_name, (value,))
+        return self
+    operator.__name__ = remote_name
+    return operator
+
+
+class SetProxy(_BaseSetProxy):
+    """Proxy of a shared set (``SyncManager.set()``): the set's methods
+    and operators; ``s | t`` and the like give plain sets, ``s |= t`` and
+    the other in-place operators change the shared set."""
+    __iand__ = _in_place_on_sets('intersection_update')
+    __ior__ = _in_place_on_sets('update')
+    __isub__ = _in_place_on_sets('difference_update')
+    __ixor__ = _in_place_on_sets('symmetric_difference_update')
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+
+collections.abc.MutableSequence.register(BaseListProxy)
+collections.abc.MutableMapping.register(_BaseDictProxy)
+collections.abc.MutableSet.register(_BaseSetProxy)
 
 ArrayProxy = MakeProxyType('ArrayProxy', ('__len__', '__getitem__', '__setitem__'))
 

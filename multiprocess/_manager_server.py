@@ -108,10 +108,16 @@ def dispatch(c, id, methodname, args=(), kwds={}):
     """Ask the server on connection ``c`` to run ``methodname`` of object
     ``id`` (None: of the server itself) and return the result."""
     c.send((id, methodname, args, kwds))
-    reply = c.recv()
-    if reply[0] != '#RETURN':
-        raise convert_to_error(*reply)
-    return reply[1]
+    kind, result = c.recv()
+    if kind == '#RETURN':
+        return result
+    try:
+        raise convert_to_error(kind, result)
+    finally:
+        # The error's traceback holds this frame: were the error still a
+        # local of it, the two would keep each other alive until the
+        # cycle collector ran.
+        del result
 
 
 # ------------------------------------------------------ method discovery

@@ -78,7 +78,7 @@ from ._manager_proxies import (_link_for, BaseProxy, RebuildProxy,
                                AcquirerProxy, ConditionProxy, EventProxy,
                                BarrierProxy, NamespaceProxy, ValueProxy,
                                BaseListProxy, ListProxy, DictProxy, ArrayProxy,
-                               BasePoolProxy, PoolProxy)
+                               SetProxy, BasePoolProxy, PoolProxy)
 
 __all__ = ['BaseManager', 'SyncManager', 'BaseProxy', 'Token']
 if HAS_SHMEM:
@@ -352,18 +352,39 @@ class SyncManager(BaseManager):
     shared list/dict/Namespace/Value/Array objects."""
 
 
+def _rlock_factory():
+    """What a server makes for SyncManager.RLock(): threading's RLock,
+    with the locked() that AcquirerProxy exposes where threading's lacks
+    it (before 3.14)."""
+    base = type(threading.RLock())
+    if hasattr(base, 'locked'):
+        return threading.RLock
+
+    class RLock(base):
+        def locked(self):
+            if self._is_owned():
+                return True
+            # held by another thread of the server unless we can take it
+            if self.acquire(False):
+                self.release()
+                return False
+            return True
+    return RLock
+
+
 # typeid: (what the server calls to make one, proxy type); None: AutoProxy
 _SYNC_TYPES = {
     'Queue': (queue.Queue, None), 'JoinableQueue': (queue.Queue, None),
     'Event': (threading.Event, EventProxy),
     'Lock': (threading.Lock, AcquirerProxy),
-    'RLock': (threading.RLock, AcquirerProxy),
+    'RLock': (_rlock_factory(), AcquirerProxy),
     'Semaphore': (threading.Semaphore, AcquirerProxy),
     'BoundedSemaphore': (threading.BoundedSemaphore, AcquirerProxy),
     'Condition': (threading.Condition, ConditionProxy),
     'Barrier': (threading.Barrier, BarrierProxy),
     'Pool': (pool.Pool, PoolProxy),
     'list': (list, ListProxy), 'dict': (dict, DictProxy),
+    'set': (set, SetProxy),
     'Value': (Value, ValueProxy), 'Array': (Array, ArrayProxy),
     'Namespace': (Namespace, NamespaceProxy),
 }
