@@ -4,9 +4,7 @@ running interpreter, whatever its version."""
 import collections.abc
 import os
 import signal
-import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -14,12 +12,12 @@ import pytest
 import multiprocess as mp
 from multiprocess import managers
 
-METHODS = ["fork", "spawn", "forkserver"]
+try:
+    from .conftest import START_METHODS
+except ImportError:
+    from conftest import START_METHODS
 
-
-def _run_script(code, timeout=60):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout)
+METHODS = START_METHODS
 
 
 # -- Process.interrupt() (3.14) --------------------------------------------------
@@ -266,23 +264,23 @@ _PRELOAD_SCRIPT = """
 
 
 @pytest.mark.timeout(60)
-def test_preload_errors_are_ignored_by_default():
-    out = _run_script(_PRELOAD_SCRIPT % "ignore")
+def test_preload_errors_are_ignored_by_default(run_script):
+    out = run_script(_PRELOAD_SCRIPT % "ignore")
     assert out.stdout.splitlines() == ["child ran", "exit 0"]
     assert "no_such_module_for_preload" not in out.stderr
 
 
 @pytest.mark.timeout(60)
-def test_preload_error_warns_and_the_server_goes_on():
-    out = _run_script(_PRELOAD_SCRIPT % "warn")
+def test_preload_error_warns_and_the_server_goes_on(run_script):
+    out = run_script(_PRELOAD_SCRIPT % "warn")
     assert out.stdout.splitlines() == ["child ran", "exit 0"]
     assert "ImportWarning" in out.stderr
     assert "no_such_module_for_preload" in out.stderr
 
 
 @pytest.mark.timeout(60)
-def test_preload_error_fails_the_server_and_starting_fails():
-    out = _run_script(_PRELOAD_SCRIPT % "fail")
+def test_preload_error_fails_the_server_and_starting_fails(run_script):
+    out = run_script(_PRELOAD_SCRIPT % "fail")
     assert out.stdout.startswith("start failed"), out
     assert "No module named 'no_such_module_for_preload'" in out.stderr
     assert "child ran" not in out.stdout

@@ -542,8 +542,8 @@ def test_childs_atexit_handlers_run_when_its_target_fails(ctx, tmp_path):
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="3.13 behaviour")
-def test_forked_child_does_not_run_its_parents_atexit_handlers(tmp_path):
-    out = _run_script("""
+def test_forked_child_does_not_run_its_parents_atexit_handlers(run_script):
+    out = run_script("""
         import atexit, multiprocess as mp
         atexit.register(print, "parent handler")
         if __name__ == "__main__":

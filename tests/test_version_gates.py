@@ -3,20 +3,11 @@ messages and formats that changed between versions.  Each test states what
 it expects on which version, so the suite checks the gate on every
 interpreter it runs under (docs/versions.md has the table)."""
 import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
-import multiprocess as mp
 from multiprocess import util
-
-
-def _run_script(code, timeout=60, env=None):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout,
-                          env=env)
 
 
 # -- pool size -----------------------------------------------------------------
@@ -31,9 +22,9 @@ def test_default_pool_size_counts_the_cpus_the_version_counts():
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="PYTHON_CPU_COUNT is 3.13")
-def test_pool_size_honours_python_cpu_count_from_3_13():
+def test_pool_size_honours_python_cpu_count_from_3_13(run_script):
     env = dict(os.environ, PYTHON_CPU_COUNT="3")
-    out = _run_script("""
+    out = run_script("""
         import multiprocess as mp
         if __name__ == "__main__":
             with mp.get_context("fork").Pool() as pool:
@@ -45,8 +36,8 @@ def test_pool_size_honours_python_cpu_count_from_3_13():
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no affinity")
-def test_pool_size_and_cpu_affinity():
-    out = _run_script("""
+def test_pool_size_and_cpu_affinity(run_script):
+    out = run_script("""
         import os, multiprocess as mp
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
         if __name__ == "__main__":
@@ -63,8 +54,8 @@ def test_pool_size_and_cpu_affinity():
 # -- default start method (3.14: forkserver on Linux) ------------------------------
 
 @pytest.mark.timeout(60)
-def test_default_start_method_is_the_running_versions():
-    out = _run_script("""
+def test_default_start_method_is_the_running_versions(run_script):
+    out = run_script("""
         import multiprocess as mp
         print(mp.get_start_method(), mp.get_all_start_methods())
     """)
@@ -153,9 +144,9 @@ _AUTH_SCRIPT = """
 
 
 @pytest.mark.timeout(90)
-def test_forkserver_authentication_serves_its_clients_and_refuses_others():
+def test_forkserver_authentication_serves_its_clients_and_refuses_others(run_script):
     # forced on, so that it runs on every version
-    out = _run_script(_AUTH_SCRIPT, timeout=80)
+    out = run_script(_AUTH_SCRIPT, timeout=80)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["child grandchild 0",
                                        "intruder got True b''", "after 0"]
