@@ -61,6 +61,7 @@ static PyModuleDef_Slot mp_slots[] = {
     {Py_mod_exec, (void *)mp_codec_exec},
     {Py_mod_exec, (void *)mp_connection_exec},
     {Py_mod_exec, (void *)mp_arena_exec},
+    {Py_mod_exec, (void *)mp_syncwrap_exec},
     {Py_mod_exec, (void *)mp_shm_exec},
     {Py_mod_exec, (void *)mp_poolengine_exec},
     {Py_mod_exec, (void *)mp_plainpickle_exec},

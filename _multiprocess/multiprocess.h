@@ -13,6 +13,8 @@
  *   codec.c       Codec: pickling a message with the Python policy's
  *                 callables (plain data in C, reused picklers, fallback)
  *   arena.c       shared memory arenas and the block allocator (sharedctypes)
+ *   syncwrap.c    SyncBase/SyncValue/SyncArray: sharedctypes' synchronized
+ *                 wrappers (lock, then read/write the ctypes buffer)
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
  *   poolengine.c  the Pool's task/result handler loops
  *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
@@ -49,6 +51,7 @@ typedef struct {
     /* arena.c */
     PyTypeObject *arena_type;
     PyTypeObject *arena_block_type;
+    /* syncwrap.c */
     PyTypeObject *sync_base_type;
     PyTypeObject *sync_value_type;
     PyTypeObject *sync_array_type;
@@ -157,6 +160,7 @@ int mp_semlock_exec(PyObject *module);
 int mp_codec_exec(PyObject *module);
 int mp_connection_exec(PyObject *module);
 int mp_arena_exec(PyObject *module);
+int mp_syncwrap_exec(PyObject *module);
 int mp_shm_exec(PyObject *module);
 int mp_poolengine_exec(PyObject *module);
 int mp_plainpickle_exec(PyObject *module);
