@@ -3,6 +3,10 @@ consults per type (see reduction.py's docstring for the design).  The usual
 function sent by value is rebuilt around its marshalled code without dill;
 anything unusual becomes a dill payload (_dillpayload.py)."""
 
+# A private module: its names are reached through the public modules,
+# none through `import *` (CPython's suite checks every module has __all__).
+__all__ = []
+
 import builtins
 import marshal
 import pickle

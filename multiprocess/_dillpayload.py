@@ -2,6 +2,10 @@
 pickle as bytes (see reduction.py's docstring for when), their reuse while
 the object is unchanged, and their loaders in the receiver."""
 
+# A private module: its names are reached through the public modules,
+# none through `import *` (CPython's suite checks every module has __all__).
+__all__ = []
+
 import io
 import operator
 import pickle

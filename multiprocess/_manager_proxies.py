@@ -1,6 +1,10 @@
 """Manager client side: the per-process links to a server, the proxies
 and the types a SyncManager serves (see managers.py for the design)."""
 
+# A private module: its names are reached through the public modules,
+# none through `import *` (CPython's suite checks every module has __all__).
+__all__ = []
+
 import array
 import collections.abc
 import os

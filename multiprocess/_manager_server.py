@@ -1,6 +1,10 @@
 """Manager server side: tokens, the request protocol and its errors, and
 the server that owns the shared objects (see managers.py for the design)."""
 
+# A private module: its names are reached through the public modules,
+# none through `import *` (CPython's suite checks every module has __all__).
+__all__ = []
+
 import array
 import contextlib
 import itertools

@@ -33,6 +33,10 @@ This module imports nothing of multiprocess: every other pickling module
 builds on it.
 """
 
+# A private module: its names are reached through the public modules,
+# none through `import *` (CPython's suite checks every module has __all__).
+__all__ = []
+
 import pickle
 import sys
 import _thread
