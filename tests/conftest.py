@@ -8,11 +8,19 @@ a built checkout).  The conformance tests' counts are printed in the
 terminal summary, so they show up in every pytest run (CI included).
 """
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+# Several tests send SIGINT (to this process or to children) and expect
+# KeyboardInterrupt.  A shell that starts pytest as a background job without
+# job control hands it SIGINT ignored, which Python keeps; put Python's own
+# handler back (children then start with the default disposition).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Every start method this package offers (Linux), in the order the tests
 # name them.
