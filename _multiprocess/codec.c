@@ -16,7 +16,7 @@
  *      object is pickled once more at most (by dill), never by the same
  *      pickler again.
  *
- * Connection.send (connection.c) and Codec.dumps (the queues, the pool and
+ * Connection.send (endpoint.c) and Codec.dumps (the queues, the pool and
  * ForkingPickler.dumps) both go through mp_codec_pickle().
  *
  * Python API:

@@ -59,7 +59,9 @@ mp_free(void *module)
 static PyModuleDef_Slot mp_slots[] = {
     {Py_mod_exec, (void *)mp_semlock_exec},
     {Py_mod_exec, (void *)mp_codec_exec},
-    {Py_mod_exec, (void *)mp_connection_exec},
+    {Py_mod_exec, (void *)mp_spinwait_exec},
+    {Py_mod_exec, (void *)mp_frameio_exec},
+    {Py_mod_exec, (void *)mp_endpoint_exec},
     {Py_mod_exec, (void *)mp_arena_exec},
     {Py_mod_exec, (void *)mp_syncwrap_exec},
     {Py_mod_exec, (void *)mp_shm_exec},

@@ -9,7 +9,10 @@
  * in the module state.
  *
  *   semlock.c     SemLock: POSIX named semaphores as locks/semaphores
- *   connection.c  framed send/recv/poll on file descriptors
+ *   spinwait.c    waiting for fds: spin-before-sleep, ppoll with timeout,
+ *                 poll()/wait_fds()
+ *   frameio.c     framed send/recv on file descriptors
+ *   endpoint.c    Endpoint: send()/recv() of pickled objects in one C call
  *   codec.c       Codec: pickling a message with the Python policy's
  *                 callables (plain data in C, reused picklers, fallback)
  *   arena.c       shared memory arenas and the block allocator (sharedctypes)
@@ -46,7 +49,7 @@ typedef struct {
     PyTypeObject *semlock_type;
     /* codec.c */
     PyTypeObject *codec_type;
-    /* connection.c */
+    /* frameio.c */
     PyObject *recv_kept;            /* a large received frame, for reuse */
     /* arena.c */
     PyTypeObject *arena_type;
@@ -97,7 +100,7 @@ mp_monotonic(void)
 /*
  * Whether a spin could pay now: 0 while the CPUs look oversubscribed (more
  * runnable tasks than CPUs for us, a spin lately pre-empted, or spins in a
- * row in vain); see connection.c, "When a spin can pay".  No GIL needed.
+ * row in vain); see spinwait.c, "When a spin can pay".  No GIL needed.
  */
 int mp_spin_worthwhile(void);
 
@@ -107,9 +110,29 @@ int mp_spin_worthwhile(void);
  * looks, for at most `seconds`; at once when mp_spin_worthwhile() says no
  * or another task turns out to want this CPU.  Returns what poll() returned last: > 0
  * ready, 0 still nothing, -1 with errno (EINTR included: the caller must
- * let signal handlers run before it blocks).  connection.c.
+ * let signal handlers run before it blocks).  spinwait.c.
  */
 int mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds);
+
+/* Without the GIL: block until `fd` is ready for `events` (used when an
+ * fd turns out to be non-blocking).  0, or -1 with errno.  spinwait.c. */
+int mp_await_fd(int fd, short events);
+
+/* Whether another Python thread could be waiting for the GIL (GIL held).
+ * spinwait.c. */
+int mp_other_threads_exist(void);
+
+/* "O&" converter: any object with a file descriptor to an int.  spinwait.c. */
+int mp_fd_converter(PyObject *obj, void *out);
+
+/* One whole frame from fd as bytes; None when maxlength >= 0 and the
+ * frame is longer (its payload is left unread); NULL with an exception.
+ * frameio.c. */
+PyObject *mp_read_frame(mp_state *st, int fd, long long maxlength);
+
+/* Write the buffers items[0..count) to fd as ONE frame.  0, or -1 with an
+ * exception; nothing is written when a piece is not a buffer.  frameio.c. */
+int mp_write_frame(int fd, PyObject *const *items, Py_ssize_t count);
 
 /*
  * The pickle of obj written without the pickler, as a new bytes, when obj
@@ -158,7 +181,9 @@ PyObject *mp_codec_loads(PyObject *codec, PyObject *data);
 /* Mechanism hooks, called in this order by module.c. Return 0 or -1. */
 int mp_semlock_exec(PyObject *module);
 int mp_codec_exec(PyObject *module);
-int mp_connection_exec(PyObject *module);
+int mp_spinwait_exec(PyObject *module);
+int mp_frameio_exec(PyObject *module);
+int mp_endpoint_exec(PyObject *module);
 int mp_arena_exec(PyObject *module);
 int mp_syncwrap_exec(PyObject *module);
 int mp_shm_exec(PyObject *module);

@@ -9,7 +9,7 @@ authenticate to our ``Listener`` and the other way round.
 
 Who does what:
 
-* ``_multiprocess`` (C, connection.c) owns the mechanics: framing, partial
+* ``_multiprocess`` (C, frameio.c, spinwait.c, endpoint.c) owns the mechanics: framing, partial
   reads and writes, blocking without the GIL, EINTR, readiness.  The I/O
   methods below hand the raw fd straight to it.
 * This module owns the policy: which end may read or write, argument
@@ -47,7 +47,7 @@ _ready_fds = _core.wait_fds
 
 def _recv_spin_seconds():
     # How long a blocking receive polls before it sleeps, on an fd whose
-    # messages have been arriving within that time (connection.c,
+    # messages have been arriving within that time (frameio.c,
     # "Spinning before a blocking receive").  Waking a sleeping process on
     # another CPU costs a VM tens of microseconds per message; a receiver
     # still polling pays none of it.  With one usable CPU the peer cannot

@@ -244,7 +244,7 @@ class ForkingPickler(pickle.Pickler):
 
 # ------------------------------------------------------------- the codec
 #
-# What every sender pickles with: Connection.send (connection.c), and
+# What every sender pickles with: Connection.send (endpoint.c), and
 # Codec.dumps for ForkingPickler.dumps (queues, the pool, managers' own
 # messages go through connections).  Its fields are the policy's:
 #

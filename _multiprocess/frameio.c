@@ -1,6 +1,7 @@
 /*
- * connection.c -- framed messages on file descriptors, the mechanics under
- * multiprocess.connection.Connection.
+ * frameio.c -- framed messages on file descriptors, the mechanics under
+ * multiprocess.connection.Connection (waiting is spinwait.c's, the
+ * Endpoint type endpoint.c's).
  *
  * A frame is a 4-byte big-endian signed length and the payload; a payload
  * over 0x7fffffff bytes is announced by the length -1 and an 8-byte
@@ -24,22 +25,18 @@
  * Per small message: writev on one side; read(header) and read(payload)
  * on the other -- the least a stateless reader can do.
  *
- * Python-visible API: see docs/architecture.md, "connection.c".
+ * Python-visible API: see docs/architecture.md, "frameio.c".
  */
 #include "multiprocess.h"
-#include "structmember.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Linux moves at most this much in one read/write call. */
@@ -53,179 +50,6 @@ typedef struct {
     int err;        /* 0: finished or end of file; else errno */
 } io_status;
 
-/* ------------------------------------------------------------------ */
-/* waiting                                                               */
-
-/* Without the GIL: block until `fd` is ready for `events` (used when an
- * fd turns out to be non-blocking).  0, or -1 with errno. */
-static int
-await_fd(int fd, short events)
-{
-    struct pollfd p = {.fd = fd, .events = events, .revents = 0};
-    return poll(&p, 1, -1) < 0 ? -1 : 0;
-}
-
-/*
- * When a spin can pay.  Polling instead of sleeping wins only while the
- * process we wait for has a CPU of its own and ours is wanted by nobody
- * else.  Once more tasks are runnable than there are CPUs for us, each
- * poll takes time from someone -- often from the very peer whose answer we
- * wait for, which then waits for a scheduler time slice (milliseconds)
- * instead of the tens of microseconds a sleeping receive costs.  So a spin
- * starts only while none of these says the CPUs are oversubscribed:
- *
- *  - the system's count of runnable tasks (/proc/loadavg, the caller
- *    included) exceeds the CPUs this process may run on.  A would-be
- *    spinner that finds the last sample older than SPIN_SAMPLE_NS takes a
- *    new one (a few microseconds, spent where it was about to poll anyway);
- *  - a sched_yield() inside a spin came back late: another task was
- *    waiting for our CPU, and got it;
- *  - SPIN_VAIN_LIMIT spins in a row ended with nothing to read.
- *
- * Each of these turns spinning off, process-wide, for SPIN_BACKOFF_NS;
- * the next would-be spinner after that samples again.  Without
- * /proc/loadavg the other two signals still apply.  The state is a few
- * process-wide words updated without locks: a racing update costs at most
- * one spin more or less.
- */
-#define SPIN_SAMPLE_NS (10 * 1000 * 1000LL)
-#define SPIN_BACKOFF_NS (50 * 1000 * 1000LL)
-#define SPIN_YIELD_LATE_NS (20 * 1000LL)
-#define SPIN_VAIN_LIMIT 4
-
-static long long spin_sampled_at;   /* ns; 0: never */
-static long long spin_off_until;    /* ns */
-static int spin_vain_run;           /* spins in a row that found nothing */
-
-static long long
-monotonic_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
-        return 0;
-    }
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void
-spin_back_off(long long now)
-{
-    __atomic_store_n(&spin_off_until, now + SPIN_BACKOFF_NS,
-                     __ATOMIC_RELAXED);
-    __atomic_store_n(&spin_vain_run, 0, __ATOMIC_RELAXED);
-}
-
-/* The number of runnable tasks on the system, the caller included (the
- * fourth field of /proc/loadavg, "R/T"); -1 when it cannot be read. */
-static long
-runnable_tasks(void)
-{
-    char buf[128];
-    int fd;
-    do {
-        fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        return -1;
-    }
-    ssize_t n;
-    do {
-        n = read(fd, buf, sizeof(buf) - 1);
-    } while (n < 0 && errno == EINTR);
-    (void)close(fd);
-    if (n <= 0) {
-        return -1;
-    }
-    buf[n] = '\0';
-    /* "0.52 0.58 0.59 3/512 12345": skip three fields */
-    char *p = buf;
-    for (int field = 0; field < 3; field++) {
-        p = strchr(p, ' ');
-        if (p == NULL) {
-            return -1;
-        }
-        p++;
-    }
-    char *end;
-    errno = 0;
-    long running = strtol(p, &end, 10);
-    if (end == p || *end != '/' || errno != 0 || running < 0) {
-        return -1;
-    }
-    return running;
-}
-
-/* CPUs this process may run on (its affinity mask); 1 when unknown. */
-static long
-usable_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        return CPU_COUNT(&set);
-    }
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    return online > 0 ? online : 1;
-}
-
-int
-mp_spin_worthwhile(void)
-{
-    long long now = monotonic_ns();
-    if (now < __atomic_load_n(&spin_off_until, __ATOMIC_RELAXED)) {
-        return 0;
-    }
-    long long last = __atomic_load_n(&spin_sampled_at, __ATOMIC_RELAXED);
-    if (last != 0 && now - last < SPIN_SAMPLE_NS) {
-        return 1;
-    }
-    __atomic_store_n(&spin_sampled_at, now, __ATOMIC_RELAXED);
-    long cpus = usable_cpus();
-    long running = runnable_tasks();
-    if (cpus < 2 || running > cpus) {
-        spin_back_off(now);
-        return 0;
-    }
-    return 1;
-}
-
-int
-mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds)
-{
-    /* When spinning cannot pay: look once, as if the time were up. */
-    const int spinning = mp_spin_worthwhile();
-    long long now = monotonic_ns();
-    const long long end = spinning ? now + (long long)(seconds * 1e9) : now;
-    for (;;) {
-        for (nfds_t i = 0; i < n; i++) {
-            pfds[i].revents = 0;
-        }
-        int ready = poll(pfds, n, 0);
-        if (ready > 0) {
-            __atomic_store_n(&spin_vain_run, 0, __ATOMIC_RELAXED);
-        }
-        if (ready != 0 || !spinning) {
-            return ready;
-        }
-        if (now >= end) {
-            if (__atomic_add_fetch(&spin_vain_run, 1, __ATOMIC_RELAXED)
-                    >= SPIN_VAIN_LIMIT) {
-                spin_back_off(now);
-            }
-            return 0;
-        }
-        /* On an idle CPU this returns at once.  Otherwise whatever else is
-         * runnable here (possibly the very peer we wait for) goes first,
-         * and a late return means our CPU is wanted: stop spinning. */
-        (void)sched_yield();
-        long long after = monotonic_ns();
-        if (after - now > SPIN_YIELD_LATE_NS) {
-            spin_back_off(after);
-            now = end;          /* one last look, then give up */
-            continue;
-        }
-        now = after;
-    }
-}
 
 /*
  * Spinning before a blocking receive.  On a VM, waking a process that
@@ -246,150 +70,6 @@ mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds)
 #define MP_SPIN_TRACKED_FDS 4096
 static long recv_spin_ns;
 static unsigned char fd_cold[MP_SPIN_TRACKED_FDS];
-
-/*
- * Parse a timeout argument.  Returns 1 for "wait forever" (None or
- * absurdly large), 0 with *seconds >= 0 otherwise, -1 with an exception.
- */
-static int
-parse_timeout(PyObject *obj, double *seconds)
-{
-    if (obj == Py_None) {
-        return 1;
-    }
-    double t = PyFloat_AsDouble(obj);
-    if (t == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (isnan(t)) {
-        PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-        return -1;
-    }
-    if (t > 1e12) {
-        return 1;
-    }
-    *seconds = t > 0.0 ? t : 0.0;
-    return 0;
-}
-
-/* 0, or -1 with errno (the clock calls cannot really fail, but say so). */
-static int
-deadline_after(struct timespec *deadline, double seconds)
-{
-    if (clock_gettime(CLOCK_MONOTONIC, deadline) < 0) {
-        return -1;
-    }
-    double whole = floor(seconds);
-    deadline->tv_sec += (time_t)whole;
-    deadline->tv_nsec += (long)ceil((seconds - whole) * 1e9);
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec += 1;
-        deadline->tv_nsec -= 1000000000L;
-    }
-    return 0;
-}
-
-/* Time left until `deadline`, never negative.  0, or -1 with errno. */
-static int
-time_left(const struct timespec *deadline, struct timespec *left)
-{
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0) {
-        return -1;
-    }
-    long long ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL +
-                   (deadline->tv_nsec - now.tv_nsec);
-    if (ns < 0) {
-        ns = 0;
-    }
-    left->tv_sec = (time_t)(ns / 1000000000LL);
-    left->tv_nsec = (long)(ns % 1000000000LL);
-    return 0;
-}
-
-/*
- * Whether another Python thread could be waiting for the GIL.  Probing an
- * fd for ready bytes costs a syscall (~0.5 us); releasing the GIL when no
- * other thread exists costs a few atomic operations.  So only a threaded
- * process pays for the probe, and there it saves a GIL handoff that can
- * cost a whole switch interval.  Read with the GIL held, the thread list
- * only grows concurrently (a new head), so the walk is safe.
- */
-static int
-other_threads_exist(void)
-{
-#ifdef Py_GIL_DISABLED
-    /* no GIL guards the list there (compat.h): assume company */
-    return 1;
-#else
-    PyThreadState *head = PyInterpreterState_ThreadHead(
-        PyInterpreterState_Get());
-    return head != NULL && PyThreadState_Next(head) != NULL;
-#endif
-}
-
-/*
- * ppoll over `pfds` until something is ready or the time is up.  forever:
- * no deadline; otherwise `seconds` (0 = just look, with the GIL held).
- * Returns the number of ready entries, or -1 with an exception set.
- */
-static int
-poll_fds(struct pollfd *pfds, nfds_t n, int forever, double seconds)
-{
-    struct timespec deadline, zero = {0, 0}, left;
-    int rc, err;
-
-    /* Look first with the GIL held: if something is already readable we
-     * never give the GIL away.  Pointless when nobody else wants the GIL
-     * and we are going to wait anyway. */
-    if ((forever || seconds > 0.0) && !other_threads_exist()) {
-        goto wait;
-    }
-    for (;;) {
-        rc = ppoll(pfds, n, &zero, NULL);
-        if (rc >= 0) {
-            break;
-        }
-        err = errno;
-        if (err != EINTR) {
-            mp_raise_errno(err);
-            return -1;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
-    }
-    if (rc > 0 || (!forever && seconds == 0.0)) {
-        return rc;
-    }
-
-wait:
-    if (!forever && deadline_after(&deadline, seconds) < 0) {
-        mp_raise_errno(errno);
-        return -1;
-    }
-    for (;;) {
-        if (!forever && time_left(&deadline, &left) < 0) {
-            mp_raise_errno(errno);
-            return -1;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        rc = ppoll(pfds, n, forever ? NULL : &left, NULL);
-        err = rc < 0 ? errno : 0;
-        Py_END_ALLOW_THREADS
-        if (rc >= 0) {
-            return rc;
-        }
-        if (err != EINTR) {
-            mp_raise_errno(err);
-            return -1;
-        }
-        /* Run signal handlers; then wait only for what is left. */
-        if (PyErr_CheckSignals() < 0) {
-            return -1;
-        }
-    }
-}
 
 /* ------------------------------------------------------------------ */
 /* reading                                                               */
@@ -483,7 +163,7 @@ reader_read(frame_reader *r, char *buf, uint64_t want, int limited)
                 return -FR_NO_MORE_READY;
             }
             /* a non-blocking fd: wait here rather than fail */
-            if (await_fd(r->fd, POLLIN) == 0) {
+            if (mp_await_fd(r->fd, POLLIN) == 0) {
                 continue;
             }
         }
@@ -604,7 +284,7 @@ reader_pump(frame_reader *r)
     int rc;
 
     for (;;) {
-        if (r->ready == 0 && other_threads_exist()) {
+        if (r->ready == 0 && mp_other_threads_exist()) {
             r->ready = bytes_waiting(r->fd);
         }
         if (r->ready > 0) {
@@ -744,17 +424,6 @@ reader_finish_as_bytes(frame_reader *r, mp_state *st)
     return data;
 }
 
-static int
-fd_converter(PyObject *obj, void *out)
-{
-    int fd = PyObject_AsFileDescriptor(obj);
-    if (fd < 0) {
-        return 0;
-    }
-    *(int *)out = fd;
-    return 1;
-}
-
 PyDoc_STRVAR(recv_bytes_doc,
 "recv_bytes($module, fd, maxlength=-1, /)\n--\n\n"
 "Read one message from fd and return it as bytes.  If maxlength >= 0 and\n"
@@ -764,8 +433,8 @@ PyDoc_STRVAR(recv_bytes_doc,
 
 /* One whole frame from fd as bytes; None when maxlength >= 0 and the
  * frame is longer (its payload is left unread); NULL with an exception. */
-static PyObject *
-read_frame(mp_state *st, int fd, long long maxlength)
+PyObject *
+mp_read_frame(mp_state *st, int fd, long long maxlength)
 {
     char small[MP_SMALL_FRAME];
     frame_reader r;
@@ -800,7 +469,7 @@ mp_recv_bytes(PyObject *module, PyObject *const *args,
                      "recv_bytes expected 1 or 2 arguments, got %zd", nargs);
         return NULL;
     }
-    if (!fd_converter(args[0], &fd)) {
+    if (!mp_fd_converter(args[0], &fd)) {
         return NULL;
     }
     if (nargs == 2 && args[1] != Py_None) {
@@ -809,7 +478,7 @@ mp_recv_bytes(PyObject *module, PyObject *const *args,
             return NULL;
         }
     }
-    return read_frame(mp_get_state(module), fd, maxlength);
+    return mp_read_frame(mp_get_state(module), fd, maxlength);
 }
 
 PyDoc_STRVAR(recv_bytes_into_doc,
@@ -833,7 +502,7 @@ mp_recv_bytes_into(PyObject *module, PyObject *const *args,
                      "recv_bytes_into expected 3 arguments, got %zd", nargs);
         return NULL;
     }
-    if (!fd_converter(args[0], &fd)) {
+    if (!mp_fd_converter(args[0], &fd)) {
         return NULL;
     }
     offset = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
@@ -913,7 +582,7 @@ write_nogil(int fd, struct iovec **iov, int *cnt)
             continue;
         }
         if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-            await_fd(fd, POLLOUT) == 0) {
+            mp_await_fd(fd, POLLOUT) == 0) {
             continue;
         }
         st.err = errno;
@@ -1008,8 +677,8 @@ error:
 
 /* Write the buffers items[0..count) to fd as ONE frame.  0, or -1 with an
  * exception; nothing is written when a piece is not a buffer. */
-static int
-write_frame(int fd, PyObject *const *items, Py_ssize_t count)
+int
+mp_write_frame(int fd, PyObject *const *items, Py_ssize_t count)
 {
     payload_pieces pieces;
     unsigned char hdr[12];
@@ -1074,11 +743,11 @@ send_frame(PyObject *const *args, Py_ssize_t nargs, int gather)
                      gather ? "send_pieces" : "send_bytes", nargs);
         return NULL;
     }
-    if (!fd_converter(args[0], &fd)) {
+    if (!mp_fd_converter(args[0], &fd)) {
         return NULL;
     }
     if (!gather) {
-        rc = write_frame(fd, &args[1], 1);
+        rc = mp_write_frame(fd, &args[1], 1);
     }
     else {
         PyObject *data = args[1];
@@ -1095,7 +764,7 @@ send_frame(PyObject *const *args, Py_ssize_t nargs, int gather)
         if (snap == NULL) {
             return NULL;
         }
-        rc = write_frame(fd, &PyTuple_GET_ITEM(snap, 0),
+        rc = mp_write_frame(fd, &PyTuple_GET_ITEM(snap, 0),
                          PyTuple_GET_SIZE(snap));
         Py_DECREF(snap);
     }
@@ -1129,334 +798,6 @@ mp_send_pieces(PyObject *Py_UNUSED(module), PyObject *const *args,
     return send_frame(args, nargs, 1);
 }
 
-/* ------------------------------------------------------------------ */
-/* readiness                                                             */
-
-/* Readable in the sense of "recv will not block": data, hang-up or error
- * all count, since each makes the next read return at once. */
-#define MP_READABLE_EVENTS (POLLIN | POLLPRI | POLLHUP | POLLERR | POLLNVAL)
-
-PyDoc_STRVAR(poll_doc,
-"poll($module, fd, timeout, /)\n--\n\n"
-"Whether fd has a message (or end of file) to read within timeout\n"
-"seconds.  None waits for ever; zero or less does not wait.");
-
-static PyObject *
-mp_poll(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    int fd, forever;
-    double seconds = 0.0;
-    struct pollfd p;
-
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError,
-                     "poll expected 1 or 2 arguments, got %zd", nargs);
-        return NULL;
-    }
-    if (!fd_converter(args[0], &fd)) {
-        return NULL;
-    }
-    forever = nargs == 2 ? parse_timeout(args[1], &seconds) : 0;
-    if (forever < 0) {
-        return NULL;
-    }
-    p.fd = fd;
-    p.events = POLLIN;
-    p.revents = 0;
-    int rc = poll_fds(&p, 1, forever, seconds);
-    if (rc < 0) {
-        return NULL;
-    }
-    if (p.revents & POLLNVAL) {
-        return mp_raise_errno(EBADF);
-    }
-    return PyBool_FromLong(rc > 0 && (p.revents & MP_READABLE_EVENTS));
-}
-
-PyDoc_STRVAR(wait_fds_doc,
-"wait_fds($module, fds, timeout, /)\n--\n\n"
-"Wait until some of the fds are readable (or hung up) and return those,\n"
-"in the order given; [] when timeout seconds pass first (None: no limit).");
-
-static PyObject *
-mp_wait_fds(PyObject *Py_UNUSED(module), PyObject *const *args,
-            Py_ssize_t nargs)
-{
-    PyObject *seq = NULL, *ready = NULL;
-    struct pollfd *pfds = NULL;
-    double seconds = 0.0;
-    int forever;
-
-    if (nargs < 1 || nargs > 2) {
-        PyErr_Format(PyExc_TypeError,
-                     "wait_fds expected 1 or 2 arguments, got %zd", nargs);
-        return NULL;
-    }
-    forever = nargs == 2 ? parse_timeout(args[1], &seconds) : 1;
-    if (forever < 0) {
-        return NULL;
-    }
-    seq = PySequence_Fast(args[0], "wait_fds() needs a sequence of fds");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    pfds = PyMem_New(struct pollfd, n > 0 ? n : 1);
-    if (pfds == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int fd = PyObject_AsFileDescriptor(PySequence_Fast_GET_ITEM(seq, i));
-        if (fd < 0) {
-            goto done;
-        }
-        pfds[i].fd = fd;
-        pfds[i].events = POLLIN;
-        pfds[i].revents = 0;
-    }
-
-    int rc = poll_fds(pfds, (nfds_t)n, forever, seconds);
-    if (rc < 0) {
-        goto done;
-    }
-    ready = PyList_New(0);
-    if (ready == NULL) {
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n && rc > 0; i++) {
-        /* A closed fd (POLLNVAL) is reported too: the caller's next read
-         * on it raises, which beats waiting on it for ever. */
-        if (pfds[i].revents & MP_READABLE_EVENTS) {
-            if (PyList_Append(ready, PySequence_Fast_GET_ITEM(seq, i)) < 0) {
-                Py_CLEAR(ready);
-                goto done;
-            }
-        }
-    }
-
-done:
-    PyMem_Free(pfds);
-    Py_DECREF(seq);
-    return ready;
-}
-
-/* ------------------------------------------------------------------ */
-/* Endpoint: send()/recv() of pickled objects without a Python frame      */
-
-/*
- * Endpoint is the C base of multiprocess.connection.Connection.  It holds
- * the two fast-path fds (`_rfd`, `_wfd`: the fd when that direction is
- * usable, -1 otherwise; the Python layer keeps them in step) and does the
- * per-message work of send() and recv() in one C call: a small message
- * costs one Python-to-C call per side instead of a Python frame making ten.
- *
- * The pickling policy stays in Python (multiprocess/_pickling.py); its
- * Codec (codec.c), assigned to `_codec` once per connection, pickles each
- * message: send() writes the parts it returns as one frame with writev.
- */
-
-typedef struct {
-    PyObject_HEAD
-    int rfd;
-    int wfd;
-    PyObject *codec;        /* a Codec (codec.c), or NULL */
-    mp_state *state;        /* the module's, found when codec is set */
-} endpoint_object;
-
-static PyObject *
-endpoint_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
-             PyObject *Py_UNUSED(kwds))
-{
-    endpoint_object *self = (endpoint_object *)type->tp_alloc(type, 0);
-    if (self != NULL) {
-        self->rfd = -1;
-        self->wfd = -1;
-    }
-    return (PyObject *)self;
-}
-
-static int
-endpoint_traverse(endpoint_object *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->codec);
-    return 0;
-}
-
-static int
-endpoint_clear(endpoint_object *self)
-{
-    Py_CLEAR(self->codec);
-    return 0;
-}
-
-static void
-endpoint_dealloc(endpoint_object *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    (void)endpoint_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyObject *
-endpoint_get_codec(endpoint_object *self, void *Py_UNUSED(closure))
-{
-    return Py_NewRef(self->codec != NULL ? self->codec : Py_None);
-}
-
-static int
-endpoint_set_codec(endpoint_object *self, PyObject *value,
-                   void *Py_UNUSED(closure))
-{
-    if (value == NULL || value == Py_None) {
-        Py_CLEAR(self->codec);
-        return 0;
-    }
-    /* once per connection, not per message */
-    if (self->state == NULL &&
-        (self->state = mp_state_from_type(Py_TYPE(self))) == NULL) {
-        return -1;
-    }
-    if (!mp_codec_check(self->state, value)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_codec must be a _multiprocess.Codec");
-        return -1;
-    }
-    Py_XSETREF(self->codec, Py_NewRef(value));
-    return 0;
-}
-
-/* The fast fd is -1: let the Python layer say why (closed, read-only,
- * write-only).  Always NULL with an exception. */
-static PyObject *
-endpoint_refuse(endpoint_object *self, int writing)
-{
-    PyObject *r = PyObject_CallMethod((PyObject *)self, "_refuse", "O",
-                                      writing ? Py_True : Py_False);
-    if (r != NULL) {
-        Py_DECREF(r);
-        PyErr_SetString(PyExc_OSError, "handle is closed");
-    }
-    return NULL;
-}
-
-/* What send() (writing) and recv() start with: the fd of that direction
- * in *fd and a new reference to the codec; NULL with the exception when
- * the direction is not usable or the connection has no codec. */
-static PyObject *
-endpoint_begin(endpoint_object *self, int writing, int *fd)
-{
-    *fd = writing ? self->wfd : self->rfd;
-    if (*fd < 0) {
-        return endpoint_refuse(self, writing);
-    }
-    if (self->codec == NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "connection was not initialised (no codec)");
-        return NULL;
-    }
-    return Py_NewRef(self->codec);
-}
-
-PyDoc_STRVAR(endpoint_send_doc,
-"send($self, obj, /)\n--\n\n"
-"Pickle obj and send it as one message.  If pickling fails the exception\n"
-"propagates and nothing at all is written.");
-
-static PyObject *
-endpoint_send(endpoint_object *self, PyObject *obj)
-{
-    /* The codec is held for the whole call: pickling runs Python code,
-     * which might replace this connection's codec. */
-    int fd;
-    PyObject *codec = endpoint_begin(self, 1, &fd);
-    if (codec == NULL) {
-        return NULL;
-    }
-    PyObject *result = NULL;
-    mp_pickled pickled;
-    if (mp_codec_pickle(codec, obj, &pickled) == 0) {
-        if (write_frame(fd, pickled.parts, pickled.count) == 0) {
-            result = Py_NewRef(Py_None);
-        }
-        if (mp_codec_release(codec, &pickled) < 0) {
-            Py_CLEAR(result);
-        }
-    }
-    Py_DECREF(codec);
-    return result;
-}
-
-PyDoc_STRVAR(endpoint_recv_doc,
-"recv($self, /)\n--\n\n"
-"Receive one message and unpickle it.  EOFError when the peer has closed\n"
-"its end.");
-
-static PyObject *
-endpoint_recv(endpoint_object *self, PyObject *Py_UNUSED(ignored))
-{
-    int fd;
-    PyObject *codec = endpoint_begin(self, 0, &fd);
-    if (codec == NULL) {
-        return NULL;
-    }
-    PyObject *result = NULL, *data = read_frame(self->state, fd, -1);
-    if (data != NULL) {
-        result = mp_codec_loads(codec, data);
-        Py_DECREF(data);
-    }
-    Py_DECREF(codec);
-    return result;
-}
-
-static PyMethodDef endpoint_methods[] = {
-    {"send", (PyCFunction)endpoint_send, METH_O, endpoint_send_doc},
-    {"recv", (PyCFunction)endpoint_recv, METH_NOARGS, endpoint_recv_doc},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef endpoint_members[] = {
-    {"_rfd", T_INT, offsetof(endpoint_object, rfd), 0,
-     "the fd while this end may receive, else -1"},
-    {"_wfd", T_INT, offsetof(endpoint_object, wfd), 0,
-     "the fd while this end may send, else -1"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyGetSetDef endpoint_getset[] = {
-    {"_codec", (getter)endpoint_get_codec, (setter)endpoint_set_codec,
-     "the pickling callables send() and recv() use", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-PyDoc_STRVAR(endpoint_doc,
-"Endpoint()\n--\n\n"
-"C base of multiprocess.connection.Connection: send() and recv() of\n"
-"pickled objects on the fds in _wfd/_rfd (-1: not usable).");
-
-static PyType_Slot endpoint_slots[] = {
-    {Py_tp_doc, (void *)endpoint_doc},
-    {Py_tp_new, endpoint_new},
-    {Py_tp_dealloc, endpoint_dealloc},
-    {Py_tp_traverse, endpoint_traverse},
-    {Py_tp_clear, endpoint_clear},
-    {Py_tp_methods, endpoint_methods},
-    {Py_tp_members, endpoint_members},
-    {Py_tp_getset, endpoint_getset},
-    {0, NULL},
-};
-
-static PyType_Spec endpoint_spec = {
-    .name = "_multiprocess.Endpoint",
-    .basicsize = sizeof(endpoint_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = endpoint_slots,
-};
-
 PyDoc_STRVAR(set_recv_spin_doc,
 "set_recv_spin($module, seconds, /)\n--\n\n"
 "How long a receive on a busy fd polls before it sleeps (process-wide;\n"
@@ -1479,7 +820,7 @@ mp_set_recv_spin(PyObject *Py_UNUSED(module), PyObject *arg)
     return PyFloat_FromDouble(old * 1e-9);
 }
 
-static PyMethodDef connection_functions[] = {
+static PyMethodDef frameio_functions[] = {
     {"set_recv_spin", (PyCFunction)mp_set_recv_spin, METH_O,
      set_recv_spin_doc},
     {"send_bytes", (PyCFunction)(void (*)(void))mp_send_bytes, METH_FASTCALL,
@@ -1490,24 +831,11 @@ static PyMethodDef connection_functions[] = {
      recv_bytes_doc},
     {"recv_bytes_into", (PyCFunction)(void (*)(void))mp_recv_bytes_into,
      METH_FASTCALL, recv_bytes_into_doc},
-    {"poll", (PyCFunction)(void (*)(void))mp_poll, METH_FASTCALL, poll_doc},
-    {"wait_fds", (PyCFunction)(void (*)(void))mp_wait_fds, METH_FASTCALL,
-     wait_fds_doc},
     {NULL, NULL, 0, NULL},
 };
 
 int
-mp_connection_exec(PyObject *module)
+mp_frameio_exec(PyObject *module)
 {
-    if (PyModule_AddFunctions(module, connection_functions) < 0) {
-        return -1;
-    }
-    PyObject *endpoint = PyType_FromModuleAndSpec(module, &endpoint_spec,
-                                                  NULL);
-    if (endpoint == NULL) {
-        return -1;
-    }
-    int rc = PyModule_AddObjectRef(module, "Endpoint", endpoint);
-    Py_DECREF(endpoint);
-    return rc;
+    return PyModule_AddFunctions(module, frameio_functions);
 }
