@@ -19,7 +19,8 @@
  *   syncwrap.c    SyncBase/SyncValue/SyncArray: sharedctypes' synchronized
  *                 wrappers (lock, then read/write the ctypes buffer)
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
- *   poolengine.c  the Pool's task/result handler loops
+ *   poolengine.c  the Pool's engine: poll loop, sending, lending (poolengine.h)
+ *   poolslot.c    a pool worker slot's buffers, pipe I/O, frame parsing
  *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
  *                 written without the general pickler
  *   plainunpickle.c  and read without the general unpickler

@@ -4,9 +4,10 @@
  * A PoolEngine multiplexes the pipes of one process pool.  Each worker is a
  * "slot" with three descriptors: the task pipe (we write), the result pipe
  * (we read) and the process sentinel (readable once the process ended).
- * Frames (the private format of multiprocess.pool, defined here and read by
- * multiprocess/pool/_wire.py from the POOL_* constants: little-endian u64
- * payload size, u8 kind, u64 task id, u64 job id, then the payload) are
+ * Frames (the private format of multiprocess.pool, defined in
+ * poolengine.h and read by multiprocess/pool/_wire.py from the POOL_*
+ * constants: little-endian u64 payload size, u8 kind, u64 task id, u64
+ * job id, then the payload) are
  * queued per slot and written without blocking; wait() releases the GIL,
  * polls every descriptor plus a wake-up pipe, moves bytes in both
  * directions, and returns what the Python side must act on.
@@ -20,7 +21,7 @@
  * Large payloads (PE_BIG bytes and more) are not copied: the frame's header
  * goes to the output buffer and the slot keeps a buffer view of the
  * caller's object, written with writev() in stream order.  Views are
- * released with the GIL held once written (release_written()).
+ * released with the GIL held once written (pe_release_written()).
  *
  * Threads: wait() is for the pool's engine thread alone; the other methods
  * may also be called by caller threads (apply_async sends its task itself
@@ -71,8 +72,7 @@
  *                     polled without sleeping (the worker's side of the
  *                     spin; see read_lent's `spin`)
  */
-#include "multiprocess.h"
-#include "pythread.h"
+#include "poolengine.h"
 #include "structmember.h"
 
 #include <errno.h>
@@ -84,198 +84,6 @@
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-/* The pool's wire format, its only definition: module constants POOL_*
- * (see mp_poolengine_exec) hand it to the Python side. */
-#define PE_HEADER_FORMAT "<QBQQ"    /* size, kind, task id, job id */
-#define PE_HEADER 25
-/* parent -> worker */
-#define PE_K_APPLY 1            /* pickle of (func, args, kwds) */
-#define PE_K_MAP 2              /* pickle of a list of arguments */
-#define PE_K_STARMAP 3          /* pickle of a list of argument tuples */
-#define PE_K_JOBDEF 4           /* pickle of the job's callable */
-#define PE_K_FORGET 5           /* job ids (little-endian u64) to drop */
-#define PE_K_QUIT 6
-#define PE_K_APPLY_WAITED 7     /* as APPLY; its caller waits (the worker
-                                 * spins before sleeping) */
-#define PE_K_APPLY_TIMED 8      /* as APPLY, under task_timeout: the worker
-                                 * stamps the start of the call */
-#define PE_K_JOBDEF_TIMED 9     /* as JOBDEF, under task_timeout: a flag
-                                 * byte (1: report each call's result as
-                                 * a PART), then the pickle; the worker
-                                 * stamps the start of every call */
-/* worker -> parent */
-#define PE_K_ACK 10             /* the task is starting */
-#define PE_K_OK 11              /* pickle of the value */
-#define PE_K_ERR 12             /* pickle of (exception pickle, traceback
-                                 * text, description) */
-#define PE_K_INITFAIL 13        /* the initializer raised; as for ERR */
-#define PE_K_PART 14            /* task id 0 (ownership untouched), payload:
-                                 * u64 task id, pickle of one call's value */
-#define PE_READ_CHUNK (256 * 1024)
-#define PE_BIG (64 * 1024)
-/* How long a lent slot may wait for its reader before the engine takes it
- * back: a caller that goes on to get() reads well within it, and a result
- * nobody asks for yet is late by at most this much. */
-#define PE_LEND_GRACE_NS (5 * 1000 * 1000)
-/* A reader re-checks its slot at least this often (ms), so that reclaim()
- * never waits on a poll() that nothing will end. */
-#define PE_READER_SLICE_MS 50
-
-typedef struct {
-    char *data;
-    size_t len;     /* bytes held */
-    size_t pos;     /* bytes already consumed (written out / parsed) */
-    size_t cap;
-} pe_buf;
-
-/* A payload written from the caller's buffer: it follows the first `at`
- * bytes of the output buffer (offset adjusted when the buffer compacts). */
-typedef struct {
-    size_t at;
-    size_t pos;
-    Py_buffer view;
-} pe_big;
-
-typedef struct {
-    int used;
-    long id;
-    int task_fd, result_fd, sentinel;
-    int eof;
-    pe_buf out, in;
-    pe_big *big;            /* payloads in stream order; the first */
-    size_t nbig, bigcap;    /* `bigdone` are written, views held */
-    size_t bigdone;
-    uint64_t *own;          /* ring buffer of owned task ids */
-    size_t own_head, own_len, own_cap;
-    uint64_t acked;
-    int lent;               /* result pipe left to a caller thread */
-    int reader;             /* a caller thread is in read_lent() on it */
-    int kick;               /* reclaim() wants the reader out */
-    int polled;             /* in the poll set the engine sleeps on */
-    double lent_until;      /* end of the grace period of the lending */
-} pe_slot;
-
-typedef struct {
-    PyObject_HEAD
-    int wake_fd;
-    int timer_fd;               /* lend grace timer, -1 if unavailable */
-    int busy;                   /* a thread is inside wait() */
-    PyThread_type_lock mutex;   /* guards slots */
-    pe_slot *slots;
-    size_t nslots;
-    struct pollfd *pfds;
-    long *pfd_ids;              /* slot id of each group of three pfds */
-    size_t pfd_cap;
-} PoolEngineObject;
-
-/* ---------------------------------------------------------------- buffers */
-
-static int
-buf_reserve_shift(pe_buf *b, size_t extra, pe_big *big, size_t nbig)
-{
-    if (b->pos > 0 && (b->pos == b->len || b->pos > b->cap / 2)) {
-        memmove(b->data, b->data + b->pos, b->len - b->pos);
-        for (size_t i = 0; i < nbig; i++) {
-            big[i].at -= b->pos;
-        }
-        b->len -= b->pos;
-        b->pos = 0;
-    }
-    if (b->len + extra <= b->cap) {
-        return 0;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + extra) {
-        cap *= 2;
-    }
-    char *p = PyMem_RawRealloc(b->data, cap);
-    if (p == NULL) {
-        return -1;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-static int
-buf_reserve(pe_buf *b, size_t extra)
-{
-    return buf_reserve_shift(b, extra, NULL, 0);
-}
-
-static void
-buf_free(pe_buf *b)
-{
-    PyMem_RawFree(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-static void
-put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (unsigned char)(v >> (8 * i));
-    }
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-/* ------------------------------------------------------------ ownership */
-
-static int
-own_push(pe_slot *s, uint64_t id)
-{
-    if (s->own_len == s->own_cap) {
-        size_t cap = s->own_cap ? s->own_cap * 2 : 16;
-        uint64_t *p = PyMem_RawMalloc(cap * sizeof(uint64_t));
-        if (p == NULL) {
-            return -1;
-        }
-        for (size_t i = 0; i < s->own_len; i++) {
-            p[i] = s->own[(s->own_head + i) % s->own_cap];
-        }
-        PyMem_RawFree(s->own);
-        s->own = p;
-        s->own_cap = cap;
-        s->own_head = 0;
-    }
-    s->own[(s->own_head + s->own_len) % s->own_cap] = id;
-    s->own_len++;
-    return 0;
-}
-
-/* Drop `id` from the FIFO: normally the head, since workers run in order. */
-static void
-own_remove(pe_slot *s, uint64_t id)
-{
-    if (s->own_len == 0) {
-        return;
-    }
-    if (s->own[s->own_head] == id) {
-        s->own_head = (s->own_head + 1) % s->own_cap;
-        s->own_len--;
-        return;
-    }
-    for (size_t i = 1; i < s->own_len; i++) {
-        if (s->own[(s->own_head + i) % s->own_cap] == id) {
-            for (size_t j = i; j + 1 < s->own_len; j++) {
-                s->own[(s->own_head + j) % s->own_cap] =
-                    s->own[(s->own_head + j + 1) % s->own_cap];
-            }
-            s->own_len--;
-            return;
-        }
-    }
-}
 
 /* ----------------------------------------------------------------- slots */
 
@@ -290,36 +98,6 @@ find_slot(PoolEngineObject *self, long id)
         PyErr_Format(PyExc_KeyError, "no pool worker slot %ld", id);
     }
     return s;
-}
-
-/* Drop the views of payloads already written.  GIL held. */
-static void
-release_written(pe_slot *s)
-{
-    if (s->bigdone == 0) {
-        return;
-    }
-    for (size_t i = 0; i < s->bigdone; i++) {
-        PyBuffer_Release(&s->big[i].view);
-    }
-    memmove(s->big, s->big + s->bigdone,
-            (s->nbig - s->bigdone) * sizeof(pe_big));
-    s->nbig -= s->bigdone;
-    s->bigdone = 0;
-}
-
-/* GIL held. */
-static void
-slot_clear(pe_slot *s)
-{
-    for (size_t i = 0; i < s->nbig; i++) {
-        PyBuffer_Release(&s->big[i].view);
-    }
-    PyMem_RawFree(s->big);
-    buf_free(&s->out);
-    buf_free(&s->in);
-    PyMem_RawFree(s->own);
-    memset(s, 0, sizeof(*s));
 }
 
 static pe_slot *
@@ -443,7 +221,7 @@ PoolEngine_dealloc(PoolEngineObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     for (size_t i = 0; i < self->nslots; i++) {
-        slot_clear(&self->slots[i]);
+        pe_slot_clear(&self->slots[i]);
     }
     PyMem_RawFree(self->slots);
     PyMem_RawFree(self->pfds);
@@ -542,7 +320,7 @@ PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
     if (s == NULL) {
         return NULL;
     }
-    slot_clear(s);
+    pe_slot_clear(s);
     unlock_engine(self);
     Py_RETURN_NONE;
 }
@@ -592,7 +370,7 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
     if (s == NULL) {
         goto done;
     }
-    release_written(s);
+    pe_release_written(s);
     if (s->nbig + nref > s->bigcap) {
         size_t cap = s->bigcap ? s->bigcap : 4;
         while (cap < s->nbig + nref) {
@@ -606,22 +384,22 @@ PoolEngine_send(PoolEngineObject *self, PyObject *args)
         s->big = q;
         s->bigcap = cap;
     }
-    if (buf_reserve_shift(&s->out, PE_HEADER + copied, s->big, s->nbig) < 0) {
+    if (pe_buf_reserve_shift(&s->out, PE_HEADER + copied, s->big, s->nbig) < 0) {
         PyErr_NoMemory();
         goto done;
     }
     if ((kind >= PE_K_APPLY && kind <= PE_K_STARMAP)
             || kind == PE_K_APPLY_WAITED || kind == PE_K_APPLY_TIMED) {
-        if (own_push(s, (uint64_t)task) < 0) {
+        if (pe_own_push(s, (uint64_t)task) < 0) {
             PyErr_NoMemory();
             goto done;
         }
     }
     unsigned char *p = (unsigned char *)s->out.data + s->out.len;
-    put_u64(p, (uint64_t)total);
+    pe_put_u64(p, (uint64_t)total);
     p[8] = (unsigned char)kind;
-    put_u64(p + 9, (uint64_t)task);
-    put_u64(p + 17, (uint64_t)job);
+    pe_put_u64(p + 9, (uint64_t)task);
+    pe_put_u64(p + 17, (uint64_t)job);
     s->out.len += PE_HEADER;
     for (Py_ssize_t i = 0; i < nparts; i++) {
         if ((size_t)parts[i].len >= PE_BIG) {
@@ -650,96 +428,6 @@ release:
     return res;
 }
 
-/* Write as much of the slot's queued output as the pipe takes; called
- * with or without the GIL (touches only C memory).  A dead reader drops
- * the output: the sentinel will report the worker. */
-static int
-slot_has_output(pe_slot *s)
-{
-    return s->out.len > s->out.pos || s->nbig > s->bigdone;
-}
-
-static void
-slot_write(pe_slot *s)
-{
-    for (;;) {
-        pe_big *b = s->nbig > s->bigdone ? &s->big[s->bigdone] : NULL;
-        size_t stop = b != NULL ? b->at : s->out.len;
-        struct iovec iov[2];
-        int cnt = 0;
-        size_t head = stop - s->out.pos;
-        if (head > 0) {
-            iov[cnt].iov_base = s->out.data + s->out.pos;
-            iov[cnt].iov_len = head;
-            cnt++;
-        }
-        if (b != NULL) {
-            iov[cnt].iov_base = (char *)b->view.buf + b->pos;
-            iov[cnt].iov_len = (size_t)b->view.len - b->pos;
-            cnt++;
-        }
-        if (cnt == 0) {
-            break;
-        }
-        ssize_t n = writev(s->task_fd, iov, cnt);
-        if (n > 0) {
-            size_t k = (size_t)n;
-            size_t from_head = k < head ? k : head;
-            s->out.pos += from_head;
-            k -= from_head;
-            if (b != NULL) {
-                b->pos += k;
-                if (b->pos == (size_t)b->view.len) {
-                    s->bigdone++;
-                }
-            }
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return;
-        }
-        /* EPIPE and friends: drop everything */
-        s->out.pos = s->out.len;
-        s->bigdone = s->nbig;
-    }
-    s->out.pos = s->out.len = 0;
-}
-
-/* Read what the result pipe holds; 0 on success, errno value otherwise. */
-static int
-slot_read(pe_slot *s)
-{
-    for (;;) {
-        if (buf_reserve(&s->in, PE_READ_CHUNK) < 0) {
-            return ENOMEM;
-        }
-        ssize_t n = read(s->result_fd, s->in.data + s->in.len,
-                         s->in.cap - s->in.len);
-        if (n > 0) {
-            s->in.len += (size_t)n;
-            if ((size_t)n < PE_READ_CHUNK) {
-                return 0;
-            }
-            continue;
-        }
-        if (n == 0) {
-            s->eof = 1;
-            return 0;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        }
-        s->eof = 1;
-        return 0;
-    }
-}
-
 static PyObject *
 PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -749,57 +437,14 @@ PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
     for (size_t i = 0; i < self->nslots; i++) {
         pe_slot *s = &self->slots[i];
         if (s->used) {
-            if (slot_has_output(s)) {
-                slot_write(s);
+            if (pe_slot_has_output(s)) {
+                pe_slot_write(s);
             }
-            release_written(s);
+            pe_release_written(s);
         }
     }
     unlock_engine(self);
     Py_RETURN_NONE;
-}
-
-/* Parse the complete frames of a slot into `events`.  Acks update the
- * slot; results leave the ownership FIFO. */
-static int
-slot_parse(pe_slot *s, PyObject *events)
-{
-    for (;;) {
-        size_t avail = s->in.len - s->in.pos;
-        if (avail < PE_HEADER) {
-            return 0;
-        }
-        const unsigned char *p = (const unsigned char *)s->in.data + s->in.pos;
-        uint64_t size = get_u64(p);
-        if (size > avail - PE_HEADER) {
-            return 0;
-        }
-        int kind = p[8];
-        uint64_t task = get_u64(p + 9);
-        s->in.pos += PE_HEADER + (size_t)size;
-        if (kind == PE_K_ACK) {
-            s->acked = task;
-            continue;
-        }
-        if (task != 0) {
-            own_remove(s, task);
-            if (s->acked == task) {
-                s->acked = 0;
-            }
-        }
-        PyObject *ev = Py_BuildValue("(liKy#)", s->id, kind,
-                                     (unsigned long long)task,
-                                     (const char *)p + PE_HEADER,
-                                     (Py_ssize_t)size);
-        if (ev == NULL) {
-            return -1;
-        }
-        int rc = PyList_Append(events, ev);
-        Py_DECREF(ev);
-        if (rc < 0) {
-            return -1;
-        }
-    }
 }
 
 /* pollfd layout: the wake-up pipe, the lend timer, then three per slot */
@@ -862,7 +507,7 @@ build_pollset(PoolEngineObject *self)
         pf[n].events = POLLIN;
         pf[n + 1].fd = s->sentinel;
         pf[n + 1].events = POLLIN;
-        pf[n + 2].fd = slot_has_output(s) ? s->task_fd : -1;
+        pf[n + 2].fd = pe_slot_has_output(s) ? s->task_fd : -1;
         pf[n + 2].events = POLLOUT;
         pf[n].revents = pf[n + 1].revents = pf[n + 2].revents = 0;
         n += 3;
@@ -901,12 +546,12 @@ move_bytes(PoolEngineObject *self, size_t n)
         int readable = pf[k].fd >= 0 && pf[k].fd == s->result_fd
                        && pf[k].revents;
         if (readable || (ended && !s->eof && !s->reader)) {
-            if (slot_read(s) == ENOMEM) {
+            if (pe_slot_read(s) == ENOMEM) {
                 err = ENOMEM;
             }
         }
         if (pf[k + 2].fd >= 0 && pf[k + 2].revents) {
-            slot_write(s);
+            pe_slot_write(s);
         }
     }
     return err;
@@ -1005,9 +650,9 @@ again:
         if (s == NULL) {
             continue;
         }
-        release_written(s);
+        pe_release_written(s);
         /* a reader parses what it read itself, under this mutex */
-        if (!s->reader && slot_parse(s, events) < 0) {
+        if (!s->reader && pe_slot_parse(s, events) < 0) {
             goto fail;
         }
         int ended = (pf[k + 1].fd >= 0 && pf[k + 1].fd == s->sentinel
@@ -1166,7 +811,7 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
     const double deadline = timeout >= 0 ? mp_monotonic() + timeout : 0;
     int ended = 0, last = 0, failed = 0;
     for (;;) {
-        if (slot_parse(s, events) < 0) {
+        if (pe_slot_parse(s, events) < 0) {
             failed = 1;
             break;
         }
@@ -1214,7 +859,7 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
         if (s != NULL && ready > 0) {
             ended = pf[1].revents != 0;
             if (pf[0].revents || ended) {
-                rerr = slot_read(s);
+                rerr = pe_slot_read(s);
             }
         }
         Py_END_ALLOW_THREADS
