@@ -217,6 +217,9 @@ class Pool(object):
             from ._progress import reporter as make_reporter
             reporter = make_reporter(progress, None)
         result = cls(self, buffersize, reporter)
+        # a chunk cut short by task_timeout carries its failure among its
+        # values (see _results._Failure)
+        result._mixed = timeout is not None
         self._engine.submit(_Job(result, MAP, func,
                                  _chunks(iterable, chunksize), True,
                                  chunksize, timeout))

@@ -179,20 +179,43 @@ _NOT_YET = object()
 
 
 class _Failure:
-    """Marks, among an iterator's ready items, a chunk that failed."""
+    """Marks, in the values of an imap chunk, a call that failed (only a
+    chunk of a job with task_timeout has such values)."""
     __slots__ = ('exc',)
 
     def __init__(self, exc):
         self.exc = exc
 
 
+def _runs(values):
+    """A chunk's values as outcomes, in order: a run of plain values, or
+    (False, exc) for each _Failure among them."""
+    run = []
+    for value in values:
+        if type(value) is _Failure:
+            if run:
+                yield True, run
+                run = []
+            yield False, value.exc
+        else:
+            run.append(value)
+    if run:
+        yield True, run
+
+
+# an exhausted iterator: stays so, whoever asks it
+_NOTHING_LEFT = iter(())
+
+
 class IMapIterator(object):
     """Results of ``imap``, in order, as they arrive.
 
-    Chunks are kept whole internally and handed out item by item; a failed
-    chunk raises its exception once, at its position.  ``done`` is the
-    number of results arrived so far, ``total`` the number of items of the
-    input once it has been read to its end (None until then).
+    Chunks are handed over whole: a consumer takes the next chunk under
+    the lock and then its items one by one without it, from the chunk's
+    list iterator (in a for loop, without a Python call per item).  A failed chunk raises its exception
+    once, at its position.  ``done`` is the number of results arrived so
+    far, ``total`` the number of items of the input once it has been read
+    to its end (None until then).
     """
 
     def __init__(self, pool, buffersize=None, progress=None):
@@ -200,13 +223,20 @@ class IMapIterator(object):
         self._cond = threading.Condition(threading.Lock())
         self._job = next(job_counter)
         self._cache = pool._cache
-        self._items = collections.deque()    # items ready to hand out
+        self._ready = collections.deque()    # outcomes to hand over, in order
+        self._chunk = _NOTHING_LEFT          # iterator of the chunk handed
+        self._take = _NOTHING_LEFT.__next__  # and its __next__
+        self._handed = 0                     # that chunk's length
         self._chunks = {}                    # chunk index -> (ok, value)
         self._index = 0                      # next chunk index to hand out
         self._length = None                  # number of chunks, once known
+        # Chunks may hold _Failure values (set by the pool for a job with
+        # task_timeout): they are split into runs as they become ready.
+        self._mixed = False
         # Look-ahead bound: the engine stops pulling from the caller's
         # iterable while `_sent - _yielded` items are out (_held_back), and
-        # the consumer wakes it up again once it caught up by half.
+        # the consumer wakes it up again once it caught up by half.  A
+        # chunk counts as yielded once its last item was taken.
         self._sent = 0
         self._yielded = 0
         self._limit = None
@@ -222,41 +252,82 @@ class IMapIterator(object):
         self._cache[self._job] = self
 
     def __iter__(self):
-        return self
+        # A for loop takes the items through a generator: one resume of it
+        # per item, which hands on the chunk iterator's item in C, where a
+        # call of next() would cost a Python frame.  It shares next()'s
+        # position: both take from the same chunk iterator.
+        return self._each()
+
+    def _each(self):
+        while True:
+            yield from self._chunk
+            try:
+                value = self._next_chunk(None)
+            except StopIteration:
+                return
+            yield value
 
     def next(self, timeout=None):
+        try:
+            return self._take()
+        except StopIteration:
+            return self._next_chunk(timeout)
+
+    __next__ = next
+
+    def _next_chunk(self, timeout):
+        """The first item of the next chunk (the one handed is used up)."""
         wake = None
         try:
             with self._cond:
                 while True:
-                    if self._items:
-                        value = self._items.popleft()
-                        self._yielded += 1
+                    try:
+                        # another thread may have handed a chunk meanwhile
+                        return self._take()
+                    except StopIteration:
+                        pass
+                    if self._handed:
+                        self._yielded += self._handed
+                        self._handed = 0
                         if self._stalled and (self._sent - self._yielded
                                               <= self._resume):
                             self._stalled = False
                             wake = self._wake
-                        if type(value) is _Failure:
-                            raise value.exc
-                        return value
+                    if self._ready or self._advance():
+                        ok, value = self._ready.popleft()
+                        if not ok:
+                            self._yielded += 1
+                            raise value
+                        self._chunk = iter(value)
+                        self._take = self._chunk.__next__
+                        self._handed = len(value)
+                        if self._ready:
+                            # more for another consumer thread, if waiting
+                            self._cond.notify()
+                        continue
                     if (self._length is not None
                             and self._index >= self._length):
                         self._pool = None
+                        # every other consumer thread ends here too
+                        self._cond.notify_all()
                         if self._progress is not None:
                             # the bar is closed before the caller goes on
                             wake = self._finish_progress
                         raise StopIteration from None
-                    if not self._advance():
-                        if not self._cond.wait(timeout):
-                            if not self._advance_possible():
-                                raise TimeoutError from None
+                    if not self._cond.wait(timeout):
+                        if not self._advance_possible():
+                            raise TimeoutError from None
         finally:
             # outside our lock: an engine of threads takes its own lock to
             # wake up, and may call _set (which takes ours) while holding it
             if wake is not None:
                 wake()
 
-    __next__ = next
+    def _make_ready(self, outcome):
+        if self._mixed and outcome[0]:
+            self._ready.extend(_runs(outcome[1]))
+        else:
+            self._ready.append(outcome)
 
     # -- flow control, for the engine feeding this iterator's job
 
@@ -288,20 +359,16 @@ class IMapIterator(object):
     # -- completion, by the engine
 
     def _advance_possible(self):
-        return bool(self._items) or self._index in self._chunks or (
+        return bool(self._ready) or self._index in self._chunks or (
             self._length is not None and self._index >= self._length)
 
     def _advance(self):
-        """Move the next chunk in order to the items; False if not there."""
+        """Make the next chunk in order ready; False if not there."""
         outcome = self._chunks.pop(self._index, None)
         if outcome is None:
             return False
         self._index += 1
-        ok, value = outcome
-        if ok:
-            self._items.extend(value)
-        else:
-            self._items.append(_Failure(value))
+        self._make_ready(outcome)
         return True
 
     def _set(self, i, obj):
@@ -327,9 +394,10 @@ class IMapIterator(object):
     def done(self):
         """Results arrived so far (a failed chunk counts as one)."""
         with self._cond:
-            return self._yielded + len(self._items) + sum(
+            return self._yielded + self._handed + sum(
                 len(value) if ok else 1
-                for ok, value in self._chunks.values())
+                for outcomes in (self._ready, self._chunks.values())
+                for ok, value in outcomes)
 
     def _finish_progress(self):
         self._progress.finish(self.done, self.total)
@@ -371,11 +439,7 @@ class IMapUnorderedIterator(IMapIterator):
 
     def _set(self, i, obj):
         with self._cond:
-            ok, value = obj
-            if ok:
-                self._items.extend(value)
-            else:
-                self._items.append(_Failure(value))
+            self._make_ready(obj)
             self._index += 1
             self._cond.notify()
             complete = self._check_done()
@@ -389,7 +453,7 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             if self._length is not None and self._index >= self._length:
                 return
-            self._items.append(_Failure(exc))
+            self._ready.append((False, exc))
             self._index += 1
             self._length = self._index
             self._cond.notify_all()
@@ -398,5 +462,5 @@ class IMapUnorderedIterator(IMapIterator):
             self._report(True)
 
     def _advance_possible(self):
-        return bool(self._items) or (
+        return bool(self._ready) or (
             self._length is not None and self._index >= self._length)
