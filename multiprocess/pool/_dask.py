@@ -244,9 +244,11 @@ class DaskEngine:
     # as the local engine keeps in each worker's pipe; FAST_DEPTH while
     # tasks run shorter than SHORT_TASK seconds, since a worker finishing
     # one then waits for a round trip through this client before it gets
-    # the next.  (How many run at once is up to dask: the cluster's threads.)
+    # the next, and each refill (a graph update) costs the scheduler about
+    # what a few tasks do.  (How many run at once is up to dask: the
+    # cluster's threads.)
     DEPTH = 2
-    FAST_DEPTH = 16
+    FAST_DEPTH = 64
     SHORT_TASK = 0.01
     # imap look-ahead, in chunks per slot (as the local engine's)
     LOOKAHEAD = 64
