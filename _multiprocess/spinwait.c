@@ -50,8 +50,8 @@ mp_await_fd(int fd, short events)
  * one spin more or less.
  */
 #define SPIN_SAMPLE_NS (10 * 1000 * 1000LL)
-#define SPIN_BACKOFF_NS (50 * 1000 * 1000LL)
-#define SPIN_YIELD_LATE_NS (20 * 1000LL)
+#define SPIN_BACKOFF_NS (20 * 1000 * 1000LL)
+#define SPIN_YIELD_LATE_NS (200 * 1000LL)
 #define SPIN_VAIN_LIMIT 4
 
 static long long spin_sampled_at;   /* ns; 0: never */
