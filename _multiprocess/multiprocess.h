@@ -18,6 +18,7 @@
  *   arena.c       shared memory arenas and the block allocator (sharedctypes)
  *   syncwrap.c    SyncBase/SyncValue/SyncArray: sharedctypes' synchronized
  *                 wrappers (lock, then read/write the ctypes buffer)
+ *   deadline.c    timeouts read one way; deadlines on CLOCK_MONOTONIC
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
  *   poolengine.c  the Pool's engine: poll loop, sending, lending (poolengine.h)
  *   poolslot.c    a pool worker slot's buffers, pipe I/O, frame parsing
@@ -97,6 +98,28 @@ mp_monotonic(void)
     }
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/*
+ * Timeouts (deadline.c).  Beyond MP_FOREVER_SECONDS a timeout waits
+ * forever: a deadline that far out could overflow time_t arithmetic, and
+ * nobody can tell the difference.
+ */
+#define MP_FOREVER_SECONDS 1e12
+
+/* Read a timeout argument: 1 for "wait forever" (None or beyond
+ * MP_FOREVER_SECONDS), 0 with *seconds >= 0 (a negative one is 0), -1 with
+ * an exception (not a number; NaN is a ValueError). */
+int mp_parse_timeout(PyObject *obj, double *seconds);
+
+/* *deadline = now + seconds on CLOCK_MONOTONIC; 0, or -1 with errno. */
+int mp_deadline_after(struct timespec *deadline, double seconds);
+
+/* Time left until `deadline`, never negative; 0, or -1 with errno. */
+int mp_time_left(const struct timespec *deadline, struct timespec *left);
+
+/* Milliseconds left until `deadline` for poll(), rounded up, never
+ * negative, at most INT_MAX. */
+int mp_ms_left(const struct timespec *deadline);
 
 /*
  * Whether a spin could pay now: 0 while the CPUs look oversubscribed (more

@@ -560,15 +560,14 @@ move_bytes(PoolEngineObject *self, size_t n)
 static PyObject *
 PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
 {
-    double timeout = -1.0;
-    if (arg != Py_None) {
-        timeout = PyFloat_AsDouble(arg);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (timeout < 0) {
-            timeout = 0;
-        }
+    double timeout;
+    int forever = mp_parse_timeout(arg, &timeout);
+    if (forever < 0) {
+        return NULL;
+    }
+    struct timespec deadline;
+    if (!forever && mp_deadline_after(&deadline, timeout) < 0) {
+        return mp_raise_errno(errno);
     }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -578,7 +577,6 @@ PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
     if (lock_engine(self) < 0) {
         return NULL;
     }
-    double deadline = timeout >= 0 ? mp_monotonic() + timeout : 0;
     PyObject *events = NULL;
     int ready, err;
     Py_ssize_t n;
@@ -591,11 +589,7 @@ again:
         return PyErr_NoMemory();
     }
     for (;;) {
-        int ms = -1;
-        if (timeout >= 0) {
-            double left = deadline - mp_monotonic();
-            ms = left > 0 ? (int)(left * 1000.0 + 0.999) : 0;
-        }
+        int ms = forever ? -1 : mp_ms_left(&deadline);
         err = 0;
         Py_BEGIN_ALLOW_THREADS
         ready = poll(self->pfds, (nfds_t)n, ms);
@@ -782,15 +776,14 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "lO|d:read_lent", &id, &arg, &spin)) {
         return NULL;
     }
-    double timeout = -1.0;
-    if (arg != Py_None) {
-        timeout = PyFloat_AsDouble(arg);
-        if (timeout == -1.0 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (timeout < 0) {
-            timeout = 0;
-        }
+    double timeout;
+    int forever = mp_parse_timeout(arg, &timeout);
+    if (forever < 0) {
+        return NULL;
+    }
+    struct timespec deadline;
+    if (!forever && mp_deadline_after(&deadline, timeout) < 0) {
+        return mp_raise_errno(errno);
     }
     PyObject *events = PyList_New(0);
     if (events == NULL) {
@@ -808,7 +801,6 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
     }
     s->reader = 1;
     const int rfd = s->result_fd, sfd = s->sentinel;
-    const double deadline = timeout >= 0 ? mp_monotonic() + timeout : 0;
     int ended = 0, last = 0, failed = 0;
     for (;;) {
         if (pe_slot_parse(s, events) < 0) {
@@ -820,14 +812,14 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
             break;
         }
         int ms = PE_READER_SLICE_MS;
-        if (timeout >= 0) {
-            double left = deadline - mp_monotonic();
-            if (left <= 0) {
+        if (!forever) {
+            int left = mp_ms_left(&deadline);
+            if (left == 0) {
                 ms = 0;
                 last = 1;
             }
-            else if (left * 1000.0 < ms) {
-                ms = (int)(left * 1000.0 + 0.999);
+            else if (left < ms) {
+                ms = left;
             }
         }
         struct pollfd pf[2];

@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <semaphore.h>
 #include <time.h>
 
@@ -31,10 +30,6 @@
 
 #define MP_RECURSIVE_MUTEX 0
 #define MP_SEMAPHORE 1
-
-/* Timeouts beyond this many seconds wait forever: a deadline that far out
- * could overflow time_t arithmetic, and nobody can tell the difference. */
-#define MP_FOREVER_SECONDS 1e12
 
 /* sem_clockwait lets the deadline live on CLOCK_MONOTONIC, immune to
  * wall-clock jumps; it appeared in glibc 2.30. */
@@ -64,20 +59,6 @@ held_by_caller(SemLockObject *self)
 
 /* ------------------------------------------------------------------ */
 /* time helpers                                                         */
-
-static void
-timespec_add_seconds(struct timespec *ts, double seconds)
-{
-    double whole = floor(seconds);
-    long nsec = (long)ceil((seconds - whole) * 1e9);
-
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += nsec;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec += 1;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 /*
  * Wait until `deadline` (CLOCK_MONOTONIC).  Called without the GIL.
@@ -351,18 +332,11 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     }
 
     if (timeout_obj != Py_None) {
-        timeout = PyFloat_AsDouble(timeout_obj);
-        if (timeout == -1.0 && PyErr_Occurred()) {
+        int forever = mp_parse_timeout(timeout_obj, &timeout);
+        if (forever < 0) {
             return NULL;
         }
-        if (isnan(timeout)) {
-            PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-            return NULL;
-        }
-        if (timeout < 0.0) {
-            timeout = 0.0;
-        }
-        else if (timeout > MP_FOREVER_SECONDS) {
+        if (forever) {
             timeout = -1.0;
         }
     }
@@ -389,10 +363,9 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     }
 
     if (timeout > 0.0) {
-        if (clock_gettime(CLOCK_MONOTONIC, &deadline) < 0) {
+        if (mp_deadline_after(&deadline, timeout) < 0) {
             return mp_raise_errno(errno);
         }
-        timespec_add_seconds(&deadline, timeout);
     }
 
     /* The deadline is absolute, so retrying after EINTR automatically waits

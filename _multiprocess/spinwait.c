@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdint.h>
@@ -189,66 +188,6 @@ mp_spin_poll(struct pollfd *pfds, nfds_t n, double seconds)
 }
 
 /*
- * Parse a timeout argument.  Returns 1 for "wait forever" (None or
- * absurdly large), 0 with *seconds >= 0 otherwise, -1 with an exception.
- */
-static int
-parse_timeout(PyObject *obj, double *seconds)
-{
-    if (obj == Py_None) {
-        return 1;
-    }
-    double t = PyFloat_AsDouble(obj);
-    if (t == -1.0 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (isnan(t)) {
-        PyErr_SetString(PyExc_ValueError, "timeout must not be NaN");
-        return -1;
-    }
-    if (t > 1e12) {
-        return 1;
-    }
-    *seconds = t > 0.0 ? t : 0.0;
-    return 0;
-}
-
-/* 0, or -1 with errno (the clock calls cannot really fail, but say so). */
-static int
-deadline_after(struct timespec *deadline, double seconds)
-{
-    if (clock_gettime(CLOCK_MONOTONIC, deadline) < 0) {
-        return -1;
-    }
-    double whole = floor(seconds);
-    deadline->tv_sec += (time_t)whole;
-    deadline->tv_nsec += (long)ceil((seconds - whole) * 1e9);
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec += 1;
-        deadline->tv_nsec -= 1000000000L;
-    }
-    return 0;
-}
-
-/* Time left until `deadline`, never negative.  0, or -1 with errno. */
-static int
-time_left(const struct timespec *deadline, struct timespec *left)
-{
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0) {
-        return -1;
-    }
-    long long ns = (long long)(deadline->tv_sec - now.tv_sec) * 1000000000LL +
-                   (deadline->tv_nsec - now.tv_nsec);
-    if (ns < 0) {
-        ns = 0;
-    }
-    left->tv_sec = (time_t)(ns / 1000000000LL);
-    left->tv_nsec = (long)(ns % 1000000000LL);
-    return 0;
-}
-
-/*
  * Whether another Python thread could be waiting for the GIL.  Probing an
  * fd for ready bytes costs a syscall (~0.5 us); releasing the GIL when no
  * other thread exists costs a few atomic operations.  So only a threaded
@@ -305,12 +244,12 @@ poll_fds(struct pollfd *pfds, nfds_t n, int forever, double seconds)
     }
 
 wait:
-    if (!forever && deadline_after(&deadline, seconds) < 0) {
+    if (!forever && mp_deadline_after(&deadline, seconds) < 0) {
         mp_raise_errno(errno);
         return -1;
     }
     for (;;) {
-        if (!forever && time_left(&deadline, &left) < 0) {
+        if (!forever && mp_time_left(&deadline, &left) < 0) {
             mp_raise_errno(errno);
             return -1;
         }
@@ -370,7 +309,7 @@ mp_poll(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (!mp_fd_converter(args[0], &fd)) {
         return NULL;
     }
-    forever = nargs == 2 ? parse_timeout(args[1], &seconds) : 0;
+    forever = nargs == 2 ? mp_parse_timeout(args[1], &seconds) : 0;
     if (forever < 0) {
         return NULL;
     }
@@ -406,7 +345,7 @@ mp_wait_fds(PyObject *Py_UNUSED(module), PyObject *const *args,
                      "wait_fds expected 1 or 2 arguments, got %zd", nargs);
         return NULL;
     }
-    forever = nargs == 2 ? parse_timeout(args[1], &seconds) : 1;
+    forever = nargs == 2 ? mp_parse_timeout(args[1], &seconds) : 1;
     if (forever < 0) {
         return NULL;
     }
