@@ -740,7 +740,7 @@ send_frame(PyObject *const *args, Py_ssize_t nargs, int gather)
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError,
                      "%s expected 2 arguments, got %zd",
-                     gather ? "send_pieces" : "send_bytes", nargs);
+                     gather ? "_test_send_pieces" : "send_bytes", nargs);
         return NULL;
     }
     if (!mp_fd_converter(args[0], &fd)) {
@@ -753,7 +753,7 @@ send_frame(PyObject *const *args, Py_ssize_t nargs, int gather)
         PyObject *data = args[1];
         if (!PyList_Check(data) && !PyTuple_Check(data)) {
             PyErr_Format(PyExc_TypeError,
-                         "send_pieces() needs a list or tuple, not %.100s",
+                         "_test_send_pieces() needs a list or tuple, not %.100s",
                          Py_TYPE(data)->tp_name);
             return NULL;
         }
@@ -786,7 +786,7 @@ mp_send_bytes(PyObject *Py_UNUSED(module), PyObject *const *args,
 }
 
 PyDoc_STRVAR(send_pieces_doc,
-"send_pieces($module, fd, pieces, /)\n--\n\n"
+"_test_send_pieces($module, fd, pieces, /)\n--\n\n"
 "Write the buffers of the list or tuple pieces to fd as ONE message,\n"
 "as if joined, but without copying them into one buffer first (e.g. a\n"
 "pickler's output chunks).");
@@ -825,7 +825,7 @@ static PyMethodDef frameio_functions[] = {
      set_recv_spin_doc},
     {"send_bytes", (PyCFunction)(void (*)(void))mp_send_bytes, METH_FASTCALL,
      send_bytes_doc},
-    {"send_pieces", (PyCFunction)(void (*)(void))mp_send_pieces,
+    {"_test_send_pieces", (PyCFunction)(void (*)(void))mp_send_pieces,
      METH_FASTCALL, send_pieces_doc},
     {"recv_bytes", (PyCFunction)(void (*)(void))mp_recv_bytes, METH_FASTCALL,
      recv_bytes_doc},

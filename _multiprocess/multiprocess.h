@@ -60,11 +60,8 @@ typedef struct {
     PyTypeObject *sync_base_type;
     PyTypeObject *sync_value_type;
     PyTypeObject *sync_array_type;
-    /* shm.c */
-    PyObject *shm_reserved;
     /* poolengine.c */
     PyTypeObject *poolengine_type;
-    PyObject *poolengine_reserved;
     /* plainpickle.c */
     PyObject *plain_kept;           /* an output buffer kept for reuse */
     /* plainunpickle.c */

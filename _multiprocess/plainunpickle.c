@@ -728,7 +728,7 @@ plain_from_object(PyObject *data, PyObject **result)
 }
 
 PyDoc_STRVAR(loads_plain_doc,
-"loads_plain($module, data, default, /)\n--\n\n"
+"_test_loads_plain($module, data, default, /)\n--\n\n"
 "What pickle.loads(data) returns, when data is a pickle of plain data\n"
 "(None, bool, int, float, str, bytes, list, tuple and dict, in protocols\n"
 "2 to 5); otherwise `default`, also for malformed data.");
@@ -739,7 +739,7 @@ mp_loads_plain(PyObject *Py_UNUSED(module), PyObject *const *args,
 {
     if (nargs != 2) {
         PyErr_Format(PyExc_TypeError,
-                     "loads_plain expected 2 arguments, got %zd", nargs);
+                     "_test_loads_plain expected 2 arguments, got %zd", nargs);
         return NULL;
     }
     PyObject *result;
@@ -774,7 +774,7 @@ mp_loads(PyObject *module, PyObject *const *args, size_t nargsf,
 }
 
 static PyMethodDef plainunpickle_functions[] = {
-    {"loads_plain", (PyCFunction)(void (*)(void))mp_loads_plain,
+    {"_test_loads_plain", (PyCFunction)(void (*)(void))mp_loads_plain,
      METH_FASTCALL, loads_plain_doc},
     {"loads", (PyCFunction)(void (*)(void))mp_loads,
      METH_FASTCALL | METH_KEYWORDS, loads_doc},

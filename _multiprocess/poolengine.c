@@ -87,11 +87,11 @@
 
 /* ----------------------------------------------------------------- slots */
 
-static pe_slot *lookup_slot(PoolEngineObject *self, long id);
+static pe_slot *lookup_slot(pe_engine *self, long id);
 
 /* lookup_slot() that raises KeyError for an unknown id.  GIL held. */
 static pe_slot *
-find_slot(PoolEngineObject *self, long id)
+find_slot(pe_engine *self, long id)
 {
     pe_slot *s = lookup_slot(self, id);
     if (s == NULL) {
@@ -101,7 +101,7 @@ find_slot(PoolEngineObject *self, long id)
 }
 
 static pe_slot *
-lookup_slot(PoolEngineObject *self, long id)
+lookup_slot(pe_engine *self, long id)
 {
     for (size_t i = 0; i < self->nslots; i++) {
         if (self->slots[i].used && self->slots[i].id == id) {
@@ -113,7 +113,7 @@ lookup_slot(PoolEngineObject *self, long id)
 
 /* Take the slots mutex without the GIL (PyThread locks need none). */
 static void
-slots_lock_nogil(PoolEngineObject *self)
+slots_lock_nogil(pe_engine *self)
 {
     (void)PyThread_acquire_lock(self->mutex, WAIT_LOCK);
 }
@@ -121,7 +121,7 @@ slots_lock_nogil(PoolEngineObject *self)
 /* Take the slots mutex; called with the GIL held, so it must not block
  * while holding it (the engine thread may need the GIL to let go). */
 static int
-lock_engine(PoolEngineObject *self)
+lock_engine(pe_engine *self)
 {
     if (self->mutex == NULL) {
         PyErr_SetString(PyExc_ValueError, "PoolEngine not initialized");
@@ -136,7 +136,7 @@ lock_engine(PoolEngineObject *self)
 }
 
 static void
-unlock_engine(PoolEngineObject *self)
+unlock_engine(pe_engine *self)
 {
     PyThread_release_lock(self->mutex);
 }
@@ -144,7 +144,7 @@ unlock_engine(PoolEngineObject *self)
 /* lock_engine() for code that has held the mutex before, so the mutex
  * exists and taking it cannot fail. */
 static void
-relock_engine(PoolEngineObject *self)
+relock_engine(pe_engine *self)
 {
     if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
         Py_BEGIN_ALLOW_THREADS
@@ -159,7 +159,7 @@ relock_engine(PoolEngineObject *self)
  * slots may move in memory meanwhile (add() grows the array), hence the
  * lookup by id.  Returns the slot, or NULL if there is none. */
 static pe_slot *
-evict_reader(PoolEngineObject *self, long id)
+evict_reader(pe_engine *self, long id)
 {
     pe_slot *s = lookup_slot(self, id);
     while (s != NULL && s->reader) {
@@ -183,7 +183,7 @@ evict_reader(PoolEngineObject *self, long id)
 /* ------------------------------------------------------------ the type */
 
 static int
-PoolEngine_init(PoolEngineObject *self, PyObject *args, PyObject *kwds)
+pe_init(pe_engine *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"wake_fd", NULL};
     int wake_fd;
@@ -209,14 +209,14 @@ PoolEngine_init(PoolEngineObject *self, PyObject *args, PyObject *kwds)
 }
 
 static int
-PoolEngine_traverse(PoolEngineObject *self, visitproc visit, void *arg)
+pe_traverse(pe_engine *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
 
 static void
-PoolEngine_dealloc(PoolEngineObject *self)
+pe_dealloc(pe_engine *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
@@ -237,7 +237,7 @@ PoolEngine_dealloc(PoolEngineObject *self)
 }
 
 static PyObject *
-PoolEngine_add(PoolEngineObject *self, PyObject *args)
+pe_add(pe_engine *self, PyObject *args)
 {
     long id;
     int task_fd, result_fd, sentinel;
@@ -280,7 +280,7 @@ PoolEngine_add(PoolEngineObject *self, PyObject *args)
  * lock and find the slot.  Returns the slot with the lock held, or NULL with
  * an exception set and the lock not held. */
 static pe_slot *
-lock_slot_arg(PoolEngineObject *self, PyObject *arg)
+lock_slot_arg(pe_engine *self, PyObject *arg)
 {
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred()) {
@@ -299,7 +299,7 @@ lock_slot_arg(PoolEngineObject *self, PyObject *arg)
 /* reclaim(slot) and remove(slot): the slot without a reader, or NULL
  * with KeyError set; mutex held on success. */
 static pe_slot *
-lock_slot_evicted(PoolEngineObject *self, PyObject *arg)
+lock_slot_evicted(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
@@ -314,7 +314,7 @@ lock_slot_evicted(PoolEngineObject *self, PyObject *arg)
 }
 
 static PyObject *
-PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
+pe_remove(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_evicted(self, arg);
     if (s == NULL) {
@@ -328,7 +328,7 @@ PoolEngine_remove(PoolEngineObject *self, PyObject *arg)
 #define PE_MAX_PARTS 64
 
 static PyObject *
-PoolEngine_send(PoolEngineObject *self, PyObject *args)
+pe_send(pe_engine *self, PyObject *args)
 {
     long id;
     int kind;
@@ -429,7 +429,7 @@ release:
 }
 
 static PyObject *
-PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
+pe_flush(pe_engine *self, PyObject *Py_UNUSED(ignored))
 {
     if (lock_engine(self) < 0) {
         return NULL;
@@ -457,7 +457,7 @@ PoolEngine_flush(PoolEngineObject *self, PyObject *Py_UNUSED(ignored))
  * here, which is what the lend timer's wake-up is for.
  * Called with the mutex held.  Returns the number of pollfds, or -1. */
 static Py_ssize_t
-build_pollset(PoolEngineObject *self)
+build_pollset(pe_engine *self)
 {
     size_t need = PE_FIRST_SLOT + 3 * self->nslots;
     if (need > self->pfd_cap) {
@@ -518,7 +518,7 @@ build_pollset(PoolEngineObject *self)
 /* After poll(): move bytes.  Mutex held, GIL not needed.  A slot removed
  * or replaced while we slept is recognised by its id and fds. */
 static int
-move_bytes(PoolEngineObject *self, size_t n)
+move_bytes(pe_engine *self, size_t n)
 {
     struct pollfd *pf = self->pfds;
     int err = 0;
@@ -558,7 +558,7 @@ move_bytes(PoolEngineObject *self, size_t n)
 }
 
 static PyObject *
-PoolEngine_wait(PoolEngineObject *self, PyObject *arg)
+pe_wait(pe_engine *self, PyObject *arg)
 {
     double timeout;
     int forever = mp_parse_timeout(arg, &timeout);
@@ -680,7 +680,7 @@ fail:
 }
 
 static PyObject *
-PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
+pe_owned(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
@@ -705,7 +705,7 @@ PoolEngine_owned(PoolEngineObject *self, PyObject *arg)
 }
 
 static PyObject *
-PoolEngine_load(PoolEngineObject *self, PyObject *arg)
+pe_load(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
@@ -718,7 +718,7 @@ PoolEngine_load(PoolEngineObject *self, PyObject *arg)
 
 /* Bytes queued for a slot that its pipe has not taken yet. */
 static PyObject *
-PoolEngine_unsent(PoolEngineObject *self, PyObject *arg)
+pe_unsent(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
@@ -733,7 +733,7 @@ PoolEngine_unsent(PoolEngineObject *self, PyObject *arg)
 }
 
 static PyObject *
-PoolEngine_reclaim(PoolEngineObject *self, PyObject *arg)
+pe_reclaim(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_evicted(self, arg);
     if (s == NULL) {
@@ -744,7 +744,7 @@ PoolEngine_reclaim(PoolEngineObject *self, PyObject *arg)
 }
 
 static PyObject *
-PoolEngine_lend(PoolEngineObject *self, PyObject *arg)
+pe_lend(pe_engine *self, PyObject *arg)
 {
     pe_slot *s = lock_slot_arg(self, arg);
     if (s == NULL) {
@@ -768,7 +768,7 @@ PoolEngine_lend(PoolEngineObject *self, PyObject *arg)
 }
 
 static PyObject *
-PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
+pe_read_lent(pe_engine *self, PyObject *args)
 {
     long id;
     PyObject *arg;
@@ -901,7 +901,7 @@ PoolEngine_read_lent(PoolEngineObject *self, PyObject *args)
  * right after reading a result finds it awake (a sleeping peer costs the
  * sender a cross-CPU wake-up inside write()). */
 static PyObject *
-PoolEngine_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
+pe_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
 {
     int fd;
     double seconds;
@@ -927,68 +927,68 @@ PoolEngine_spin_wait(PyObject *Py_UNUSED(cls), PyObject *args)
     return PyBool_FromLong(ready > 0);
 }
 
-static PyMethodDef PoolEngine_methods[] = {
-    {"spin_wait", (PyCFunction)PoolEngine_spin_wait,
+static PyMethodDef pe_methods[] = {
+    {"spin_wait", (PyCFunction)pe_spin_wait,
      METH_VARARGS | METH_STATIC,
      "spin_wait(fd, seconds) -> whether fd became readable while polling "
      "it without sleeping for at most that long."},
-    {"add", (PyCFunction)PoolEngine_add, METH_VARARGS,
+    {"add", (PyCFunction)pe_add, METH_VARARGS,
      "add(slot, task_fd, result_fd, sentinel): manage a worker's pipes."},
-    {"remove", (PyCFunction)PoolEngine_remove, METH_O,
+    {"remove", (PyCFunction)pe_remove, METH_O,
      "remove(slot): forget a worker (its fds are not closed)."},
-    {"send", (PyCFunction)PoolEngine_send, METH_VARARGS,
+    {"send", (PyCFunction)pe_send, METH_VARARGS,
      "send(slot, kind, task, job, payload): queue one frame."},
-    {"flush", (PyCFunction)PoolEngine_flush, METH_NOARGS,
+    {"flush", (PyCFunction)pe_flush, METH_NOARGS,
      "flush(): write queued frames as far as the pipes take them."},
-    {"wait", (PyCFunction)PoolEngine_wait, METH_O,
+    {"wait", (PyCFunction)pe_wait, METH_O,
      "wait(timeout): poll, move bytes, return result and exit events."},
-    {"owned", (PyCFunction)PoolEngine_owned, METH_O,
+    {"owned", (PyCFunction)pe_owned, METH_O,
      "owned(slot) -> (task ids in send order, acknowledged task id or 0)."},
-    {"load", (PyCFunction)PoolEngine_load, METH_O,
+    {"load", (PyCFunction)pe_load, METH_O,
      "load(slot) -> number of tasks the worker owns."},
-    {"unsent", (PyCFunction)PoolEngine_unsent, METH_O,
+    {"unsent", (PyCFunction)pe_unsent, METH_O,
      "unsent(slot) -> bytes queued that the pipe has not taken yet."},
-    {"lend", (PyCFunction)PoolEngine_lend, METH_O,
+    {"lend", (PyCFunction)pe_lend, METH_O,
      "lend(slot) -> whether the idle slot's next result is left to a "
      "caller thread (read_lent)."},
-    {"read_lent", (PyCFunction)PoolEngine_read_lent, METH_VARARGS,
+    {"read_lent", (PyCFunction)pe_read_lent, METH_VARARGS,
      "read_lent(slot, timeout, spin=0) -> (events, wake), or None if the "
      "slot is not lent or has a reader; polls without sleeping for up to "
      "`spin` seconds first; ends the lending."},
-    {"reclaim", (PyCFunction)PoolEngine_reclaim, METH_O,
+    {"reclaim", (PyCFunction)pe_reclaim, METH_O,
      "reclaim(slot): end the slot's lending, waiting for its reader."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyMemberDef PoolEngine_members[] = {
-    {"timer_fd", T_INT, offsetof(PoolEngineObject, timer_fd), READONLY,
+static PyMemberDef pe_members[] = {
+    {"timer_fd", T_INT, offsetof(pe_engine, timer_fd), READONLY,
      "fd of the lend grace timer (-1 if none)"},
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyType_Slot PoolEngine_slots[] = {
-    {Py_tp_members, PoolEngine_members},
+static PyType_Slot pe_slots[] = {
+    {Py_tp_members, pe_members},
     {Py_tp_doc, "The pipes and task ownership of one process pool."},
-    {Py_tp_init, PoolEngine_init},
-    {Py_tp_dealloc, PoolEngine_dealloc},
-    {Py_tp_traverse, PoolEngine_traverse},
-    {Py_tp_methods, PoolEngine_methods},
+    {Py_tp_init, pe_init},
+    {Py_tp_dealloc, pe_dealloc},
+    {Py_tp_traverse, pe_traverse},
+    {Py_tp_methods, pe_methods},
     {0, NULL},
 };
 
-static PyType_Spec PoolEngine_spec = {
+static PyType_Spec pe_spec = {
     .name = "_multiprocess.PoolEngine",
-    .basicsize = sizeof(PoolEngineObject),
+    .basicsize = sizeof(pe_engine),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = PoolEngine_slots,
+    .slots = pe_slots,
 };
 
 int
 mp_poolengine_exec(PyObject *module)
 {
     mp_state *st = mp_get_state(module);
-    PyObject *tp = PyType_FromModuleAndSpec(module, &PoolEngine_spec, NULL);
+    PyObject *tp = PyType_FromModuleAndSpec(module, &pe_spec, NULL);
     if (tp == NULL) {
         return -1;
     }

@@ -94,7 +94,7 @@ typedef struct {
     struct pollfd *pfds;
     long *pfd_ids;              /* slot id of each group of three pfds */
     size_t pfd_cap;
-} PoolEngineObject;
+} pe_engine;
 
 static inline void
 pe_put_u64(unsigned char *p, uint64_t v)

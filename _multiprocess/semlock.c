@@ -47,12 +47,12 @@ typedef struct {
     unsigned long owner;    /* thread ident of the last acquirer */
     int closes_handle;      /* 0 for objects borrowing an inherited handle */
     PyObject *name;         /* str, or None once unlinked */
-} SemLockObject;
+} semlock_object;
 
-#define SEMLOCK(op) ((SemLockObject *)(op))
+#define SEMLOCK(op) ((semlock_object *)(op))
 
 static inline int
-held_by_caller(SemLockObject *self)
+held_by_caller(semlock_object *self)
 {
     return self->count > 0 && self->owner == PyThread_get_thread_ident();
 }
@@ -100,7 +100,7 @@ static PyObject *
 semlock_wrap(PyTypeObject *type, sem_t *sem, int kind, int maxvalue,
              PyObject *name, int closes_handle)
 {
-    SemLockObject *self = (SemLockObject *)type->tp_alloc(type, 0);
+    semlock_object *self = (semlock_object *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -236,7 +236,7 @@ semlock_rebuild(PyObject *cls, PyObject *args)
 static void
 semlock_dealloc(PyObject *op)
 {
-    SemLockObject *self = SEMLOCK(op);
+    semlock_object *self = SEMLOCK(op);
     PyTypeObject *tp = Py_TYPE(op);
 
     if (self->closes_handle && self->sem != NULL && self->sem != SEM_FAILED) {
@@ -302,7 +302,7 @@ parse_acquire_args(PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-semlock_took_it(SemLockObject *self)
+semlock_took_it(semlock_object *self)
 {
     self->count++;
     self->owner = PyThread_get_thread_ident();
@@ -313,7 +313,7 @@ static PyObject *
 semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    SemLockObject *self = SEMLOCK(op);
+    semlock_object *self = SEMLOCK(op);
     int blocking = 1;
     PyObject *timeout_obj = Py_None;
     double timeout = -1.0;          /* < 0 here means "no deadline" */
@@ -400,7 +400,7 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 semlock_release(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    SemLockObject *self = SEMLOCK(op);
+    semlock_object *self = SEMLOCK(op);
 
     if (self->kind == MP_RECURSIVE_MUTEX) {
         if (!held_by_caller(self)) {
@@ -466,7 +466,7 @@ semlock_is_mine(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 static int
-read_value(SemLockObject *self, int *value)
+read_value(semlock_object *self, int *value)
 {
     if (sem_getvalue(self->sem, value) < 0) {
         mp_raise_errno(errno);
@@ -545,9 +545,9 @@ static PyMethodDef semlock_methods[] = {
 };
 
 static PyMemberDef semlock_members[] = {
-    {"kind", T_INT, offsetof(SemLockObject, kind), READONLY, NULL},
-    {"maxvalue", T_INT, offsetof(SemLockObject, maxvalue), READONLY, NULL},
-    {"name", T_OBJECT, offsetof(SemLockObject, name), READONLY, NULL},
+    {"kind", T_INT, offsetof(semlock_object, kind), READONLY, NULL},
+    {"maxvalue", T_INT, offsetof(semlock_object, maxvalue), READONLY, NULL},
+    {"name", T_OBJECT, offsetof(semlock_object, name), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -576,7 +576,7 @@ static PyType_Slot semlock_slots[] = {
 
 static PyType_Spec semlock_spec = {
     .name = "_multiprocess.SemLock",
-    .basicsize = sizeof(SemLockObject),
+    .basicsize = sizeof(semlock_object),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_IMMUTABLETYPE,
     .slots = semlock_slots,

@@ -57,7 +57,7 @@ def refcounts(obj):
 
 def read_in_c(data):
     """The C machine's reading, which must exist."""
-    got = native.loads_plain(data, NOT_PLAIN)
+    got = native._test_loads_plain(data, NOT_PLAIN)
     assert got is not NOT_PLAIN, "expected a plain pickle"
     return got
 
@@ -89,7 +89,7 @@ def test_protocol_2_reads_what_it_can():
     same_as_pickle(pickle.dumps([1, "a", (None, 2.5), {"k": []}], 2))
     # protocol 2 writes bytes through a global (codecs.encode): not plain
     data = pickle.dumps([b"x"], 2)
-    assert native.loads_plain(data, NOT_PLAIN) is NOT_PLAIN
+    assert native._test_loads_plain(data, NOT_PLAIN) is NOT_PLAIN
     assert native.loads(data) == [b"x"]
 
 
@@ -197,7 +197,7 @@ class Point:
 def test_anything_else_goes_to_pickle(obj):
     for protocol in (2, 3, 4, 5):
         data = pickle.dumps(obj, protocol)
-        assert native.loads_plain(data, NOT_PLAIN) is NOT_PLAIN
+        assert native._test_loads_plain(data, NOT_PLAIN) is NOT_PLAIN
         assert native.loads(data) == obj
         assert ForkingPickler.loads(data) == obj
 
@@ -206,7 +206,7 @@ def test_anything_else_goes_to_pickle(obj):
 def test_text_protocols_go_to_pickle(protocol):
     obj = [1, "a", (2.5, None), {"k": b"v"}]
     data = pickle.dumps(obj, protocol)
-    assert native.loads_plain(data, NOT_PLAIN) is NOT_PLAIN
+    assert native._test_loads_plain(data, NOT_PLAIN) is NOT_PLAIN
     assert native.loads(data) == obj
 
 
@@ -214,7 +214,7 @@ def test_out_of_band_buffers_go_to_pickle():
     buf = pickle.PickleBuffer(bytearray(b"payload"))
     bufs = []
     data = pickle.dumps([buf], 5, buffer_callback=bufs.append)
-    assert native.loads_plain(data, NOT_PLAIN) is NOT_PLAIN
+    assert native._test_loads_plain(data, NOT_PLAIN) is NOT_PLAIN
     got = native.loads(data, buffers=bufs)
     assert bytes(got[0]) == b"payload"
     with pytest.raises(pickle.UnpicklingError):
@@ -232,7 +232,7 @@ def test_keyword_arguments_are_pickles():
     with pytest.raises(TypeError):
         native.loads("not bytes")
     with pytest.raises(TypeError):
-        native.loads_plain(data)
+        native._test_loads_plain(data)
 
 
 def test_any_buffer_is_read():
@@ -323,18 +323,18 @@ def test_random_corruption_fails_or_succeeds_as_pickle_does(writer):
 def test_giving_up_leaks_nothing():
     # a long plain prefix, then something that is not plain
     data = pickle.dumps([list(range(5000)), {"x": "y" * 100}, {1, 2}], 4)
-    assert native.loads_plain(data, NOT_PLAIN) is NOT_PLAIN
+    assert native._test_loads_plain(data, NOT_PLAIN) is NOT_PLAIN
     broken = pickle.dumps([list(range(5000)), "z" * 100], 4)[:-30]
     for _ in range(3):          # warm up
-        native.loads_plain(data, None)
-        native.loads_plain(broken, None)
+        native._test_loads_plain(data, None)
+        native._test_loads_plain(broken, None)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(200):
-            native.loads_plain(data, None)
-            native.loads_plain(broken, None)
+            native._test_loads_plain(data, None)
+            native._test_loads_plain(broken, None)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
