@@ -200,3 +200,24 @@ def test_checker_reports_line_numbers():
     text = "int f(void) {\n\n Py_BEGIN_ALLOW_THREADS\n return 1;\n}\n"
     problems = check_source(text, "x.c")
     assert any(p.startswith("x.c:4:") for p in problems), problems
+
+
+MAX_C_FILE_LINES = 1100
+
+
+def test_no_c_file_is_over_the_size_limit():
+    """One mechanism per C file: a file past the limit holds two."""
+    sizes = {p.name: len(p.read_text().splitlines())
+             for p in sorted(SRC.glob("*.[ch]"))}
+    over = {name: n for name, n in sizes.items() if n > MAX_C_FILE_LINES}
+    assert not over, "split these by mechanism: %r" % over
+
+
+@pytest.mark.parametrize("path", sorted(SRC.glob("*.[ch]")),
+                         ids=lambda p: p.name)
+def test_every_c_file_says_what_it_owns(path):
+    """Each file opens with a comment naming itself and its mechanism."""
+    head = path.read_text().lstrip()
+    assert head.startswith("/*"), "%s: no header comment" % path.name
+    assert path.name in head[:200], (
+        "%s: the header comment does not name the file" % path.name)
