@@ -388,3 +388,18 @@ def test_threadpool_apply_async_times_out_while_its_thread_runs_on():
         # the pool's one thread is stuck; a new one serves
         assert pool.apply(abs, (-2,), task_timeout=5) == 2
         release.set()
+
+
+def _inherited_pool_memory_check():
+    big = bytearray(150 << 20)
+    big[::4096] = b'x' * len(big[::4096])      # resident in the parent
+    with mp.get_context("fork").Pool(
+            1, max_memory_per_child=100 << 20) as pool:
+        pids = {pool.apply(os.getpid) for _ in range(3)}
+    return len(pids)
+
+
+def test_max_memory_counts_what_a_forked_worker_holds_alone():
+    # a parent of 150 MB: its forked worker shares those pages and must not
+    # count them against a 100 MB cap (it would be replaced after every task)
+    assert _inherited_pool_memory_check() == 1

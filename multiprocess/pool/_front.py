@@ -26,8 +26,8 @@ class Pool(object):
     with ``WorkerLostError``; the pool replaces it and carries on.
 
     Beyond the standard library: ``task_timeout`` (seconds) is the default
-    limit of every call (see ``apply_async``); a worker whose resident
-    memory exceeds ``max_memory_per_child`` bytes after a task is replaced,
+    limit of every call (see ``apply_async``); a worker whose private
+    resident memory exceeds ``max_memory_per_child`` bytes after a task is replaced,
     as with ``maxtasksperchild``.
     """
 
