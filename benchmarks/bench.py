@@ -2,7 +2,7 @@
 multiprocessing (and the PyPI multiprocess installed apart, with --pypi),
 interleaved in one run, with an A/A noise band per case.
 
-    python benchmarks/bench.py                      # every case (about 15 minutes)
+    python benchmarks/bench.py                      # every case (about 10 minutes)
     python benchmarks/bench.py --quick              # under ~2 minutes
     python benchmarks/bench.py --pypi /work/pypi-mp # also the PyPI multiprocess
     python benchmarks/bench.py --only pipe --only lock
