@@ -112,16 +112,23 @@ def dispatch(c, id, methodname, args=(), kwds={}):
     """Ask the server on connection ``c`` to run ``methodname`` of object
     ``id`` (None: of the server itself) and return the result."""
     c.send((id, methodname, args, kwds))
-    kind, result = c.recv()
+    return _reply_value(*c.recv())
+
+
+def _reply_value(kind, result):
+    """The value of a '#RETURN' reply; any other reply is raised as its error.
+
+    The raised error's traceback holds this frame, so no local may still
+    point at the error when it leaves: the two would keep each other alive
+    until the cycle collector ran (an '#ERROR' reply's result is the error
+    itself)."""
     if kind == '#RETURN':
         return result
+    error, result = convert_to_error(kind, result), None
     try:
-        raise convert_to_error(kind, result)
+        raise error
     finally:
-        # The error's traceback holds this frame: were the error still a
-        # local of it, the two would keep each other alive until the
-        # cycle collector ran.
-        del result
+        error = None
 
 
 # ------------------------------------------------------ method discovery
