@@ -65,7 +65,7 @@ def _accept_forever(listener):
             pass
 
 
-@case("connect_authenticate", n=600, quick_n=150, smoke_n=2, unit="connect")
+@case("connect_authenticate", n=600, quick_n=150, smoke_n=2, unit="connect", rounds=5)
 def b_connect(mp, n):
     """connection.Client to a Listener in another process, with authkey."""
     conn_mod = importlib.import_module(mp.__name__ + ".connection")

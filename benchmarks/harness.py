@@ -19,9 +19,10 @@ How a run goes (the reasons are in docs/performance.md, "The harness"):
   (MALLOC_MMAP_THRESHOLD_ pinned: importing dill moves glibc's dynamic mmap
   threshold, and with it the cost of every multi-megabyte buffer).  The PyPI
   copy is found through PYTHONPATH in its own subprocesses only.
-- Interleaving.  For each case, --rounds rounds; in each round every stream
-  runs once, in an order rotated from round to round, so the machine's drift
-  hits every stream alike.
+- Interleaving.  For each case, --rounds rounds (or the case's own number,
+  for cheap cases whose speed moves with the machine); in each round every
+  stream runs once, in an order rotated from round to round, so the
+  machine's drift hits every stream alike.
 - Statistics.  A subprocess runs the case `repeat` times (the case's own
   number, at most 2 in --quick, 1 in --smoke; fewer once its timed work
   passes REPEAT_BUDGET, so that a pathologically slow stream cannot eat the
@@ -73,7 +74,7 @@ BUSY_SUFFIX = "_busy"
 
 class Case:
     def __init__(self, name, fn, group, unit, n, target, pypi_target, doc,
-                 floor_of=None, repeat=3, busy=False, off_case=None):
+                 floor_of=None, repeat=3, busy=False, off_case=None, rounds=None):
         self.name, self.fn, self.group, self.unit = name, fn, group, unit
         self.n = n                      # {"full": .., "quick": .., "smoke": ..}
         self.target, self.pypi_target, self.doc = target, pypi_target, doc
@@ -82,6 +83,7 @@ class Case:
         self.busy = busy                # this entry is the busy variant
         self.base = name[:-len(BUSY_SUFFIX)] if busy else name
         self.off_case = off_case        # the same call with our option off
+        self.rounds = rounds            # its own rounds (full and quick), or None
 
     @property
     def reference(self):
@@ -99,7 +101,8 @@ CASES = {}
 
 def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
          pypi_target=None, floor_of=None, repeat=3, busy=False,
-         busy_target=1.0, busy_n=None, busy_quick_n=None, off_case=None, doc=None):
+         busy_target=1.0, busy_n=None, busy_quick_n=None, off_case=None, doc=None,
+         rounds=None):
     """Register a benchmark function.
 
     n, quick_n, smoke_n: operations per measurement in the full, --quick and
@@ -111,7 +114,11 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
     busy_target, with busy_n and busy_quick_n operations (default: n and
     quick_n).  off_case: this case is another's call with one of our
     options on; the other is selected with it.  doc: the description
-    (default: the function's docstring)."""
+    (default: the function's docstring).  rounds: the case's interleaved
+    rounds in the full and --quick modes (default: the run's), for a case
+    whose subprocess takes a fraction of a second and whose per-operation
+    time moves with the machine for longer than that: more fresh processes
+    per stream, so that each stream's best is taken in a quiet moment."""
     def deco(fn):
         module = fn.__module__
         if module == "__main__":
@@ -123,13 +130,14 @@ def case(name, n, quick_n=None, smoke_n=1, unit="op", target=1.0,
         counts = {"full": n, "quick": quick_n or max(1, n // 10),
                   "smoke": smoke_n}
         CASES[name] = Case(name, fn, group, unit, counts, target, pypi_target,
-                           doc_, floor_of, repeat, off_case=off_case)
+                           doc_, floor_of, repeat, off_case=off_case, rounds=rounds)
         if busy:
             busy_counts = dict(counts, full=busy_n or counts["full"],
                                quick=busy_quick_n or counts["quick"])
             CASES[name + BUSY_SUFFIX] = Case(
                 name + BUSY_SUFFIX, fn, group, unit, busy_counts, busy_target,
-                None, doc_ + " -- every CPU busy", None, repeat, busy=True)
+                None, doc_ + " -- every CPU busy", None, repeat, busy=True,
+                rounds=rounds)
         return fn
     return deco
 
@@ -386,6 +394,14 @@ def package_versions(ns):
     return out
 
 
+def case_rounds(c, ns, default):
+    """Rounds for case c: --rounds if given, else the case's own outside
+    smoke mode, else the run's default."""
+    if ns.rounds or ns.mode == "smoke" or not c.rounds:
+        return default
+    return c.rounds
+
+
 def run_suite(ns, names):
     env = dict(os.environ)
     env["MALLOC_MMAP_THRESHOLD_"] = ns.mmap_threshold
@@ -399,7 +415,7 @@ def run_suite(ns, names):
     for job in _jobs(ns, names):
         first = CASES[job[0]]
         streams = streams_for(first, ns)
-        for r in range(rounds):
+        for r in range(case_rounds(first, ns, rounds)):
             k = r % len(streams)
             for impl in streams[k:] + streams[:k]:
                 t0 = time.time()
@@ -421,7 +437,8 @@ def run_suite(ns, names):
     for name in names:
         c = CASES[name]
         entry = c.describe()
-        entry.update(n=c.n[ns.mode], values=values[name], seconds=round(wall[name], 2))
+        entry.update(n=c.n[ns.mode], values=values[name], seconds=round(wall[name], 2),
+                     rounds=case_rounds(c, ns, rounds))
         entry.update(summarize(c, values[name], errors[name]))
         results[name] = entry
     try:

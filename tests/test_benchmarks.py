@@ -138,3 +138,20 @@ def test_report_fills_the_doc_sections_from_two_runs(tmp_path):
     assert "old" not in text and text.endswith("tail\n")
     assert text.count("| value_get |") == 2
     assert "](c.svg)" in text
+
+
+def test_cheap_cases_keep_their_own_rounds_unless_rounds_is_given():
+    sys.path.insert(0, BENCH)
+    try:
+        import harness
+        cases = harness.load_cases()
+    finally:
+        sys.path.remove(BENCH)
+    ns = harness.parser().parse_args(["--quick"])
+    lock, pipe = cases["lock_uncontended"], cases["pipe_small_roundtrip"]
+    assert harness.case_rounds(lock, ns, 2) == lock.rounds > 2
+    assert harness.case_rounds(pipe, ns, 2) == 2
+    ns.rounds = 3
+    assert harness.case_rounds(lock, ns, 3) == 3
+    ns.rounds, ns.mode = None, "smoke"
+    assert harness.case_rounds(lock, ns, 1) == 1
