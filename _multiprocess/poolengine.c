@@ -434,13 +434,28 @@ pe_flush(pe_engine *self, PyObject *Py_UNUSED(ignored))
     if (lock_engine(self) < 0) {
         return NULL;
     }
-    for (size_t i = 0; i < self->nslots; i++) {
-        pe_slot *s = &self->slots[i];
-        if (s->used) {
-            if (pe_slot_has_output(s)) {
+    int pending = 0;
+    for (size_t i = 0; i < self->nslots && !pending; i++) {
+        pending = self->slots[i].used && pe_slot_has_output(&self->slots[i]);
+    }
+    if (pending) {
+        /* A write() that wakes a sleeping worker costs tens of
+         * microseconds on a VM, and the woken worker may take this CPU
+         * before write() returns: the GIL is let go meanwhile, so that
+         * the caller's other threads (an imap consumer) keep running.
+         * The mutex keeps the slots where they are. */
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t i = 0; i < self->nslots; i++) {
+            pe_slot *s = &self->slots[i];
+            if (s->used && pe_slot_has_output(s)) {
                 pe_slot_write(s);
             }
-            pe_release_written(s);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (size_t i = 0; i < self->nslots; i++) {
+        if (self->slots[i].used) {
+            pe_release_written(&self->slots[i]);
         }
     }
     unlock_engine(self);

@@ -49,6 +49,11 @@ class _Engine:
     # tasks in flight per worker: one running, the rest queued in its pipe
     DEPTH = 2
     FAST_DEPTH = 16
+    # FAST_DEPTH while results come back faster than FAST_RATE per second
+    # per worker, judged as _depth says
+    FAST_RATE = 1000.0
+    RATE_WINDOW = 0.05
+    RATE_SAMPLE = 16
     # imap look-ahead, in chunks per worker
     LOOKAHEAD = 64
 
@@ -476,13 +481,25 @@ class _Engine:
     def _depth(self):
         """Tasks in flight per worker.  Two (one running, one waiting in
         the pipe) keeps slow tasks balanced; when tasks take well under a
-        millisecond, more in flight lets each wake-up carry a batch."""
-        now = time.monotonic()
-        span = now - self.rate_start
-        if span > 0.05:
-            per_worker = self.rate_count / (span * max(1, len(self.workers)))
-            self.fast = per_worker > 1000.0
-            self.rate_start, self.rate_count = now, 0
+        millisecond, more in flight lets each wake-up carry a batch.
+
+        The rate is judged over RATE_WINDOW seconds or RATE_SAMPLE results
+        per worker, whichever comes first: results of short tasks come in
+        by the hundred within a millisecond, so a map of short tasks goes
+        deep after a few dozen of them instead of spending its first
+        50 ms (the whole of a map of a few thousand items) two deep."""
+        workers = max(1, len(self.workers))
+        count = self.rate_count
+        if count < self.RATE_SAMPLE * workers:
+            now = time.monotonic()
+            span = now - self.rate_start
+            if span <= self.RATE_WINDOW:
+                return self.FAST_DEPTH if self.fast else self.DEPTH
+        else:
+            now = time.monotonic()
+            span = now - self.rate_start
+        self.fast = count > self.FAST_RATE * span * workers
+        self.rate_start, self.rate_count = now, 0
         return self.FAST_DEPTH if self.fast else self.DEPTH
 
     def _send(self, w, task):
