@@ -229,6 +229,7 @@ class IMapIterator(object):
         self._handed = 0                     # that chunk's length
         self._chunks = {}                    # chunk index -> (ok, value)
         self._index = 0                      # next chunk index to hand out
+        self._waiting = 0                    # consumer threads in wait()
         self._length = None                  # number of chunks, once known
         # Chunks may hold _Failure values (set by the pool for a job with
         # task_timeout): they are split into runs as they become ready.
@@ -260,32 +261,37 @@ class IMapIterator(object):
 
     def _each(self):
         while True:
-            yield from self._chunk
+            chunk = self._chunk
+            yield from chunk
             try:
-                value = self._next_chunk(None)
+                value = self._next_chunk(None, chunk)
             except StopIteration:
                 return
             yield value
 
     def next(self, timeout=None):
+        used = self._chunk
         try:
             return self._take()
         except StopIteration:
-            return self._next_chunk(timeout)
+            return self._next_chunk(timeout, used)
 
     __next__ = next
 
-    def _next_chunk(self, timeout):
-        """The first item of the next chunk (the one handed is used up)."""
+    def _next_chunk(self, timeout, used):
+        """The first item of the next chunk; ``used``: the chunk iterator
+        the caller found exhausted."""
         wake = None
         try:
             with self._cond:
                 while True:
-                    try:
-                        # another thread may have handed a chunk meanwhile
-                        return self._take()
-                    except StopIteration:
-                        pass
+                    if self._chunk is not used:
+                        # another thread handed a chunk meanwhile
+                        try:
+                            return self._take()
+                        except StopIteration:
+                            pass
+                        used = self._chunk
                     if self._handed:
                         self._yielded += self._handed
                         self._handed = 0
@@ -293,16 +299,20 @@ class IMapIterator(object):
                                               <= self._resume):
                             self._stalled = False
                             wake = self._wake
-                    if self._ready or self._advance():
-                        ok, value = self._ready.popleft()
+                    ready = self._ready
+                    if ready or self._advance():
+                        ok, value = ready.popleft()
                         if not ok:
                             self._yielded += 1
                             raise value
+                        if (self._buffer is None and len(value) < self._BATCH
+                                and (ready or self._advance())):
+                            value = self._batch(value)
                         self._chunk = iter(value)
                         self._take = self._chunk.__next__
                         self._handed = len(value)
-                        if self._ready:
-                            # more for another consumer thread, if waiting
+                        if ready and self._waiting:
+                            # more for another consumer thread
                             self._cond.notify()
                         continue
                     if (self._length is not None
@@ -314,14 +324,35 @@ class IMapIterator(object):
                             # the bar is closed before the caller goes on
                             wake = self._finish_progress
                         raise StopIteration from None
-                    if not self._cond.wait(timeout):
-                        if not self._advance_possible():
-                            raise TimeoutError from None
+                    self._waiting += 1
+                    try:
+                        woken = self._cond.wait(timeout)
+                    finally:
+                        self._waiting -= 1
+                    if not woken and not self._advance_possible():
+                        raise TimeoutError from None
         finally:
             # outside our lock: an engine of threads takes its own lock to
             # wake up, and may call _set (which takes ours) while holding it
             if wake is not None:
                 wake()
+
+    # Chunks of fewer items than this that are ready together are handed
+    # over as one (one take of the lock, not one per chunk: with
+    # chunksize=1 that was once per item).  Not under buffersize=, whose
+    # bound counts chunks as they are used up.
+    _BATCH = 64
+
+    def _batch(self, value):
+        """``value`` and the successful chunks ready behind it, as one
+        list of at most about _BATCH items; a failure stays in place."""
+        ready = self._ready
+        values = list(value)
+        while ready[0][0]:
+            values += ready.popleft()[1]
+            if len(values) >= self._BATCH or not (ready or self._advance()):
+                break
+        return values
 
     def _make_ready(self, outcome):
         if self._mixed and outcome[0]:
@@ -374,7 +405,8 @@ class IMapIterator(object):
     def _set(self, i, obj):
         with self._cond:
             self._chunks[i] = obj
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
             complete = self._check_done()
         if self._progress is not None:
             self._report(complete)
@@ -441,7 +473,8 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             self._make_ready(obj)
             self._index += 1
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
             complete = self._check_done()
         if self._progress is not None:
             self._report(complete)
