@@ -119,6 +119,35 @@ int mp_time_left(const struct timespec *deadline, struct timespec *left);
 int mp_ms_left(const struct timespec *deadline);
 
 /*
+ * SemLock for the rest of the core (semlock.c), so that a mechanism that
+ * holds a SemLock (syncwrap.c's wrappers) takes and gives it without a
+ * Python-level call.  GIL held on entry and on return.
+ */
+enum { MP_SEMLOCK_ACQUIRE, MP_SEMLOCK_RELEASE };
+
+/* When `method` is SemLock's own acquire (MP_SEMLOCK_ACQUIRE) or release
+ * method bound to a SemLock, that SemLock (borrowed, alive as long as
+ * `method`); else NULL, with no exception: the caller calls `method`. */
+PyObject *mp_semlock_method_self(mp_state *st, PyObject *method, int which);
+
+/*
+ * acquire() of the SemLock `op` (from mp_semlock_method_self): 1 taken (a
+ * recursive mutex held by this thread is re-entered), 0 not taken, -1 with
+ * an exception.  Not free at once and `blocking`: waits with the GIL
+ * released until `deadline` on CLOCK_MONOTONIC (mp_deadline_after; NULL:
+ * forever), 0 when it passes.  A signal interrupting the wait runs its
+ * Python handler; an exception from it ends the wait with -1, otherwise the
+ * wait goes on for what is left.
+ */
+int mp_semlock_acquire(PyObject *op, int blocking,
+                       const struct timespec *deadline);
+
+/* release() of the SemLock `op`: 0, or -1 with the exception release()
+ * raises (AssertionError: a recursive mutex not held by this thread;
+ * ValueError: a bounded semaphore at its maximum). */
+int mp_semlock_release(PyObject *op);
+
+/*
  * Whether a spin could pay now: 0 while the CPUs look oversubscribed (more
  * runnable tasks than CPUs for us, a spin lately pre-empted, or spins in a
  * row in vain); see spinwait.c, "When a spin can pay".  No GIL needed.

@@ -301,12 +301,132 @@ parse_acquire_args(PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
-static PyObject *
+static void
 semlock_took_it(semlock_object *self)
 {
     self->count++;
     self->owner = PyThread_get_thread_ident();
-    Py_RETURN_TRUE;
+}
+
+#define MP_WAIT_AGAIN 2
+
+/*
+ * What a sem_*wait() that returned `rc` with errno `err` means: 1 taken,
+ * 0 not (err is `miss`: EAGAIN for a try, ETIMEDOUT for a timed wait), -1
+ * with an exception, MP_WAIT_AGAIN after a signal whose Python handlers
+ * ran without raising (Ctrl-C raises here).
+ */
+static int
+wait_outcome(semlock_object *self, int rc, int err, int miss)
+{
+    if (rc == 0) {
+        semlock_took_it(self);
+        return 1;
+    }
+    if (err == miss) {
+        return 0;
+    }
+    if (err != EINTR) {
+        mp_raise_errno(err);
+        return -1;
+    }
+    return PyErr_CheckSignals() < 0 ? -1 : MP_WAIT_AGAIN;
+}
+
+/* semlock_try() after sem_trywait() failed with errno: 0 when the
+ * semaphore is not free, else after a signal try again. */
+static int
+semlock_try_failed(semlock_object *self)
+{
+    int rc, outcome = wait_outcome(self, -1, errno, EAGAIN);
+
+    while (outcome == MP_WAIT_AGAIN) {
+        rc = sem_trywait(self->sem);
+        outcome = wait_outcome(self, rc, rc < 0 ? errno : 0, EAGAIN);
+    }
+    return outcome;
+}
+
+/* Without blocking: 1 taken (or re-entered), 0 not free, -1 with an
+ * exception.  Small, to be inlined: every acquire starts here. */
+static inline int
+semlock_try(semlock_object *self)
+{
+    if (self->kind == MP_RECURSIVE_MUTEX && held_by_caller(self)) {
+        self->count++;
+        return 1;
+    }
+    /* With the GIL held: an uncontended semaphore is one atomic operation
+     * in userspace, far cheaper than a GIL round trip. */
+    if (sem_trywait(self->sem) == 0) {
+        semlock_took_it(self);
+        return 1;
+    }
+    return semlock_try_failed(self);
+}
+
+/* Block, without the GIL, until taken (1) or `deadline` (NULL: none) has
+ * passed (0); -1 with an exception, a signal handler's included. */
+static int
+semlock_block(semlock_object *self, const struct timespec *deadline)
+{
+    int rc, err, outcome;
+
+    /* The deadline is absolute, so retrying after EINTR automatically waits
+     * only for what is left of the timeout. */
+    do {
+        Py_BEGIN_ALLOW_THREADS
+        if (deadline != NULL) {
+            rc = sem_wait_until(self->sem, deadline);
+        }
+        else {
+            rc = sem_wait(self->sem);
+        }
+        err = rc < 0 ? errno : 0;
+        Py_END_ALLOW_THREADS
+        outcome = wait_outcome(self, rc, err, ETIMEDOUT);
+    } while (outcome == MP_WAIT_AGAIN);
+    return outcome;
+}
+
+/* The other half: 0, or -1 with an exception. */
+static inline int
+semlock_give(semlock_object *self)
+{
+    if (self->kind == MP_RECURSIVE_MUTEX) {
+        if (!held_by_caller(self)) {
+            PyErr_SetString(PyExc_AssertionError,
+                            "attempt to release recursive lock not owned "
+                            "by thread");
+            return -1;
+        }
+        if (self->count > 1) {
+            self->count--;
+            return 0;
+        }
+    }
+    else if (self->maxvalue < SEM_VALUE_MAX) {
+        /* Bounded: refuse to exceed maxvalue.  Check-then-post races with
+         * a concurrent release elsewhere, as it does in the stdlib; the
+         * check is there to catch programming errors, not to arbitrate. */
+        int value;
+        if (sem_getvalue(self->sem, &value) < 0) {
+            mp_raise_errno(errno);
+            return -1;
+        }
+        if (value >= self->maxvalue) {
+            PyErr_SetString(PyExc_ValueError,
+                            "semaphore or lock released too many times");
+            return -1;
+        }
+    }
+
+    if (sem_post(self->sem) < 0) {
+        mp_raise_errno(errno);
+        return -1;
+    }
+    self->count--;
+    return 0;
 }
 
 static PyObject *
@@ -318,19 +438,17 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     PyObject *timeout_obj = Py_None;
     double timeout = -1.0;          /* < 0 here means "no deadline" */
     struct timespec deadline;
-    int rc, err;
 
     if ((nargs != 0 || kwnames != NULL) &&
         parse_acquire_args(args, nargs, kwnames, &blocking,
                            &timeout_obj) < 0) {
         return NULL;
     }
-
+    /* Re-entry succeeds whatever the timeout says, even a malformed one. */
     if (self->kind == MP_RECURSIVE_MUTEX && held_by_caller(self)) {
         self->count++;
         Py_RETURN_TRUE;
     }
-
     if (timeout_obj != Py_None) {
         int forever = mp_parse_timeout(timeout_obj, &timeout);
         if (forever < 0) {
@@ -341,99 +459,65 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         }
     }
 
-    /* Fast path with the GIL held: an uncontended semaphore is one atomic
-     * operation in userspace, far cheaper than a GIL round trip. */
-    for (;;) {
-        if (sem_trywait(self->sem) == 0) {
-            return semlock_took_it(self);
-        }
-        err = errno;
-        if (err != EINTR) {
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
-    }
-    if (err != EAGAIN) {
-        return mp_raise_errno(err);
-    }
-    if (!blocking || timeout == 0.0) {
-        Py_RETURN_FALSE;
-    }
-
-    if (timeout > 0.0) {
-        if (mp_deadline_after(&deadline, timeout) < 0) {
+    /* The clock is read only when the semaphore is not free at once. */
+    int rc = semlock_try(self);
+    if (rc == 0 && blocking && timeout != 0.0) {
+        if (timeout > 0.0 && mp_deadline_after(&deadline, timeout) < 0) {
             return mp_raise_errno(errno);
         }
+        rc = semlock_block(self, timeout > 0.0 ? &deadline : NULL);
     }
-
-    /* The deadline is absolute, so retrying after EINTR automatically waits
-     * only for what is left of the timeout. */
-    for (;;) {
-        Py_BEGIN_ALLOW_THREADS
-        if (timeout > 0.0) {
-            rc = sem_wait_until(self->sem, &deadline);
-        }
-        else {
-            rc = sem_wait(self->sem);
-        }
-        err = rc < 0 ? errno : 0;
-        Py_END_ALLOW_THREADS
-
-        if (rc == 0) {
-            return semlock_took_it(self);
-        }
-        if (err == ETIMEDOUT) {
-            Py_RETURN_FALSE;
-        }
-        if (err != EINTR) {
-            return mp_raise_errno(err);
-        }
-        /* A signal: run its Python handler (Ctrl-C raises here). */
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
+    if (rc < 0) {
+        return NULL;
     }
+    return Py_NewRef(rc ? Py_True : Py_False);
 }
 
 static PyObject *
 semlock_release(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    semlock_object *self = SEMLOCK(op);
-
-    if (self->kind == MP_RECURSIVE_MUTEX) {
-        if (!held_by_caller(self)) {
-            PyErr_SetString(PyExc_AssertionError,
-                            "attempt to release recursive lock not owned "
-                            "by thread");
-            return NULL;
-        }
-        if (self->count > 1) {
-            self->count--;
-            Py_RETURN_NONE;
-        }
+    if (semlock_give(SEMLOCK(op)) < 0) {
+        return NULL;
     }
-    else if (self->maxvalue < SEM_VALUE_MAX) {
-        /* Bounded: refuse to exceed maxvalue.  Check-then-post races with
-         * a concurrent release elsewhere, as it does in the stdlib; the
-         * check is there to catch programming errors, not to arbitrate. */
-        int value;
-        if (sem_getvalue(self->sem, &value) < 0) {
-            return mp_raise_errno(errno);
-        }
-        if (value >= self->maxvalue) {
-            PyErr_SetString(PyExc_ValueError,
-                            "semaphore or lock released too many times");
-            return NULL;
-        }
-    }
-
-    if (sem_post(self->sem) < 0) {
-        return mp_raise_errno(errno);
-    }
-    self->count--;
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* the C API for the rest of the core (multiprocess.h)                 */
+
+PyObject *
+mp_semlock_method_self(mp_state *st, PyObject *method, int which)
+{
+    PyCFunction want = which == MP_SEMLOCK_ACQUIRE
+        ? (PyCFunction)(void (*)(void))semlock_acquire
+        : semlock_release;
+
+    if (!PyCFunction_Check(method) ||
+        PyCFunction_GET_FUNCTION(method) != want) {
+        return NULL;
+    }
+    PyObject *self = PyCFunction_GET_SELF(method);
+    if (self == NULL || !PyObject_TypeCheck(self, st->semlock_type)) {
+        return NULL;
+    }
+    return self;
+}
+
+int
+mp_semlock_acquire(PyObject *op, int blocking,
+                   const struct timespec *deadline)
+{
+    int rc = semlock_try(SEMLOCK(op));
+    if (rc == 0 && blocking) {
+        rc = semlock_block(SEMLOCK(op), deadline);
+    }
+    return rc;
+}
+
+int
+mp_semlock_release(PyObject *op)
+{
+    return semlock_give(SEMLOCK(op));
 }
 
 static PyObject *

@@ -3,9 +3,12 @@
  *
  * SyncBase / SyncValue / SyncArray
  *     The C core of sharedctypes' Synchronized, SynchronizedArray ...:
- *     `value` and element get/set take the lock (its acquire and release
- *     methods, looked up once), read or write the ctypes buffer directly
- *     for the plain numeric and char types, and release.
+ *     `value` and element get/set take the lock, read or write the ctypes
+ *     buffer directly for the plain numeric and char types, and release.
+ *     The lock's acquire and release are looked up once; when they are a
+ *     SemLock's own (every lock of multiprocess.synchronize), the SemLock
+ *     is taken and given through semlock.c's C API, else the methods are
+ *     called (a lock from elsewhere: a manager's proxy, threading's RLock).
  */
 #include "multiprocess.h"
 
@@ -32,11 +35,9 @@ typedef struct {
     PyObject *lock;
     PyObject *acquire;          /* lock.acquire and lock.release, looked */
     PyObject *release;          /* up once */
-    /* When those are built-in methods (the SemLock's are), their C
-     * functions and receivers, called without the vectorcall layers. */
-    _PyCFunctionFastWithKeywords acquire_fn;
-    PyCFunction release_fn;
-    PyObject *acquire_self, *release_self;      /* borrowed from above */
+    /* The SemLocks those are bound to, when they are SemLock's methods
+     * (mp_semlock_method_self); borrowed from acquire and release. */
+    PyObject *acquire_sem, *release_sem;
     Py_buffer view;             /* obj's memory, while `kind` != EK_NONE */
     int kind;
     Py_ssize_t itemsize, nitems;
@@ -196,15 +197,14 @@ sync_not_ready(void)
     return -1;
 }
 
-static inline int
-sync_acquire(SyncObject *s)
+/* A lock from elsewhere: call its own method; 0 or -1. */
+static int
+sync_call(PyObject *method)
 {
-    if (s->acquire == NULL) {
+    if (method == NULL) {
         return sync_not_ready();
     }
-    PyObject *r = s->acquire_fn != NULL
-        ? s->acquire_fn(s->acquire_self, NULL, 0, NULL)
-        : PyObject_CallNoArgs(s->acquire);
+    PyObject *r = PyObject_CallNoArgs(method);
     if (r == NULL) {
         return -1;
     }
@@ -212,33 +212,41 @@ sync_acquire(SyncObject *s)
     return 0;
 }
 
+static inline int
+sync_acquire(SyncObject *s)
+{
+    if (s->acquire_sem != NULL) {
+        return mp_semlock_acquire(s->acquire_sem, 1, NULL) < 0 ? -1 : 0;
+    }
+    return sync_call(s->acquire);
+}
+
+static inline int
+sync_give(SyncObject *s)
+{
+    if (s->release_sem != NULL) {
+        return mp_semlock_release(s->release_sem);
+    }
+    return sync_call(s->release);
+}
+
 /* Release the lock after an operation that produced `result` (NULL if it
  * raised).  An exception of the operation wins over one of the release. */
 static PyObject *
 sync_release(SyncObject *s, PyObject *result)
 {
-    PyObject *r;
-
     if (result != NULL) {
         /* The common case: nothing pending to preserve. */
-        r = s->release_fn != NULL ? s->release_fn(s->release_self, NULL)
-                                  : PyObject_CallNoArgs(s->release);
-        if (r == NULL) {
+        if (sync_give(s) < 0) {
             Py_DECREF(result);
             return NULL;
         }
-        Py_DECREF(r);
         return result;
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    r = s->release_fn != NULL ? s->release_fn(s->release_self, NULL)
-                              : PyObject_CallNoArgs(s->release);
-    if (r == NULL) {
+    if (sync_give(s) < 0) {
         PyErr_Clear();          /* the operation's error is the one to see */
-    }
-    else {
-        Py_DECREF(r);
     }
     PyErr_Restore(type, value, tb);
     return NULL;
@@ -263,32 +271,11 @@ sync_drop(SyncObject *s)
         s->kind = EK_NONE;
         PyBuffer_Release(&s->view);
     }
-    s->acquire_fn = NULL;
-    s->release_fn = NULL;
-    s->acquire_self = s->release_self = NULL;
+    s->acquire_sem = s->release_sem = NULL;
     Py_CLEAR(s->obj);
     Py_CLEAR(s->lock);
     Py_CLEAR(s->acquire);
     Py_CLEAR(s->release);
-}
-
-/* Remember the C entry points of built-in bound methods with the calling
- * conventions SemLock uses, so each access skips the generic call path. */
-static void
-sync_bind_native(SyncObject *s)
-{
-    if (PyCFunction_Check(s->acquire) && PyCFunction_GET_SELF(s->acquire) &&
-        PyCFunction_GET_FLAGS(s->acquire) ==
-            (METH_FASTCALL | METH_KEYWORDS)) {
-        s->acquire_fn = (_PyCFunctionFastWithKeywords)(void (*)(void))
-            PyCFunction_GET_FUNCTION(s->acquire);
-        s->acquire_self = PyCFunction_GET_SELF(s->acquire);
-    }
-    if (PyCFunction_Check(s->release) && PyCFunction_GET_SELF(s->release) &&
-        PyCFunction_GET_FLAGS(s->release) == METH_NOARGS) {
-        s->release_fn = PyCFunction_GET_FUNCTION(s->release);
-        s->release_self = PyCFunction_GET_SELF(s->release);
-    }
 }
 
 static int
@@ -301,6 +288,10 @@ sync_init(PyObject *op, PyObject *args, PyObject *kwds)
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:SyncBase", kwlist,
                                      &obj, &lock, &fast)) {
+        return -1;
+    }
+    mp_state *st = mp_state_from_type(Py_TYPE(op));
+    if (st == NULL) {
         return -1;
     }
     acquire = PyObject_GetAttrString(lock, "acquire");
@@ -317,7 +308,8 @@ sync_init(PyObject *op, PyObject *args, PyObject *kwds)
     s->lock = Py_NewRef(lock);
     s->acquire = acquire;
     s->release = release;
-    sync_bind_native(s);
+    s->acquire_sem = mp_semlock_method_self(st, acquire, MP_SEMLOCK_ACQUIRE);
+    s->release_sem = mp_semlock_method_self(st, release, MP_SEMLOCK_RELEASE);
     s->itemsize = 0;
     s->nitems = 0;
     if (!fast || !PyObject_CheckBuffer(obj)) {
@@ -373,28 +365,33 @@ sync_dealloc(PyObject *op)
 }
 
 static PyObject *
+ref_or_none(PyObject *obj)
+{
+    return Py_NewRef(obj != NULL ? obj : Py_None);
+}
+
+static PyObject *
 sync_get_obj(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *obj = SYNC(op)->obj;
-    return Py_NewRef(obj ? obj : Py_None);
+    return ref_or_none(SYNC(op)->obj);
 }
 
 static PyObject *
 sync_get_lock(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *lock = SYNC(op)->lock;
-    return Py_NewRef(lock ? lock : Py_None);
+    return ref_or_none(SYNC(op)->lock);
 }
 
+/* `with wrapper:` returns what the lock's acquire() returns (True for a
+ * SemLock) and __exit__ what its release() returns. */
 static PyObject *
 sync_enter(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     SyncObject *s = SYNC(op);
-    if (s->acquire == NULL) {
-        sync_not_ready();
-        return NULL;
+    if (s->acquire_sem == NULL && s->acquire != NULL) {
+        return PyObject_CallNoArgs(s->acquire);
     }
-    return PyObject_CallNoArgs(s->acquire);
+    return sync_acquire(s) < 0 ? NULL : Py_NewRef(Py_True);
 }
 
 static PyObject *
@@ -402,11 +399,10 @@ sync_exit(PyObject *op, PyObject *const *Py_UNUSED(args),
           Py_ssize_t Py_UNUSED(nargs))
 {
     SyncObject *s = SYNC(op);
-    if (s->release == NULL) {
-        sync_not_ready();
-        return NULL;
+    if (s->release_sem == NULL && s->release != NULL) {
+        return PyObject_CallNoArgs(s->release);
     }
-    return PyObject_CallNoArgs(s->release);
+    return sync_give(s) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 static PyMemberDef sync_members[] = {
@@ -430,11 +426,23 @@ static PyMethodDef sync_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The three types share the layout and how an instance lives and dies. */
+#define SYNC_LIFETIME_SLOTS                                                 \
+    {Py_tp_traverse, sync_traverse},                                        \
+    {Py_tp_clear, sync_clear},                                              \
+    {Py_tp_dealloc, sync_dealloc}
+
+#define SYNC_SPEC(NAME, SLOTS) {                                            \
+    .name = "_multiprocess." NAME,                                          \
+    .basicsize = sizeof(SyncObject),                                        \
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC | \
+             Py_TPFLAGS_IMMUTABLETYPE,                                      \
+    .slots = (SLOTS),                                                       \
+}
+
 static PyType_Slot sync_base_slots[] = {
+    SYNC_LIFETIME_SLOTS,
     {Py_tp_init, sync_init},
-    {Py_tp_dealloc, sync_dealloc},
-    {Py_tp_traverse, sync_traverse},
-    {Py_tp_clear, sync_clear},
     {Py_tp_members, sync_members},
     {Py_tp_methods, sync_methods},
     {Py_tp_doc, "SyncBase(obj, lock, fast=False)\n--\n\n"
@@ -444,13 +452,7 @@ static PyType_Slot sync_base_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec sync_base_spec = {
-    .name = "_multiprocess.SyncBase",
-    .basicsize = sizeof(SyncObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = sync_base_slots,
-};
+static PyType_Spec sync_base_spec = SYNC_SPEC("SyncBase", sync_base_slots);
 
 /* -- SyncValue: `value` under the lock */
 
@@ -502,21 +504,13 @@ static PyGetSetDef syncvalue_getset[] = {
 };
 
 static PyType_Slot sync_value_slots[] = {
-    {Py_tp_traverse, sync_traverse},
-    {Py_tp_clear, sync_clear},
-    {Py_tp_dealloc, sync_dealloc},
+    SYNC_LIFETIME_SLOTS,
     {Py_tp_getset, syncvalue_getset},
     {Py_tp_doc, "Native core of Synchronized (Value)."},
     {0, NULL},
 };
 
-static PyType_Spec sync_value_spec = {
-    .name = "_multiprocess.SyncValue",
-    .basicsize = sizeof(SyncObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = sync_value_slots,
-};
+static PyType_Spec sync_value_spec = SYNC_SPEC("SyncValue", sync_value_slots);
 
 /* -- SyncArray: len() and items under the lock */
 
@@ -618,9 +612,7 @@ syncarray_ass_subscript(PyObject *op, PyObject *key, PyObject *v)
 }
 
 static PyType_Slot sync_array_slots[] = {
-    {Py_tp_traverse, sync_traverse},
-    {Py_tp_clear, sync_clear},
-    {Py_tp_dealloc, sync_dealloc},
+    SYNC_LIFETIME_SLOTS,
     {Py_sq_length, syncarray_len},
     {Py_mp_length, syncarray_len},
     {Py_mp_subscript, syncarray_subscript},
@@ -629,40 +621,38 @@ static PyType_Slot sync_array_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec sync_array_spec = {
-    .name = "_multiprocess.SyncArray",
-    .basicsize = sizeof(SyncObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = sync_array_slots,
-};
+static PyType_Spec sync_array_spec = SYNC_SPEC("SyncArray", sync_array_slots);
 
 /* ---------------------------------------------------------------- init */
+
+/* Make the type of `spec` (on `base`) and add it to the module: the
+ * module state's reference, or NULL. */
+static PyTypeObject *
+sync_add_type(PyObject *module, PyType_Spec *spec, PyTypeObject *base)
+{
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, spec, (PyObject *)base);
+    if (tp != NULL && PyModule_AddType(module, tp) < 0) {
+        Py_CLEAR(tp);
+    }
+    return tp;
+}
 
 int
 mp_syncwrap_exec(PyObject *module)
 {
     mp_state *st = mp_get_state(module);
 
-    st->sync_base_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &sync_base_spec, NULL);
+    st->sync_base_type = sync_add_type(module, &sync_base_spec, NULL);
     if (st->sync_base_type == NULL) {
         return -1;
     }
-    st->sync_value_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &sync_value_spec, (PyObject *)st->sync_base_type);
+    st->sync_value_type = sync_add_type(module, &sync_value_spec,
+                                        st->sync_base_type);
     if (st->sync_value_type == NULL) {
         return -1;
     }
-    st->sync_array_type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &sync_array_spec, (PyObject *)st->sync_base_type);
-    if (st->sync_array_type == NULL) {
-        return -1;
-    }
-    if (PyModule_AddType(module, st->sync_base_type) < 0 ||
-        PyModule_AddType(module, st->sync_value_type) < 0 ||
-        PyModule_AddType(module, st->sync_array_type) < 0) {
-        return -1;
-    }
-    return 0;
+    st->sync_array_type = sync_add_type(module, &sync_array_spec,
+                                        st->sync_base_type);
+    return st->sync_array_type == NULL ? -1 : 0;
 }

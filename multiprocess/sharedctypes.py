@@ -7,9 +7,10 @@ offset).  ``Value``/``Array`` wrap such an object with a lock.
 
 The wrappers' hot paths are native: ``Synchronized.value`` and the element
 access of ``SynchronizedArray`` are implemented by ``_multiprocess.SyncValue``
-and ``_multiprocess.SyncArray`` (``_multiprocess/syncwrap.c``), which call the
-lock's acquire/release (looked up once) and, for the plain numeric and char
-types, read and write the shared bytes in place.  Python code here only
+and ``_multiprocess.SyncArray`` (``_multiprocess/syncwrap.c``), which take
+the lock (a SemLock directly in C, any other lock through its acquire/release,
+looked up once) and, for the plain numeric and char types, read and write the
+shared bytes in place.  Python code here only
 builds objects, picks the wrapper class and handles pickling.
 """
 

@@ -1,9 +1,11 @@
 """Shared ctypes: RawValue/RawArray/Value/Array, the synchronized wrappers
-(native cores in _multiprocess/arena.c) and their behaviour across
+(native cores in _multiprocess/syncwrap.c) and their behaviour across
 processes."""
 import array
 import ctypes
 import pickle
+import signal
+import threading
 import time
 
 import pytest
@@ -105,7 +107,6 @@ def test_wrapper_is_a_context_manager_holding_the_lock():
 
 
 def test_any_lock_like_object_works():
-    import threading
     v = Value('d', 1.0, lock=threading.Lock())
     v.value += 1
     assert v.value == 2.0
@@ -132,6 +133,159 @@ def test_lock_is_released_when_access_fails():
         Value('i', lock=lock).value = 'x'
     assert lock.acquire(False)
     lock.release()
+
+
+# -- whose acquire/release an access calls -----------------------------------
+# A lock of multiprocess.synchronize is taken through the SemLock's C API;
+# any other lock through its own methods, looked up once.
+
+class _CountingLock:
+    """A lock from elsewhere: Python-level acquire/release that count."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.acquired = self.released = 0
+
+    def acquire(self, block=True, timeout=-1):
+        self.acquired += 1
+        self._lock.acquire(block, timeout)
+        return 'taken'
+
+    def release(self):
+        self.released += 1
+        self._lock.release()
+        return 'given'
+
+
+def test_a_lock_from_elsewhere_is_called_once_per_access():
+    lock = _CountingLock()
+    v = Value('i', 0, lock=lock)
+    arr = Array('d', 4, lock=lock)
+    v.value = 3
+    assert v.value == 3
+    arr[2] = 1.5
+    assert arr[2] == 1.5 and len(arr) == 4
+    assert lock.acquired == lock.released == 4
+    # `with wrapper:` hands back what the lock's own methods return
+    assert v.__enter__() == 'taken'
+    assert v.__exit__(None, None, None) == 'given'
+
+
+def test_a_lock_from_elsewhere_replaced_after_creation_is_not_seen():
+    # The stdlib's wrapper binds acquire/release once; so does ours.
+    lock = _CountingLock()
+    v = Value('i', 0, lock=lock)
+    lock.acquire = lock.release = None
+    v.value = 1
+    assert lock.acquired == lock.released == 1
+
+
+def test_a_manager_lock_guards_a_value():
+    with multiprocess.Manager() as m:
+        lock = m.RLock()
+        v = Value('i', 0, lock=lock)
+        with v.get_lock():
+            v.value += 1
+        assert v.value == 1
+        assert v.get_lock() is lock
+
+
+def test_semlock_wrapper_methods_are_the_locks_own():
+    lock = multiprocess.RLock()
+    v = Value('i', 0, lock=lock)
+    assert v.acquire == lock.acquire and v.release == lock.release
+    assert v.__enter__() is True
+    assert v.__exit__(None, None, None) is None
+    assert lock._semlock._count() == 0
+
+
+def test_value_access_while_another_thread_holds_the_lock_waits_without_the_gil():
+    lock = multiprocess.Lock()
+    v = Value('i', 0, lock=lock)
+    done = threading.Event()
+
+    def write():
+        v.value = 5             # blocks until the main thread lets go
+        done.set()
+
+    with lock:
+        t = threading.Thread(target=write)
+        t.start()
+        # this thread runs on while the writer waits: the GIL is free
+        assert not done.wait(0.3)
+        assert v.get_obj().value == 0
+    assert done.wait(30)
+    t.join(30)
+    assert v.value == 5
+
+
+def test_a_signal_handler_raising_ends_a_blocked_access():
+    lock = multiprocess.Lock()
+    v = Value('i', 0, lock=lock)
+    held, finish = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            finish.wait(30)
+
+    def on_alarm(signum, frame):
+        raise TimeoutError('alarm')
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(30)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(TimeoutError):
+            v.value = 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        finish.set()
+        t.join(30)
+    assert v.value == 0         # never taken, so nothing was written
+    assert lock.acquire(False)  # and the lock was not left held
+    lock.release()
+
+
+def test_a_signal_handler_that_returns_lets_the_access_wait_on():
+    lock = multiprocess.Lock()
+    v = Value('i', 0, lock=lock)
+    held, finish = threading.Event(), threading.Event()
+    alarms = []
+
+    def hold():
+        with lock:
+            held.set()
+            finish.wait(30)
+
+    def on_alarm(signum, frame):
+        alarms.append(signum)
+        finish.set()            # the holder lets go after the signal
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert held.wait(30)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        v.value = 7             # interrupted once, then taken
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        finish.set()
+        t.join(30)
+    assert alarms == [signal.SIGALRM]
+    assert v.value == 7
+
+
+def test_releasing_a_default_lock_not_held_raises_assertion_error():
+    v = Value('i', 0)
+    with pytest.raises(AssertionError):
+        v.release()
+    assert v.get_lock()._semlock._count() == 0
 
 
 # -- access semantics equal ctypes' -------------------------------------------
