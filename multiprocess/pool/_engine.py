@@ -46,12 +46,17 @@ class _Engine:
     the pool at full strength.  See the package docstring for the
     picture and the interface every engine offers the front."""
 
-    # tasks in flight per worker: one running, the rest queued in its pipe
+    # Tasks in flight per worker: one running, the rest queued in its pipe.
+    # At least DEPTH, so that slow tasks stay balanced; beyond that as
+    # many as the worker gets through in QUEUED_SECONDS at the rate its
+    # results come back, up to MAX_DEPTH: the more tasks one write() to a
+    # sleeping worker carries, the fewer wake-ups per task, while the work
+    # a worker holds that another could have taken stays that short.
     DEPTH = 2
-    FAST_DEPTH = 16
-    # FAST_DEPTH while results come back faster than FAST_RATE per second
-    # per worker, judged as _depth says
-    FAST_RATE = 1000.0
+    MAX_DEPTH = 64
+    QUEUED_SECONDS = 0.002
+    # the rate is judged over RATE_WINDOW seconds or RATE_SAMPLE results
+    # per worker, whichever comes first (see _depth)
     RATE_WINDOW = 0.05
     RATE_SAMPLE = 16
     # imap look-ahead, in chunks per worker
@@ -87,7 +92,7 @@ class _Engine:
         self.thread = None
         self.init_failures = 0
         self.init_error = None
-        self.fast = False
+        self.depth = self.DEPTH
         self.check_exits = False
         self.sentinels = set()
         self.finished = threading.Event()
@@ -479,28 +484,23 @@ class _Engine:
         core.flush()
 
     def _depth(self):
-        """Tasks in flight per worker.  Two (one running, one waiting in
-        the pipe) keeps slow tasks balanced; when tasks take well under a
-        millisecond, more in flight lets each wake-up carry a batch.
-
-        The rate is judged over RATE_WINDOW seconds or RATE_SAMPLE results
-        per worker, whichever comes first: results of short tasks come in
-        by the hundred within a millisecond, so a map of short tasks goes
-        deep after a few dozen of them instead of spending its first
-        50 ms (the whole of a map of a few thousand items) two deep."""
+        """Tasks in flight per worker (see DEPTH), from the rate at which
+        results came back over the last RATE_WINDOW seconds or RATE_SAMPLE
+        results per worker, whichever came first: results of short tasks
+        come in by the hundred within a millisecond, so a map of short
+        tasks goes deep after a few dozen of them instead of spending its
+        first 50 ms (the whole of a map of a few thousand items) two deep."""
         workers = max(1, len(self.workers))
         count = self.rate_count
-        if count < self.RATE_SAMPLE * workers:
-            now = time.monotonic()
-            span = now - self.rate_start
-            if span <= self.RATE_WINDOW:
-                return self.FAST_DEPTH if self.fast else self.DEPTH
-        else:
-            now = time.monotonic()
-            span = now - self.rate_start
-        self.fast = count > self.FAST_RATE * span * workers
+        now = time.monotonic()
+        span = now - self.rate_start
+        if count < self.RATE_SAMPLE * workers and span <= self.RATE_WINDOW:
+            return self.depth
+        per_worker = count / (max(span, 1e-6) * workers)
+        self.depth = max(self.DEPTH, min(self.MAX_DEPTH, int(
+            per_worker * self.QUEUED_SECONDS)))
         self.rate_start, self.rate_count = now, 0
-        return self.FAST_DEPTH if self.fast else self.DEPTH
+        return self.depth
 
     def _send(self, w, task):
         job = task.job
