@@ -49,6 +49,17 @@ __all__ = [
 
 _ctx = _context._default_context
 
+
+def _share_fd(fd):
+    # reduction.DupFd's way to an fd for a process that is already running
+    # (see context._fd_sharer): the sharer sits above the pickling layer
+    # that needs it, so the package wires the two.  Imported on first use.
+    from . import resource_sharer
+    return resource_sharer.DupFd(fd)
+
+
+_context._fd_sharer = _share_fd
+
 Process = _ctx.Process
 current_process = _ctx.current_process
 parent_process = _ctx.parent_process

@@ -21,9 +21,12 @@ through the ``reducer`` property.
 import importlib
 import os
 import sys
-import threading
 
 from . import process
+# Which popen is spawning a child on this thread: state of ``process``
+# (AuthenticationString consults it there), offered here under the
+# standard library's names.
+from .process import get_spawning_popen, set_spawning_popen, assert_spawning
 from .exceptions import (ProcessError, BufferTooShort, TimeoutError,
                          AuthenticationError, WorkerLostError,
                          TaskTimeoutError)
@@ -261,6 +264,10 @@ class _StartedBy(process.BaseProcess):
     def _Popen(cls, process_obj):
         return _sibling(cls._popen_module).Popen(process_obj)
 
+    def _adopt_start_method(self):
+        if self._start_method is not None:
+            _force_start_method(self._start_method)
+
 
 class ForkProcess(_StartedBy):
     _start_method = 'fork'
@@ -393,33 +400,12 @@ def _force_start_method(method):
     _default_context._actual_context = _concrete_contexts[method]
 
 
-# -- which popen is spawning a child on this thread ------------------------
+# -- handing an fd to a process that is already running --------------------
 #
-# While a spawn or forkserver popen pickles the process object for the
-# child, it registers itself here.  Objects that may only travel to a child
-# being created (locks, queues, authkeys) check for it when pickled, and ask
-# it to duplicate their handles for the child.
+# Outside a spawn, ``reduction.DupFd`` hands an fd over through the fd
+# sharer (``resource_sharer``): a server built on connections, which are
+# built on pickling, so the pickling layer may not import it.  The package
+# (``multiprocess/__init__.py``, which may import anything) plugs it in
+# here when it is imported, before anything can be pickled.
 
-class _SpawningState(threading.local):
-    popen = None
-
-
-_spawning = _SpawningState()
-
-
-def get_spawning_popen():
-    """The popen object spawning a child on this thread, or None."""
-    return _spawning.popen
-
-
-def set_spawning_popen(popen):
-    """Called by a popen around pickling for its child (None after)."""
-    _spawning.popen = popen
-
-
-def assert_spawning(obj):
-    """Raise RuntimeError unless a child is being spawned on this thread."""
-    if _spawning.popen is None:
-        raise RuntimeError(
-            f'{type(obj).__name__} objects should only be shared between '
-            f'processes through inheritance')
+_fd_sharer = None

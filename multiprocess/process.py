@@ -21,12 +21,14 @@ Module state, per process:
 the authkey, the semaphore-name prefix, the daemon flag and the temp dir.
 """
 
+import contextlib
 import itertools
 import os
 import select
 import signal
 import sys
 import threading
+import types
 from weakref import WeakSet
 
 __all__ = ['BaseProcess', 'current_process', 'active_children',
@@ -284,10 +286,15 @@ class BaseProcess(object):
     @staticmethod
     def _after_fork():
         # Finalizers belong to the process that registered them: the child
-        # starts with none, then re-initialises fork-sensitive objects.
-        from . import util
-        util._finalizer_registry.clear()
-        util._run_after_forkers()
+        # starts with none, then re-initialises fork-sensitive objects
+        # (both util's, see _plug_services).
+        _services.after_fork()
+
+    def _adopt_start_method(self):
+        """In the child, before run(): a process class bound to one start
+        method makes the default context use it, so that a grandchild made
+        through the default context starts the same way.  Those classes
+        live in ``context`` and override this; here there is none."""
 
     def _become_current(self, parent_sentinel):
         """Rebind this module's state so that the child sees itself;
@@ -301,13 +308,9 @@ class BaseProcess(object):
         _children.clear()
         return previous
 
-    def _child_main(self, parent_sentinel, util):
-        from . import context
-        if self._start_method is not None:
-            # A grandchild made with the default context must use the
-            # same start method as this child.
-            context._force_start_method(self._start_method)
-        util._close_stdin()
+    def _child_main(self, parent_sentinel):
+        self._adopt_start_method()
+        _close_stdin()
         previous = [self._become_current(parent_sentinel)]
         _refresh_native_thread_id()
         try:
@@ -316,14 +319,14 @@ class BaseProcess(object):
             # Finalizers of the creator's process object must not run
             # before the after-fork hooks had their chance.
             previous.clear()
-        util.info('child process calling self.run()')
-        if util._CHILD_EXITS_THROUGH_ATEXIT:
-            self.run()      # _exit_function runs from atexit
+        _services.log('child process calling self.run()')
+        if _CHILD_EXITS_THROUGH_ATEXIT:
+            self.run()      # util's exit steps run from atexit
             return 0
         try:
             self.run()
         finally:
-            util._exit_function()
+            _services.exit()
         return 0
 
     def _bootstrap(self, parent_sentinel=None):
@@ -334,18 +337,17 @@ class BaseProcess(object):
         ``Process <name>:`` line and gives 1; ``SystemExit`` gives the
         status the interpreter would.
         """
-        from . import util
         code = 1
         try:
-            code = self._child_main(parent_sentinel, util)
+            code = self._child_main(parent_sentinel)
         except SystemExit as exc:
             code = _exit_status_of(exc.code)
         except BaseException:
             _report_crash(self.name)
         finally:
             threading._shutdown()
-            util.info('process exiting with exitcode %d' % code)
-            util._flush_std_streams()
+            _services.log('process exiting with exitcode %d' % code)
+            _flush_std_streams()
         return code
 
 
@@ -383,13 +385,105 @@ def _exit_status_of(code):
     return 1
 
 
+# From 3.13 on, a child forked from a running program (fork, forkserver)
+# ends through atexit as a spawned one does: exit handlers the job
+# registers run when it ends, and util's exit steps run after them.  Before
+# 3.13 the child ran those steps itself at the end of run() and never ran
+# atexit at all.
+_CHILD_EXITS_THROUGH_ATEXIT = sys.version_info >= (3, 13)
+
+
+def _close_stdin():
+    """Point sys.stdin at /dev/null: a child must not read its parent's
+    terminal or pipe (both would then race for the same input)."""
+    stdin = sys.stdin
+    if stdin is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stdin.close()
+    with contextlib.suppress(OSError, ValueError):
+        fd = os.open(os.devnull, os.O_RDONLY)
+        try:
+            sys.stdin = open(fd, encoding="utf-8", closefd=False)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _flush_std_streams():
+    """Flush stdout and stderr, tolerating missing or closed streams."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
+
+
+# -- util's part in a child's life ----------------------------------------
+#
+# Finalizers, after-fork hooks, logging and the exit steps are util's:
+# process-wide services that read the current process, so util imports
+# this module and not the other way round.  util plugs its part in here
+# when it is imported, which every start method's machinery (popen_fork,
+# spawn, forkserver: the callers of _bootstrap) does at its own import.
+# Before util is imported there is no finalizer, hook or logger for them to
+# act on, so doing nothing is then exactly right.
+
+def _nothing(*args):
+    pass
+
+
+_services = types.SimpleNamespace(after_fork=_nothing, log=_nothing,
+                                  exit=_nothing)
+
+
+def _plug_services(*, after_fork, log, exit):
+    """Called by util: ``after_fork()`` in a forked child before run(),
+    ``log(msg)`` for the child's info messages, ``exit()`` at the end of
+    run() where the child does not exit through atexit."""
+    _services.after_fork, _services.log, _services.exit = \
+        after_fork, log, exit
+
+
+# -- which popen is spawning a child on this thread ------------------------
+#
+# While a spawn or forkserver popen pickles the process object for the
+# child, it registers itself here.  Objects that may only travel to a child
+# being created (locks, queues, authkeys) check for it when pickled, and ask
+# it to duplicate their handles for the child.  ``context`` offers these
+# functions under the standard library's names.
+
+class _SpawningState(threading.local):
+    popen = None
+
+
+_spawning = _SpawningState()
+
+
+def get_spawning_popen():
+    """The popen object spawning a child on this thread, or None."""
+    return _spawning.popen
+
+
+def set_spawning_popen(popen):
+    """Called by a popen around pickling for its child (None after)."""
+    _spawning.popen = popen
+
+
+def assert_spawning(obj):
+    """Raise RuntimeError unless a child is being spawned on this thread."""
+    if _spawning.popen is None:
+        raise RuntimeError(
+            f'{type(obj).__name__} objects should only be shared between '
+            f'processes through inheritance')
+
+
 class AuthenticationString(bytes):
     """Bytes that refuse to be pickled, so an authkey cannot leak into a
     message by accident.  Only a child being spawned may receive one."""
 
     def __reduce__(self):
-        from .context import get_spawning_popen
-        if get_spawning_popen() is None:
+        if _spawning.popen is None:
             raise TypeError('Pickling an AuthenticationString object is '
                             'disallowed for security reasons')
         return AuthenticationString, (bytes(self),)

@@ -115,6 +115,7 @@ from _multiprocess import dumps_plain as _dumps_plain
 from _multiprocess import loads as _loads
 
 from . import _pickling
+from . import context
 from ._byvalue import (_OWN_LOADERS, _code_bytes, _fill_function,
                        _first_sight, _make_function, _plain_function,
                        _rebuild_module)
@@ -347,15 +348,15 @@ def recv_handle(conn):
 def DupFd(fd):
     """Return a picklable stand-in for ``fd`` whose ``detach()``, called in
     the receiving process, gives a file descriptor for the same file."""
-    from . import context           # layer 3: looked up only when used
     popen = context.get_spawning_popen()
     if popen is not None:
         # Pickled for a child being started: it inherits the fd directly.
         return popen.DupFd(popen.duplicate_for_child(fd))
     if not HAVE_SEND_HANDLE:
         raise ValueError('SCM_RIGHTS appears not to be available')
-    from . import resource_sharer
-    return resource_sharer.DupFd(fd)
+    # A process already running gets it from our fd sharer, a server above
+    # this layer that the package plugs into the context.
+    return context._fd_sharer(fd)
 
 
 # ----------------------------------------- reducers registered by default

@@ -11,12 +11,14 @@
 * process plumbing: a private temp dir, starting a program with only chosen
   fds open (``spawnv_passfds``), fd closing, std stream helpers.
 
-This module is below ``process`` in spirit, but it reads the current
-process object for its config; it imports ``process`` and nothing higher.
+It reads the current process object (its config, its children), so it
+imports ``process`` and nothing higher.  ``process`` runs a child's life
+and reaches these services only through what this module plugs in at
+import (``process._plug_services``): the child's after-fork steps, its
+log messages and its exit steps.
 """
 
 import atexit
-import contextlib
 import itertools
 import os
 import sys
@@ -382,12 +384,28 @@ def _exit_function(info=info, debug=debug, _run_finalizers=_run_finalizers,
 atexit.register(_exit_function)
 
 
-# From 3.13 on, a child forked from a running program (fork, forkserver)
-# ends through atexit as a spawned one does: exit handlers the job
-# registers run when it ends, and ours runs after them.  Before 3.13 the
-# child called _exit_function itself at the end of run() and never ran
-# atexit at all.
-_CHILD_EXITS_THROUGH_ATEXIT = sys.version_info >= (3, 13)
+def _after_fork_in_child():
+    # Finalizers belong to the process that registered them: a forked
+    # child starts with none, then re-initialises fork-sensitive objects.
+    _finalizer_registry.clear()
+    _run_after_forkers()
+
+
+def _exit_steps():
+    # Looked up at each call: a replaced util._exit_function is the one run.
+    _exit_function()
+
+
+# Our part in a child's life, which process runs (see _plug_services there).
+process._plug_services(after_fork=_after_fork_in_child, log=info,
+                       exit=_exit_steps)
+
+
+# A child's stdio and the way it exits are the process module's (it runs
+# the child); offered here under their old names too.
+_CHILD_EXITS_THROUGH_ATEXIT = process._CHILD_EXITS_THROUGH_ATEXIT
+_close_stdin = process._close_stdin
+_flush_std_streams = process._flush_std_streams
 
 
 def _run_forked_job(job):
@@ -484,32 +502,6 @@ def close_fds(*fds):
     """Close each file descriptor given as an argument."""
     for fd in fds:
         os.close(fd)
-
-
-def _close_stdin():
-    """Point sys.stdin at /dev/null: a child must not read its parent's
-    terminal or pipe (both would then race for the same input)."""
-    stdin = sys.stdin
-    if stdin is None:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        stdin.close()
-    with contextlib.suppress(OSError, ValueError):
-        fd = os.open(os.devnull, os.O_RDONLY)
-        try:
-            sys.stdin = open(fd, encoding="utf-8", closefd=False)
-        except BaseException:
-            os.close(fd)
-            raise
-
-
-def _flush_std_streams():
-    """Flush stdout and stderr, tolerating missing or closed streams."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError):
-            pass
 
 
 def _args_from_interpreter_flags():

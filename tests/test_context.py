@@ -2,6 +2,7 @@
 contexts and their Process classes, the spawning-popen registry, and the
 public names the package exports."""
 import multiprocessing as std_mp
+import os
 import threading
 
 import pytest
@@ -227,3 +228,38 @@ def test_assert_spawning_names_the_type():
     with pytest.raises(RuntimeError, match="Widget objects should only be "
                        "shared between processes through inheritance"):
         context.assert_spawning(Widget())
+
+
+def test_the_spawning_popen_is_process_state_offered_by_context():
+    # AuthenticationString (process) and DupFd (reduction, via context)
+    # must see the same popen: one thread-local, two names.
+    for name in ("get_spawning_popen", "set_spawning_popen",
+                 "assert_spawning"):
+        assert getattr(context, name) is getattr(process, name)
+
+
+def test_a_start_method_class_adopts_its_method_in_the_child(
+        restore_start_method):
+    mp.set_start_method("fork", force=True)
+    context.SpawnProcess()._adopt_start_method()
+    assert mp.get_start_method() == "spawn"
+
+
+def test_the_default_process_class_adopts_nothing(restore_start_method):
+    mp.set_start_method("spawn", force=True)
+    context.Process()._adopt_start_method()
+    assert mp.get_start_method() == "spawn"
+
+
+def test_the_package_plugs_the_fd_sharer_into_the_context():
+    from multiprocess import resource_sharer
+    r, w = os.pipe()
+    try:
+        dup = context._fd_sharer(w)
+        assert isinstance(dup, resource_sharer.DupFd)
+        fd = dup.detach()
+        os.close(fd)
+    finally:
+        resource_sharer.stop(timeout=10)
+        os.close(r)
+        os.close(w)

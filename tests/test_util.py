@@ -442,3 +442,38 @@ def test_spawnv_passfds_accepts_str_bytes_and_paths(kind):
                               [sys.executable, "-c", "pass"], [])
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- util's part in a child's life (plugged into process) -------------------
+
+def test_util_plugs_its_child_steps_into_process():
+    from multiprocess import process
+    assert process._services.after_fork is util._after_fork_in_child
+    assert process._services.log is util.info
+
+
+def test_a_replaced_exit_function_is_the_one_a_child_runs(monkeypatch):
+    # The standard library's suite and others reach util._exit_function;
+    # process must call whatever is bound there when the child ends.
+    from multiprocess import process
+    calls = []
+    monkeypatch.setattr(util, "_exit_function", lambda: calls.append(1))
+    process._services.exit()
+    assert calls == [1]
+
+
+def test_after_fork_in_child_drops_finalizers_then_runs_hooks(registry):
+    seen = []
+    obj = Thing()
+    util.Finalize(obj, seen.append, args=("finalizer",), exitpriority=1)
+    util.register_after_fork(obj, lambda o: seen.append(len(registry)))
+    util._after_fork_in_child()
+    assert seen == [0] and not registry
+
+
+def test_the_child_stdio_helpers_are_process_ones_under_util_names():
+    from multiprocess import process
+    assert util._close_stdin is process._close_stdin
+    assert util._flush_std_streams is process._flush_std_streams
+    assert util._CHILD_EXITS_THROUGH_ATEXIT is \
+        process._CHILD_EXITS_THROUGH_ATEXIT
