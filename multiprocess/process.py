@@ -19,9 +19,14 @@ Module state, per process:
 
 ``_config`` is a dict that every child inherits from its creator: it carries
 the authkey, the semaphore-name prefix, the daemon flag and the temp dir.
+
+Also here, because process objects and authkeys need them and this module
+imports nothing else of the package: which popen is spawning a child on
+this thread (``get_spawning_popen``; ``context`` offers it too), the
+child's stdio helpers, and the slots through which ``util`` takes its part
+in a child's life (``_plug_services``).
 """
 
-import contextlib
 import itertools
 import os
 import select
@@ -396,18 +401,24 @@ _CHILD_EXITS_THROUGH_ATEXIT = sys.version_info >= (3, 13)
 def _close_stdin():
     """Point sys.stdin at /dev/null: a child must not read its parent's
     terminal or pipe (both would then race for the same input)."""
+    # (No contextlib.suppress here: importing the package must not pay for
+    # contextlib.)
     stdin = sys.stdin
     if stdin is None:
         return
-    with contextlib.suppress(OSError, ValueError):
+    try:
         stdin.close()
-    with contextlib.suppress(OSError, ValueError):
+    except (OSError, ValueError):
+        pass
+    try:
         fd = os.open(os.devnull, os.O_RDONLY)
         try:
             sys.stdin = open(fd, encoding="utf-8", closefd=False)
         except BaseException:
             os.close(fd)
             raise
+    except (OSError, ValueError):
+        pass
 
 
 def _flush_std_streams():
