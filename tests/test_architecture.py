@@ -202,3 +202,23 @@ def test_no_python_module_is_over_900_lines():
         if count > 900:
             long[module] = count
     assert not long
+
+
+def test_every_caller_of_bootstrap_imports_util_at_import_time():
+    # process runs a child's life but reaches util's part in it (finalizers,
+    # after-fork hooks, logging, exit steps) only through what util plugs
+    # in when imported: whoever runs _bootstrap must have imported util.
+    callers = set()
+    for module, path in MODULES.items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == '_bootstrap'):
+                callers.add(module)
+    assert callers, 'nobody calls _bootstrap any more: update this test'
+    missing = sorted(m for m in callers
+                     if 'multiprocess.util' not in IMPORTS[m][0])
+    assert not missing
+
