@@ -401,24 +401,25 @@ _CHILD_EXITS_THROUGH_ATEXIT = sys.version_info >= (3, 13)
 def _close_stdin():
     """Point sys.stdin at /dev/null: a child must not read its parent's
     terminal or pipe (both would then race for the same input)."""
-    # (No contextlib.suppress here: importing the package must not pay for
-    # contextlib.)
     stdin = sys.stdin
     if stdin is None:
         return
-    try:
-        stdin.close()
-    except (OSError, ValueError):
-        pass
-    try:
-        fd = os.open(os.devnull, os.O_RDONLY)
+    # A stream already closed, or no /dev/null: the child goes on anyway.
+    # (Not contextlib.suppress: importing the package would load it.)
+    for step in (stdin.close, _stdin_from_devnull):
         try:
-            sys.stdin = open(fd, encoding="utf-8", closefd=False)
-        except BaseException:
-            os.close(fd)
-            raise
-    except (OSError, ValueError):
-        pass
+            step()
+        except (OSError, ValueError):
+            pass
+
+
+def _stdin_from_devnull():
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        sys.stdin = open(fd, encoding="utf-8", closefd=False)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _flush_std_streams():
