@@ -1,20 +1,14 @@
 # multiprocess: the standard library's multiprocessing API, pickling with
 # dill, with the mechanics in the C extension _multiprocess.
 #
-# Where things live (each layer imports only from the layers below it):
+# Where things live, layer by layer (each imports only from its own layer or
+# below, and no module closes a circle): docs/architecture.md, whose table
+# tests/test_architecture.py checks against the imports.
 #
-#   4  queues, sharedctypes, shared_memory, managers, pool, dummy/
-#   3  process (Process objects), context (one per start method: the API
-#      below is the default context's), popen_fork / popen_spawn_posix /
-#      popen_forkserver, spawn, forkserver, resource_tracker
-#   2  util (logging, finalizers, after-fork hooks), reduction (pickling),
-#      connection, resource_sharer, synchronize, heap
-#   1  exceptions
-#   0  _multiprocess (C)
-#
-# This module only re-exports: every public name is a bound method or
-# attribute of context._default_context, whose start method is fixed on
-# first use (fork on Linux, as in Python 3.11).
+# This module re-exports: every public name is a bound method or attribute
+# of context._default_context, whose start method is fixed on first use
+# (fork on Linux, as in Python 3.11).  As the composition root it also
+# plugs in what a lower layer may not import (context._fd_sharer).
 
 import sys as _sys
 
