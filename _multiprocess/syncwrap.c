@@ -128,9 +128,18 @@ element_convert(const SyncObject *s, PyObject *v, char out[8])
             PyErr_SetString(PyExc_TypeError, "int expected instead of float");
             return -1;
         }
-        unsigned long long x = PyLong_AsUnsignedLongLongMask(v);
-        if (x == (unsigned long long)-1 && PyErr_Occurred()) {
-            return -1;
+        /* Most ints fit one digit: read without a call (the cast wraps
+         * as the mask does). */
+        long long small;
+        unsigned long long x;
+        if (PyLong_CheckExact(v) && mp_long_compact(v, &small)) {
+            x = (unsigned long long)small;
+        }
+        else {
+            x = PyLong_AsUnsignedLongLongMask(v);
+            if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+                return -1;
+            }
         }
         switch (s->itemsize) {
         case 1: { uint8_t y = (uint8_t)x; memcpy(out, &y, 1); break; }
@@ -142,7 +151,8 @@ element_convert(const SyncObject *s, PyObject *v, char out[8])
     }
     case EK_FLOAT:
     case EK_DOUBLE: {
-        double d = PyFloat_AsDouble(v);
+        double d = PyFloat_CheckExact(v) ? PyFloat_AS_DOUBLE(v)
+                                         : PyFloat_AsDouble(v);
         if (d == -1.0 && PyErr_Occurred()) {
             return -1;
         }
@@ -186,6 +196,19 @@ element_convert(const SyncObject *s, PyObject *v, char out[8])
         memcpy(out, &b, sizeof b);
         return 0;
     }
+    }
+}
+
+/* Store a converted element at `p`: a fixed-size copy per width, which the
+ * compiler makes one move, where a copy of itemsize bytes is a call. */
+static inline void
+element_store(const SyncObject *s, char *p, const char raw[8])
+{
+    switch (s->itemsize) {
+    case 1: memcpy(p, raw, 1); break;
+    case 2: memcpy(p, raw, 2); break;
+    case 4: memcpy(p, raw, 4); break;
+    default: memcpy(p, raw, 8); break;
     }
 }
 
@@ -488,8 +511,8 @@ syncvalue_set(PyObject *op, PyObject *v, void *Py_UNUSED(closure))
         if (element_convert(s, v, raw) < 0 || sync_acquire(s) < 0) {
             return -1;
         }
-        memcpy(s->view.buf, raw, (size_t)s->itemsize);
-        return sync_release_rc(s, 0);
+        element_store(s, (char *)s->view.buf, raw);
+        return sync_give(s);
     }
     if (sync_acquire(s) < 0) {
         return -1;
@@ -571,8 +594,8 @@ syncarray_ass_item(PyObject *op, Py_ssize_t i, PyObject *v)
         sync_acquire(s) < 0) {
         return -1;
     }
-    memcpy((char *)s->view.buf + i * s->itemsize, raw, (size_t)s->itemsize);
-    return sync_release_rc(s, 0);
+    element_store(s, (char *)s->view.buf + i * s->itemsize, raw);
+    return sync_give(s);
 }
 
 static PyObject *

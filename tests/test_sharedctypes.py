@@ -317,6 +317,52 @@ def test_native_access_matches_ctypes(ctype, samples):
         assert arr[-2] == ref.value
 
 
+class _Half(float):
+    pass
+
+
+class _Index:
+    def __init__(self, n):
+        self.n = n
+
+    def __index__(self):
+        return self.n
+
+
+# one-digit ints take a path of their own (no call): the edges of a digit,
+# negatives into unsigned fields, and what is not an exact int or float
+@pytest.mark.parametrize('ctype', [ctypes.c_byte, ctypes.c_ubyte, ctypes.c_ushort,
+                                   ctypes.c_int, ctypes.c_uint, ctypes.c_longlong,
+                                   ctypes.c_ulonglong])
+def test_small_int_stores_wrap_like_ctypes(ctype):
+    samples = [0, 1, -1, -5, 255, 2 ** 15, 2 ** 30 - 1, 2 ** 30, -(2 ** 30) + 1,
+               -(2 ** 30), 2 ** 31 - 1, 2 ** 62 - 1, -(2 ** 62), True, False,
+               _Index(-3), _Index(2 ** 40)]
+    arr, val = Array(ctype, 3), Value(ctype)
+    for s in samples:
+        ref = ctype()
+        ref.value = s
+        val.value = s
+        arr[1] = s
+        assert val.value == ref.value == arr[1], s
+
+
+@pytest.mark.parametrize('ctype', [ctypes.c_float, ctypes.c_double])
+def test_float_stores_take_subclasses_and_ints_like_ctypes(ctype):
+    for s in (_Half(0.5), -0.0, float('nan'), 3, 2 ** 70, True):
+        ref = ctype()
+        ref.value = s
+        val = Value(ctype)
+        val.value = s
+        arr = Array(ctype, 2)
+        arr[0] = s
+        if s != s:
+            assert val.value != val.value and arr[0] != arr[0]
+        else:
+            assert val.value == ref.value == arr[0]
+            assert str(val.value) == str(ref.value)
+
+
 @pytest.mark.parametrize('ctype, bad', [
     (ctypes.c_int, 1.5), (ctypes.c_int, 'x'), (ctypes.c_double, 'x'),
     (ctypes.c_char, b'ab'), (ctypes.c_char, 256), (ctypes.c_char, 'a')])
