@@ -1,10 +1,12 @@
 /*
  * deadline.c -- timeouts and deadlines, the one way every blocking call of
- * the core (semlock.c, spinwait.c, poolengine.c) reads a timeout argument
- * and waits until a point on CLOCK_MONOTONIC (immune to wall-clock jumps).
+ * the core (semlock.c, spinwait.c, poolengine.c, poollend.c) reads a timeout
+ * argument and waits until a point on CLOCK_MONOTONIC (immune to wall-clock
+ * jumps).
  */
 #include "multiprocess.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <time.h>
@@ -32,6 +34,20 @@ mp_parse_timeout(PyObject *obj, double *seconds)
     }
     *seconds = t > 0.0 ? t : 0.0;
     return 0;
+}
+
+/* A timeout argument as a deadline: 1 for "wait forever", 0 with
+ * *deadline set, -1 with an exception. */
+int
+mp_timeout_deadline(PyObject *timeout, struct timespec *deadline)
+{
+    double seconds;
+    int forever = mp_parse_timeout(timeout, &seconds);
+    if (forever == 0 && mp_deadline_after(deadline, seconds) < 0) {
+        mp_raise_errno(errno);
+        return -1;
+    }
+    return forever;
 }
 
 /* 0, or -1 with errno (the clock calls cannot really fail, but say so). */

@@ -20,8 +20,10 @@
  *                 wrappers (lock, then read/write the ctypes buffer)
  *   deadline.c    timeouts read one way; deadlines on CLOCK_MONOTONIC
  *   shm.c         shm_open/shm_unlink for multiprocess.shared_memory
- *   poolengine.c  the Pool's engine: poll loop, sending, lending (poolengine.h)
+ *   poolengine.c  the Pool's engine: slots, sending, the poll loop
+ *                 (poolengine.h: its wire format and shared declarations)
  *   poolslot.c    a pool worker slot's buffers, pipe I/O, frame parsing
+ *   poollend.c    lending a slot's result pipe to the caller waiting on it
  *   plainpickle.c pickles of plain data (lists, dicts, numbers, strings)
  *                 written without the general pickler
  *   plainunpickle.c  and read without the general unpickler
@@ -107,6 +109,10 @@ mp_monotonic(void)
  * MP_FOREVER_SECONDS), 0 with *seconds >= 0 (a negative one is 0), -1 with
  * an exception (not a number; NaN is a ValueError). */
 int mp_parse_timeout(PyObject *obj, double *seconds);
+
+/* mp_parse_timeout() then mp_deadline_after(): 1 for "wait forever", 0
+ * with *deadline set, -1 with an exception. */
+int mp_timeout_deadline(PyObject *timeout, struct timespec *deadline);
 
 /* *deadline = now + seconds on CLOCK_MONOTONIC; 0, or -1 with errno. */
 int mp_deadline_after(struct timespec *deadline, double seconds);

@@ -1,5 +1,6 @@
 /*
- * poolengine.c -- the I/O core of multiprocess.pool's engine.
+ * poolengine.c -- the I/O core of multiprocess.pool's engine: the slots
+ * table, sending, and the poll loop.
  *
  * A PoolEngine multiplexes the pipes of one process pool.  Each worker is a
  * "slot" with three descriptors: the task pipe (we write), the result pipe
@@ -28,20 +29,10 @@
  * when a worker is idle).  A mutex guards the slots; wait() drops it while
  * it sleeps in poll().
  *
- * Lending (the latency path of apply_async().get()): on this machine class
- * every hand-off between blocked threads/processes costs tens of
- * microseconds, so a caller whose task went to an idle worker reads the
- * result itself instead of being woken by the engine thread, which would
- * first have to be woken by the worker.  A lent slot's result pipe is left
- * out of the engine's poll set; the engine polls only result pipes of
- * slots that own tasks, so lending an idle slot never races with a poll
- * already in progress.  A caller that never comes to read is covered by a
- * timerfd: lend() arms it, and once a slot's grace period is over the
- * engine takes it back if it has no reader.  Worker deaths stay the
- * engine's business (it always polls the sentinels, which
- * pool/_engine.py makes pidfds where it can); reclaim() waits until a
- * reader has left a slot before the engine inspects it or its fds are
- * closed.
+ * Lending (the latency path of apply_async().get(): a caller reads its
+ * result from the worker's pipe itself) is poollend.c's; this file leaves
+ * lent slots out of its poll set and takes them back when their grace
+ * period is over.
  *
  * Python API:
  *   PoolEngine(wake_fd)
@@ -81,27 +72,24 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 /* ----------------------------------------------------------------- slots */
 
-static pe_slot *lookup_slot(pe_engine *self, long id);
-
-/* lookup_slot() that raises KeyError for an unknown id.  GIL held. */
+/* pe_lookup_slot() that raises KeyError for an unknown id.  GIL held. */
 static pe_slot *
 find_slot(pe_engine *self, long id)
 {
-    pe_slot *s = lookup_slot(self, id);
+    pe_slot *s = pe_lookup_slot(self, id);
     if (s == NULL) {
         PyErr_Format(PyExc_KeyError, "no pool worker slot %ld", id);
     }
     return s;
 }
 
-static pe_slot *
-lookup_slot(pe_engine *self, long id)
+pe_slot *
+pe_lookup_slot(pe_engine *self, long id)
 {
     for (size_t i = 0; i < self->nslots; i++) {
         if (self->slots[i].used && self->slots[i].id == id) {
@@ -109,75 +97,6 @@ lookup_slot(pe_engine *self, long id)
         }
     }
     return NULL;
-}
-
-/* Take the slots mutex without the GIL (PyThread locks need none). */
-static void
-slots_lock_nogil(pe_engine *self)
-{
-    (void)PyThread_acquire_lock(self->mutex, WAIT_LOCK);
-}
-
-/* Take the slots mutex; called with the GIL held, so it must not block
- * while holding it (the engine thread may need the GIL to let go). */
-static int
-lock_engine(pe_engine *self)
-{
-    if (self->mutex == NULL) {
-        PyErr_SetString(PyExc_ValueError, "PoolEngine not initialized");
-        return -1;
-    }
-    if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        slots_lock_nogil(self);
-        Py_END_ALLOW_THREADS
-    }
-    return 0;
-}
-
-static void
-unlock_engine(pe_engine *self)
-{
-    PyThread_release_lock(self->mutex);
-}
-
-/* lock_engine() for code that has held the mutex before, so the mutex
- * exists and taking it cannot fail. */
-static void
-relock_engine(pe_engine *self)
-{
-    if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        slots_lock_nogil(self);
-        Py_END_ALLOW_THREADS
-    }
-}
-
-/* End the lending of slot `id`, first making its reader (if any) leave and
- * waiting until it has: the engine is about to read the slot's pipe, or
- * its fds are about to be closed.  Mutex and GIL held on entry and exit;
- * slots may move in memory meanwhile (add() grows the array), hence the
- * lookup by id.  Returns the slot, or NULL if there is none. */
-static pe_slot *
-evict_reader(pe_engine *self, long id)
-{
-    pe_slot *s = lookup_slot(self, id);
-    while (s != NULL && s->reader) {
-        s->kick = 1;
-        unlock_engine(self);
-        /* a reader re-checks within PE_READER_SLICE_MS, at once when the
-         * worker ended (it watches the sentinel too) */
-        Py_BEGIN_ALLOW_THREADS
-        (void)poll(NULL, 0, 1);
-        Py_END_ALLOW_THREADS
-        relock_engine(self);
-        s = lookup_slot(self, id);
-    }
-    if (s != NULL) {
-        s->lent = 0;
-        s->kick = 0;
-    }
-    return s;
 }
 
 /* ------------------------------------------------------------ the type */
@@ -193,14 +112,10 @@ pe_init(pe_engine *self, PyObject *args, PyObject *kwds)
     }
     self->wake_fd = wake_fd;
     if (self->mutex == NULL) {
-        /* without a timer nothing is ever lent (lend() says no) */
-        self->timer_fd = timerfd_create(CLOCK_MONOTONIC,
-                                        TFD_NONBLOCK | TFD_CLOEXEC);
+        pe_lend_timer_open(self);
         self->mutex = PyThread_allocate_lock();
         if (self->mutex == NULL) {
-            if (self->timer_fd >= 0) {
-                close(self->timer_fd);
-            }
+            pe_lend_timer_close(self);
             PyErr_NoMemory();
             return -1;
         }
@@ -226,10 +141,8 @@ pe_dealloc(pe_engine *self)
     PyMem_RawFree(self->slots);
     PyMem_RawFree(self->pfds);
     PyMem_RawFree(self->pfd_ids);
-    if (self->mutex != NULL) {
-        if (self->timer_fd >= 0) {
-            close(self->timer_fd);
-        }
+    if (self->mutex != NULL) {       /* pe_init() ran: the timer is ours */
+        pe_lend_timer_close(self);
         PyThread_free_lock(self->mutex);
     }
     tp->tp_free((PyObject *)self);
@@ -245,7 +158,7 @@ pe_add(pe_engine *self, PyObject *args)
                           &sentinel)) {
         return NULL;
     }
-    if (lock_engine(self) < 0) {
+    if (pe_lock(self) < 0) {
         return NULL;
     }
     pe_slot *s = NULL;
@@ -259,7 +172,7 @@ pe_add(pe_engine *self, PyObject *args)
         size_t n = self->nslots ? self->nslots * 2 : 8;
         pe_slot *p = PyMem_RawRealloc(self->slots, n * sizeof(pe_slot));
         if (p == NULL) {
-            unlock_engine(self);
+            pe_unlock(self);
             return PyErr_NoMemory();
         }
         memset(p + self->nslots, 0, (n - self->nslots) * sizeof(pe_slot));
@@ -272,43 +185,23 @@ pe_add(pe_engine *self, PyObject *args)
     s->task_fd = task_fd;
     s->result_fd = result_fd;
     s->sentinel = sentinel;
-    unlock_engine(self);
+    pe_unlock(self);
     Py_RETURN_NONE;
 }
 
-/* The prologue of the per-slot methods: parse the slot id, take the engine
- * lock and find the slot.  Returns the slot with the lock held, or NULL with
- * an exception set and the lock not held. */
-static pe_slot *
-lock_slot_arg(pe_engine *self, PyObject *arg)
+pe_slot *
+pe_lock_slot_arg(pe_engine *self, PyObject *arg)
 {
     long id = PyLong_AsLong(arg);
     if (id == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (lock_engine(self) < 0) {
+    if (pe_lock(self) < 0) {
         return NULL;
     }
     pe_slot *s = find_slot(self, id);
     if (s == NULL) {
-        unlock_engine(self);
-    }
-    return s;
-}
-
-/* reclaim(slot) and remove(slot): the slot without a reader, or NULL
- * with KeyError set; mutex held on success. */
-static pe_slot *
-lock_slot_evicted(pe_engine *self, PyObject *arg)
-{
-    pe_slot *s = lock_slot_arg(self, arg);
-    if (s == NULL) {
-        return NULL;
-    }
-    s = evict_reader(self, s->id);
-    if (s == NULL) {
-        unlock_engine(self);
-        PyErr_SetString(PyExc_KeyError, "pool worker slot went away");
+        pe_unlock(self);
     }
     return s;
 }
@@ -316,12 +209,12 @@ lock_slot_evicted(pe_engine *self, PyObject *arg)
 static PyObject *
 pe_remove(pe_engine *self, PyObject *arg)
 {
-    pe_slot *s = lock_slot_evicted(self, arg);
+    pe_slot *s = pe_lock_slot_evicted(self, arg);
     if (s == NULL) {
         return NULL;
     }
     pe_slot_clear(s);
-    unlock_engine(self);
+    pe_unlock(self);
     Py_RETURN_NONE;
 }
 
@@ -363,7 +256,7 @@ pe_send(pe_engine *self, PyObject *args)
             copied += len;
         }
     }
-    if (lock_engine(self) < 0) {
+    if (pe_lock(self) < 0) {
         goto release;
     }
     pe_slot *s = find_slot(self, id);
@@ -418,7 +311,7 @@ pe_send(pe_engine *self, PyObject *args)
     res = Py_None;
     Py_INCREF(res);
 done:
-    unlock_engine(self);
+    pe_unlock(self);
 release:
     for (Py_ssize_t i = 0; i < nparts; i++) {
         if (parts[i].obj != NULL) {
@@ -431,7 +324,7 @@ release:
 static PyObject *
 pe_flush(pe_engine *self, PyObject *Py_UNUSED(ignored))
 {
-    if (lock_engine(self) < 0) {
+    if (pe_lock(self) < 0) {
         return NULL;
     }
     int pending = 0;
@@ -458,7 +351,7 @@ pe_flush(pe_engine *self, PyObject *Py_UNUSED(ignored))
             pe_release_written(&self->slots[i]);
         }
     }
-    unlock_engine(self);
+    pe_unlock(self);
     Py_RETURN_NONE;
 }
 
@@ -505,16 +398,7 @@ build_pollset(pe_engine *self)
         if (!s->used) {
             continue;
         }
-        if (s->lent && !s->reader) {
-            /* the timer was armed by the latest lend(), so it fires at or
-             * after every lent slot's deadline */
-            if (now < 0) {
-                now = mp_monotonic();
-            }
-            if (now >= s->lent_until) {
-                s->lent = 0;
-            }
-        }
+        pe_lend_expire(s, &now);
         s->polled = !s->eof && !s->lent &&
                     (s->own_len > 0 || s->sentinel < 0);
         self->pfd_ids[n] = s->id;
@@ -543,13 +427,10 @@ move_bytes(pe_engine *self, size_t n)
         }
     }
     if (pf[1].revents) {
-        uint64_t expirations;
-        if (read(self->timer_fd, &expirations, sizeof(expirations)) < 0) {
-            /* EAGAIN: disarmed or re-armed meanwhile; nothing to drain */
-        }
+        pe_lend_timer_drain(self);
     }
     for (size_t k = PE_FIRST_SLOT; k < n; k += 3) {
-        pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
+        pe_slot *s = pe_lookup_slot(self, self->pfd_ids[k]);
         if (s == NULL) {
             continue;
         }
@@ -575,21 +456,17 @@ move_bytes(pe_engine *self, size_t n)
 static PyObject *
 pe_wait(pe_engine *self, PyObject *arg)
 {
-    double timeout;
-    int forever = mp_parse_timeout(arg, &timeout);
+    struct timespec deadline;
+    int forever = mp_timeout_deadline(arg, &deadline);
     if (forever < 0) {
         return NULL;
-    }
-    struct timespec deadline;
-    if (!forever && mp_deadline_after(&deadline, timeout) < 0) {
-        return mp_raise_errno(errno);
     }
     if (self->busy) {
         PyErr_SetString(PyExc_RuntimeError,
                         "PoolEngine.wait() called from two threads at once");
         return NULL;
     }
-    if (lock_engine(self) < 0) {
+    if (pe_lock(self) < 0) {
         return NULL;
     }
     PyObject *events = NULL;
@@ -598,7 +475,7 @@ pe_wait(pe_engine *self, PyObject *arg)
     self->busy = 1;
 again:
     n = build_pollset(self);
-    unlock_engine(self);           /* callers may send while we sleep */
+    pe_unlock(self);           /* callers may send while we sleep */
     if (n < 0) {
         self->busy = 0;
         return PyErr_NoMemory();
@@ -611,7 +488,7 @@ again:
         if (ready < 0) {
             err = errno;
         }
-        slots_lock_nogil(self);
+        pe_lock_nogil(self);
         for (size_t i = 0; i < self->nslots; i++) {
             self->slots[i].polled = 0;
         }
@@ -622,17 +499,17 @@ again:
         if (ready >= 0 || err != EINTR) {
             break;
         }
-        unlock_engine(self);
+        pe_unlock(self);
         if (PyErr_CheckSignals() < 0) {
             self->busy = 0;
             return NULL;
         }
-        if (lock_engine(self) < 0) {
+        if (pe_lock(self) < 0) {
             self->busy = 0;
             return NULL;
         }
         n = build_pollset(self);
-        unlock_engine(self);
+        pe_unlock(self);
         if (n < 0) {
             self->busy = 0;
             return PyErr_NoMemory();
@@ -640,12 +517,12 @@ again:
     }
     /* mutex held from here */
     if (ready < 0 || err == ENOMEM) {
-        unlock_engine(self);
+        pe_unlock(self);
         self->busy = 0;
         return err == ENOMEM ? PyErr_NoMemory() : mp_raise_errno(err);
     }
     if (ready == 0) {
-        unlock_engine(self);
+        pe_unlock(self);
         self->busy = 0;
         Py_RETURN_NONE;             /* timed out */
     }
@@ -655,7 +532,7 @@ again:
     }
     struct pollfd *pf = self->pfds;
     for (Py_ssize_t k = PE_FIRST_SLOT; k < n; k += 3) {
-        pe_slot *s = lookup_slot(self, self->pfd_ids[k]);
+        pe_slot *s = pe_lookup_slot(self, self->pfd_ids[k]);
         if (s == NULL) {
             continue;
         }
@@ -684,11 +561,11 @@ again:
         Py_CLEAR(events);
         goto again;
     }
-    unlock_engine(self);
+    pe_unlock(self);
     self->busy = 0;
     return events;
 fail:
-    unlock_engine(self);
+    pe_unlock(self);
     self->busy = 0;
     Py_XDECREF(events);
     return NULL;
@@ -697,7 +574,7 @@ fail:
 static PyObject *
 pe_owned(pe_engine *self, PyObject *arg)
 {
-    pe_slot *s = lock_slot_arg(self, arg);
+    pe_slot *s = pe_lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
@@ -712,7 +589,7 @@ pe_owned(pe_engine *self, PyObject *arg)
         PyList_SET_ITEM(ids, (Py_ssize_t)i, v);
     }
     unsigned long long acked = s->acked;
-    unlock_engine(self);
+    pe_unlock(self);
     if (ids == NULL) {
         return NULL;
     }
@@ -722,12 +599,12 @@ pe_owned(pe_engine *self, PyObject *arg)
 static PyObject *
 pe_load(pe_engine *self, PyObject *arg)
 {
-    pe_slot *s = lock_slot_arg(self, arg);
+    pe_slot *s = pe_lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
     size_t load = s->own_len;
-    unlock_engine(self);
+    pe_unlock(self);
     return PyLong_FromSize_t(load);
 }
 
@@ -735,7 +612,7 @@ pe_load(pe_engine *self, PyObject *arg)
 static PyObject *
 pe_unsent(pe_engine *self, PyObject *arg)
 {
-    pe_slot *s = lock_slot_arg(self, arg);
+    pe_slot *s = pe_lock_slot_arg(self, arg);
     if (s == NULL) {
         return NULL;
     }
@@ -743,172 +620,8 @@ pe_unsent(pe_engine *self, PyObject *arg)
     for (size_t i = s->bigdone; i < s->nbig; i++) {
         n += (size_t)s->big[i].view.len - s->big[i].pos;
     }
-    unlock_engine(self);
+    pe_unlock(self);
     return PyLong_FromSize_t(n);
-}
-
-static PyObject *
-pe_reclaim(pe_engine *self, PyObject *arg)
-{
-    pe_slot *s = lock_slot_evicted(self, arg);
-    if (s == NULL) {
-        return NULL;
-    }
-    unlock_engine(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-pe_lend(pe_engine *self, PyObject *arg)
-{
-    pe_slot *s = lock_slot_arg(self, arg);
-    if (s == NULL) {
-        return NULL;
-    }
-    /* only an idle slot that the engine's current poll() does not watch:
-     * then its next frames can reach nobody but the reader */
-    int ok = self->timer_fd >= 0 && !s->lent && !s->reader && !s->polled
-             && s->own_len == 0 && s->sentinel >= 0 && !s->eof;
-    if (ok) {
-        struct itimerspec grace;
-        memset(&grace, 0, sizeof(grace));
-        grace.it_value.tv_nsec = PE_LEND_GRACE_NS;
-        /* deadline first: the timer, armed after, cannot fire before it */
-        s->lent_until = mp_monotonic() + PE_LEND_GRACE_NS * 1e-9;
-        ok = timerfd_settime(self->timer_fd, 0, &grace, NULL) == 0;
-        s->lent = ok;
-    }
-    unlock_engine(self);
-    return PyBool_FromLong(ok);
-}
-
-static PyObject *
-pe_read_lent(pe_engine *self, PyObject *args)
-{
-    long id;
-    PyObject *arg;
-    double spin = 0;
-    if (!PyArg_ParseTuple(args, "lO|d:read_lent", &id, &arg, &spin)) {
-        return NULL;
-    }
-    double timeout;
-    int forever = mp_parse_timeout(arg, &timeout);
-    if (forever < 0) {
-        return NULL;
-    }
-    struct timespec deadline;
-    if (!forever && mp_deadline_after(&deadline, timeout) < 0) {
-        return mp_raise_errno(errno);
-    }
-    PyObject *events = PyList_New(0);
-    if (events == NULL) {
-        return NULL;
-    }
-    if (lock_engine(self) < 0) {
-        Py_DECREF(events);
-        return NULL;
-    }
-    pe_slot *s = lookup_slot(self, id);
-    if (s == NULL || !s->lent || s->reader) {
-        unlock_engine(self);
-        Py_DECREF(events);
-        Py_RETURN_NONE;
-    }
-    s->reader = 1;
-    const int rfd = s->result_fd, sfd = s->sentinel;
-    int ended = 0, last = 0, failed = 0;
-    for (;;) {
-        if (pe_slot_parse(s, events) < 0) {
-            failed = 1;
-            break;
-        }
-        if (PyList_GET_SIZE(events) > 0 || ended || s->eof || s->kick
-                || last) {
-            break;
-        }
-        int ms = PE_READER_SLICE_MS;
-        if (!forever) {
-            int left = mp_ms_left(&deadline);
-            if (left == 0) {
-                ms = 0;
-                last = 1;
-            }
-            else if (left < ms) {
-                ms = left;
-            }
-        }
-        struct pollfd pf[2];
-        pf[0].fd = rfd;
-        pf[0].events = POLLIN;
-        pf[1].fd = sfd;
-        pf[1].events = POLLIN;
-        pf[0].revents = pf[1].revents = 0;
-        int ready, err = 0, rerr = 0;
-        unlock_engine(self);
-        Py_BEGIN_ALLOW_THREADS
-        ready = 0;
-        if (ms != 0 && spin > 0) {
-            /* the worker usually answers within the spin: then nobody
-             * sleeps, and its write() need not wake us */
-            ready = mp_spin_poll(pf, 2, spin);
-            spin = 0;
-        }
-        if (ready == 0) {
-            ready = poll(pf, 2, ms);
-        }
-        if (ready < 0) {
-            err = errno;
-        }
-        slots_lock_nogil(self);
-        /* remove() and reclaim() wait for us, so the slot is still there,
-         * though maybe elsewhere in memory */
-        s = lookup_slot(self, id);
-        if (s != NULL && ready > 0) {
-            ended = pf[1].revents != 0;
-            if (pf[0].revents || ended) {
-                rerr = pe_slot_read(s);
-            }
-        }
-        Py_END_ALLOW_THREADS
-        if (s == NULL) {
-            break;
-        }
-        if (rerr == ENOMEM) {
-            PyErr_NoMemory();
-            failed = 1;
-            break;
-        }
-        if (ready < 0) {
-            if (err != EINTR) {
-                mp_raise_errno(err);
-                failed = 1;
-                break;
-            }
-            /* handlers may use the pool: not with the mutex held */
-            unlock_engine(self);
-            int sig = PyErr_CheckSignals();
-            relock_engine(self);
-            s = lookup_slot(self, id);
-            if (s == NULL || sig < 0) {
-                failed = sig < 0;
-                break;
-            }
-        }
-    }
-    int wake = 1;
-    if (s != NULL) {
-        wake = failed || ended || s->eof || s->own_len > 0
-               || s->in.len > s->in.pos;
-        s->reader = 0;
-        s->lent = 0;
-        s->kick = 0;
-    }
-    unlock_engine(self);
-    if (failed) {
-        Py_DECREF(events);
-        return NULL;
-    }
-    return Py_BuildValue("(NO)", events, wake ? Py_True : Py_False);
 }
 
 /* The worker's side of the spin: before it blocks on an empty task pipe,

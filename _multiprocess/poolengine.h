@@ -1,7 +1,8 @@
 /*
- * poolengine.h -- what the two files of the pool engine share: the pool's
- * wire format, a worker slot and its byte streams (poolslot.c), and the
- * engine object (poolengine.c).  Private to those two files.
+ * poolengine.h -- what the three files of the pool engine share: the
+ * pool's wire format, a worker slot and its byte streams (poolslot.c), the
+ * engine object and its slots mutex (poolengine.c), and lending a slot's
+ * result pipe to a caller thread (poollend.c).  Private to those files.
  */
 #ifndef MULTIPROCESS_POOLENGINE_H
 #define MULTIPROCESS_POOLENGINE_H
@@ -41,13 +42,6 @@
                                  * u64 task id, pickle of one call's value */
 #define PE_READ_CHUNK (256 * 1024)
 #define PE_BIG (64 * 1024)
-/* How long a lent slot may wait for its reader before the engine takes it
- * back: a caller that goes on to get() reads well within it, and a result
- * nobody asks for yet is late by at most this much. */
-#define PE_LEND_GRACE_NS (5 * 1000 * 1000)
-/* A reader re-checks its slot at least this often (ms), so that reclaim()
- * never waits on a poll() that nothing will end. */
-#define PE_READER_SLICE_MS 50
 
 typedef struct {
     char *data;
@@ -76,11 +70,13 @@ typedef struct {
     uint64_t *own;          /* ring buffer of owned task ids */
     size_t own_head, own_len, own_cap;
     uint64_t acked;
+    /* poollend.c */
     int lent;               /* result pipe left to a caller thread */
     int reader;             /* a caller thread is in read_lent() on it */
     int kick;               /* reclaim() wants the reader out */
-    int polled;             /* in the poll set the engine sleeps on */
     double lent_until;      /* end of the grace period of the lending */
+    /* poolengine.c */
+    int polled;             /* in the poll set the engine sleeps on */
 } pe_slot;
 
 typedef struct {
@@ -132,5 +128,68 @@ void pe_slot_write(pe_slot *s);
 int pe_slot_read(pe_slot *s);
 /* Complete result frames into `events` (acks consumed); 0 or -1.  GIL. */
 int pe_slot_parse(pe_slot *s, PyObject *events);
+
+/*
+ * The slots mutex.  PyThread locks need no GIL; a thread holding the GIL
+ * must not block on the mutex with it (the engine thread may need the GIL
+ * to let go), hence the try first.
+ */
+static inline void
+pe_lock_nogil(pe_engine *self)
+{
+    (void)PyThread_acquire_lock(self->mutex, WAIT_LOCK);
+}
+
+/* Take the mutex, GIL held, when it is known to exist (taken before). */
+static inline void
+pe_relock(pe_engine *self)
+{
+    if (!PyThread_acquire_lock(self->mutex, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        pe_lock_nogil(self);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+/* Take the mutex, GIL held: 0, or -1 with ValueError before __init__. */
+static inline int
+pe_lock(pe_engine *self)
+{
+    if (self->mutex == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PoolEngine not initialized");
+        return -1;
+    }
+    pe_relock(self);
+    return 0;
+}
+
+static inline void
+pe_unlock(pe_engine *self)
+{
+    PyThread_release_lock(self->mutex);
+}
+
+/* poolengine.c.  The used slot with this id, or NULL; mutex held. */
+pe_slot *pe_lookup_slot(pe_engine *self, long id);
+/* The prologue of the per-slot methods: parse the slot id, take the mutex
+ * and find the slot.  The slot with the mutex held, or NULL with an
+ * exception (KeyError for an unknown id) and the mutex not held. */
+pe_slot *pe_lock_slot_arg(pe_engine *self, PyObject *arg);
+
+/* poollend.c: the grace timer (self->timer_fd, -1 when there is none). */
+void pe_lend_timer_open(pe_engine *self);
+void pe_lend_timer_close(pe_engine *self);
+void pe_lend_timer_drain(pe_engine *self);
+/* Take back a lent slot whose reader did not come within its grace
+ * period (the timer woke the engine for it).  `*now`: the monotonic time,
+ * read here on first need (< 0 until then).  Mutex held. */
+void pe_lend_expire(pe_slot *s, double *now);
+/* remove(slot), reclaim(slot): pe_lock_slot_arg() that also waits until
+ * the slot has no reader and ends its lending. */
+pe_slot *pe_lock_slot_evicted(pe_engine *self, PyObject *arg);
+/* The methods lend(slot), read_lent(slot, timeout, spin=0), reclaim(slot). */
+PyObject *pe_lend(pe_engine *self, PyObject *arg);
+PyObject *pe_read_lent(pe_engine *self, PyObject *args);
+PyObject *pe_reclaim(pe_engine *self, PyObject *arg);
 
 #endif /* MULTIPROCESS_POOLENGINE_H */

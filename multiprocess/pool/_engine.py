@@ -244,7 +244,7 @@ class _Engine:
         """The latency path of apply_async: the caller's thread sends the
         task to an idle worker itself, and when the result has no callbacks
         the worker's result pipe is lent to it (see read_lent in
-        poolengine.c): get() reads the result without the engine thread
+        poollend.c): get() reads the result without the engine thread
         waking up at all.  Two hand-offs (caller -> worker -> caller)
         instead of four.  False: leave the job to the engine."""
         try:
