@@ -40,6 +40,8 @@ import weakref
 from concurrent.futures import _base
 from concurrent.futures.process import BrokenProcessPool
 
+from .util import _chunks
+
 __all__ = ['ProcessPoolExecutor', 'BrokenProcessPool']
 
 
@@ -58,15 +60,6 @@ def _initialize(initializer, initargs):
             'A process in the process pool failed in its initializer '
             '(%s: %s); the executor is not usable anymore'
             % (type(exc).__name__, exc)) from exc
-
-
-def _batches(iterable, size):
-    it = iter(iterable)
-    while True:
-        batch = tuple(itertools.islice(it, size))
-        if not batch:
-            return
-        yield batch
 
 
 def _resolve_context(mp_context, max_tasks_per_child):
@@ -293,8 +286,8 @@ class ProcessPoolExecutor(_base.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         calls = zip(*iterables)
         if chunksize > 1:
-            tasks = ((_run_chunk, fn, batch)
-                     for batch in _batches(calls, chunksize))
+            tasks = ((_run_chunk, fn, chunk)
+                     for chunk in _chunks(calls, chunksize))
         else:
             tasks = ((fn,) + args for args in calls)
         tasks = iter(tasks)

@@ -324,6 +324,17 @@ def _call_reporting_errors(func):
 _cpu_count_for_pools = getattr(os, 'process_cpu_count', os.cpu_count)
 
 
+def _chunks(iterable, size):
+    """Lists of `size` items of `iterable` (the last one shorter): the
+    tasks of a pool's or an executor's map with a chunk size."""
+    it = iter(iterable)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
 def _default_pool_size():
     """Workers a pool gets when not told how many."""
     return _cpu_count_for_pools() or 1

@@ -35,9 +35,7 @@ from pathos.pools import ProcessPool, ThreadPool
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def process_pool():
-    pool = ProcessPool(nodes=2)
+def _shut_down_after(pool):
     try:
         yield pool
     finally:
@@ -48,14 +46,13 @@ def process_pool():
 
 
 @pytest.fixture
+def process_pool():
+    yield from _shut_down_after(ProcessPool(nodes=2))
+
+
+@pytest.fixture
 def thread_pool():
-    pool = ThreadPool(nodes=2)
-    try:
-        yield pool
-    finally:
-        pool.close()
-        pool.join()
-        pool.clear()
+    yield from _shut_down_after(ThreadPool(nodes=2))
 
 
 def test_pathos_helpers_use_this_package_not_the_stdlib():

@@ -243,23 +243,16 @@ def test_join_timeout_returns_while_child_still_runs(ctx):
 
 
 @pytest.mark.timeout(60)
-def test_terminate_gives_minus_sigterm(ctx):
+@pytest.mark.parametrize('stop, signum', [('terminate', signal.SIGTERM),
+                                          ('kill', signal.SIGKILL)])
+def test_terminate_and_kill_give_minus_the_signal(ctx, stop, signum):
     p = ctx.Process(target=_sleep_forever)
     p.start()
-    p.terminate()
+    getattr(p, stop)()
     p.join()
-    assert p.exitcode == -signal.SIGTERM
-    assert "stopped exitcode=-SIGTERM" in repr(p)
+    assert p.exitcode == -signum
+    assert "stopped exitcode=-%s" % signum.name in repr(p)
     assert p not in mp.active_children()
-
-
-@pytest.mark.timeout(60)
-def test_kill_gives_minus_sigkill(ctx):
-    p = ctx.Process(target=_sleep_forever)
-    p.start()
-    p.kill()
-    p.join()
-    assert p.exitcode == -signal.SIGKILL
 
 
 @pytest.mark.timeout(60)

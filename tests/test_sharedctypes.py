@@ -2,6 +2,7 @@
 (native cores in _multiprocess/syncwrap.c) and their behaviour across
 processes."""
 import array
+import contextlib
 import ctypes
 import pickle
 import signal
@@ -219,9 +220,11 @@ def test_value_access_while_another_thread_holds_the_lock_waits_without_the_gil(
     assert v.value == 5
 
 
-def test_a_signal_handler_raising_ends_a_blocked_access():
-    lock = multiprocess.Lock()
-    v = Value('i', 0, lock=lock)
+@contextlib.contextmanager
+def _held_elsewhere_with_alarm(lock, on_alarm, after=0.2):
+    """`lock` held by another thread, SIGALRM handled by `on_alarm` and
+    sent `after` seconds in; yields the event that makes the holder let
+    go (set on the way out in any case)."""
     held, finish = threading.Event(), threading.Event()
 
     def hold():
@@ -229,22 +232,30 @@ def test_a_signal_handler_raising_ends_a_blocked_access():
             held.set()
             finish.wait(30)
 
-    def on_alarm(signum, frame):
-        raise TimeoutError('alarm')
-
     t = threading.Thread(target=hold)
     t.start()
     assert held.wait(30)
     old = signal.signal(signal.SIGALRM, on_alarm)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
-        with pytest.raises(TimeoutError):
-            v.value = 1
+        signal.setitimer(signal.ITIMER_REAL, after)
+        yield finish
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         finish.set()
         t.join(30)
+
+
+def test_a_signal_handler_raising_ends_a_blocked_access():
+    lock = multiprocess.Lock()
+    v = Value('i', 0, lock=lock)
+
+    def on_alarm(signum, frame):
+        raise TimeoutError('alarm')
+
+    with _held_elsewhere_with_alarm(lock, on_alarm):
+        with pytest.raises(TimeoutError):
+            v.value = 1
     assert v.value == 0         # never taken, so nothing was written
     assert lock.acquire(False)  # and the lock was not left held
     lock.release()
@@ -253,30 +264,15 @@ def test_a_signal_handler_raising_ends_a_blocked_access():
 def test_a_signal_handler_that_returns_lets_the_access_wait_on():
     lock = multiprocess.Lock()
     v = Value('i', 0, lock=lock)
-    held, finish = threading.Event(), threading.Event()
     alarms = []
-
-    def hold():
-        with lock:
-            held.set()
-            finish.wait(30)
+    finish = None
 
     def on_alarm(signum, frame):
         alarms.append(signum)
         finish.set()            # the holder lets go after the signal
 
-    t = threading.Thread(target=hold)
-    t.start()
-    assert held.wait(30)
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.2)
+    with _held_elsewhere_with_alarm(lock, on_alarm) as finish:
         v.value = 7             # interrupted once, then taken
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-        finish.set()
-        t.join(30)
     assert alarms == [signal.SIGALRM]
     assert v.value == 7
 

@@ -47,6 +47,7 @@ import distributed
 from ..exceptions import ProcessError, TaskTimeoutError, WorkerLostError
 from ._errors import MaybeEncodingError, _format_tb, traceback
 from ._jobs import APPLY, CLOSE, MAP, RUN, TERMINATE
+from ._results import _abort_all
 from ._wire import (_decode_error, _dumps, _dumps_call,
                     _error_payload, _loads_chunk, _native)
 
@@ -342,13 +343,7 @@ class DaskEngine:
             self.woken = True
             self.cond.notify()
         self._call_loop(self._cancel_all)
-        error = ProcessError('the pool was terminated before this task '
-                             'completed')
-        for result in list(self.cache.values()):
-            try:
-                result._abort(error)
-            except BaseException:
-                traceback.print_exc()
+        _abort_all(self.cache.values())
         if self.thread is not None and \
                 self.thread is not threading.current_thread():
             self.thread.join(self.SHUTDOWN_TIMEOUT)

@@ -26,7 +26,7 @@ from . import _worker
 from ._errors import (MaybeEncodingError, _exit_description,
                       _lost_worker_error, traceback)
 from ._jobs import CLOSE, RUN, TERMINATE
-from ._results import _Failure
+from ._results import _Failure, _abort_all
 from ._records import (_TimedTask, _Task, _Worker, _ack_word, _read_stamp,
                        _task_counter, _widen_pipe)
 from ._wire import (_ACK, _BIG_FRAME, _K_APPLY, _K_APPLY_TIMED,
@@ -807,11 +807,7 @@ class _Engine:
             self.tasks.clear()
             self.timed.clear()
             self.live_jobs.clear()
-            for result in list(self.cache.values()):
-                try:
-                    result._abort(exc)
-                except BaseException:
-                    traceback.print_exc()
+            _abort_all(self.cache.values(), exc)
             self.cache.clear()
 
     # -- ending -----------------------------------------------------------
@@ -838,8 +834,7 @@ class _Engine:
                 pass
             self._close_worker_fds(w)
         self.workers.clear()
-        self._fail_everything(ProcessError(
-            'the pool was terminated before this task completed'))
+        self._fail_everything(None)     # the pool was terminated
         self._close_wake()
 
     @staticmethod

@@ -9,8 +9,8 @@ import warnings
 
 from .. import util
 from ._engine import _Engine
-from ._jobs import (APPLY, CLOSE, INIT, MAP, RUN, STARMAP, TERMINATE, _chunks,
-                    _Job, _map_chunksize)
+from ._jobs import (APPLY, CLOSE, INIT, MAP, RUN, STARMAP, TERMINATE, _Job,
+                    _map_chunksize)
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, \
     MapResult
 
@@ -177,7 +177,7 @@ class Pool(object):
                            reporter)
         if chunksize:
             self._engine.submit(_Job(result, kind, func,
-                                     _chunks(iterable, chunksize), False,
+                                     util._chunks(iterable, chunksize), False,
                                      timeout=timeout))
         return result
 
@@ -221,7 +221,7 @@ class Pool(object):
         # values (see _results._Failure)
         result._mixed = timeout is not None
         self._engine.submit(_Job(result, MAP, func,
-                                 _chunks(iterable, chunksize), True,
+                                 util._chunks(iterable, chunksize), True,
                                  chunksize, timeout))
         return result
 

@@ -6,7 +6,6 @@ the engine pulls tasks, so an ``imap`` over an endless iterable only ever
 holds the chunks in flight.
 """
 
-import itertools
 
 # The job kinds are the task kinds of the wire format (an engine sending
 # them to processes uses them as they are).
@@ -86,15 +85,6 @@ class _Job:
         self.source = None
         if self.sets_length:
             self.result._set_length(length, self.items)
-
-
-def _chunks(iterable, size):
-    it = iter(iterable)
-    while True:
-        chunk = list(itertools.islice(it, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 def _map_chunksize(length, workers):

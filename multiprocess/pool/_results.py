@@ -12,7 +12,7 @@ import threading
 import time
 import types
 
-from ..exceptions import TimeoutError
+from ..exceptions import ProcessError, TimeoutError
 from ._errors import traceback
 
 job_counter = itertools.count()     # ids of result objects (and jobs)
@@ -95,6 +95,20 @@ class ApplyResult(object):
 
 
 AsyncResult = ApplyResult
+
+
+def _abort_all(results, exc=None):
+    """End every result in `results` with `exc` (default: the pool was
+    terminated), whatever their callbacks do: one that raises is
+    reported and the rest still end."""
+    if exc is None:
+        exc = ProcessError('the pool was terminated before this task '
+                           'completed')
+    for result in list(results):
+        try:
+            result._abort(exc)
+        except BaseException:
+            traceback.print_exc()
 
 
 def _run_callback(callback, value):

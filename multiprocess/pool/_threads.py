@@ -9,11 +9,11 @@ import itertools
 import threading
 import time
 
-from ..exceptions import ProcessError, TaskTimeoutError
+from ..exceptions import TaskTimeoutError
 from ._errors import traceback
 from ._front import Pool
 from ._jobs import APPLY, CLOSE, MAP, RUN, TERMINATE
-from ._results import _Failure
+from ._results import _Failure, _abort_all
 
 
 class ThreadPool(Pool):
@@ -287,13 +287,7 @@ class _ThreadEngine:
             self.cond.notify_all()
             self.alarm.notify_all()
         # as with processes: what can no longer complete fails, not hangs
-        error = ProcessError('the pool was terminated before this task '
-                             'completed')
-        for result in list(self.cache.values()):
-            try:
-                result._abort(error)
-            except BaseException:
-                traceback.print_exc()
+        _abort_all(self.cache.values())
 
     def join(self):
         current = threading.current_thread()
