@@ -127,6 +127,37 @@ def pool(ctx):
 
 
 @pytest.fixture
+def pipe_fds():
+    """(read fd, write fd) of a fresh pipe, closed after the test unless
+    the test closed them itself."""
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def spin():
+    """spin(seconds) sets the receive spin (_multiprocess.set_recv_spin)
+    for one test and returns the previous setting; the package's own
+    setting is back afterwards."""
+    import _multiprocess
+    saved = []
+
+    def set_to(seconds):
+        previous = _multiprocess.set_recv_spin(seconds)
+        if not saved:
+            saved.append(previous)
+        return previous
+    yield set_to
+    if saved:
+        _multiprocess.set_recv_spin(saved[0])
+
+
+@pytest.fixture
 def run_script(tmp_path):
     """run_script(code, *args, timeout=60, input=None, cwd=None,
     as_file=False, env=None, **popen_kwds) -> subprocess.CompletedProcess

@@ -22,22 +22,12 @@ import multiprocess
 from multiprocess import connection
 
 
-@pytest.fixture
-def channel():
-    r, w = os.pipe()
-    yield r, w
-    for fd in (r, w):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("length", [-2, -7, -(1 << 31)])
-def test_a_negative_length_other_than_minus_one_raises_oserror(channel,
+def test_a_negative_length_other_than_minus_one_raises_oserror(pipe_fds,
                                                                length):
-    r, w = channel
+    r, w = pipe_fds
     readers = [
         lambda: native.recv_bytes(r),
         lambda: native.recv_bytes(r, 100),
@@ -112,8 +102,8 @@ def _send_in_thread(fd, payload):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("size", [(8 << 20) - 1, 8 << 20, (8 << 20) + 1,
                                   (40 << 20) + 12345])
-def test_long_frames_arrive_whole_while_the_buffer_grows(channel, size):
-    r, w = channel
+def test_long_frames_arrive_whole_while_the_buffer_grows(pipe_fds, size):
+    r, w = pipe_fds
     payload = os.urandom(1 << 20) * (size >> 20) + os.urandom(size % (1 << 20))
     t = _send_in_thread(w, payload)
     assert native.recv_bytes(r) == payload

@@ -11,31 +11,23 @@ import _multiprocess
 
 
 @pytest.fixture
-def pipe():
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
-
-
-@pytest.fixture
 def lock():
     name = "/mp-deadline-%d-%d" % (os.getpid(), time.monotonic_ns())
     return _multiprocess.SemLock(1, 0, 1, name, True)
 
 
 @pytest.fixture
-def engine(pipe):
-    return _multiprocess.PoolEngine(pipe[0])
+def engine(pipe_fds):
+    return _multiprocess.PoolEngine(pipe_fds[0])
 
 
-def test_a_nan_timeout_is_a_value_error_everywhere(pipe, lock, engine):
+def test_a_nan_timeout_is_a_value_error_everywhere(pipe_fds, lock, engine):
     with pytest.raises(ValueError):
         lock.acquire(True, math.nan)
     with pytest.raises(ValueError):
-        _multiprocess.poll(pipe[0], math.nan)
+        _multiprocess.poll(pipe_fds[0], math.nan)
     with pytest.raises(ValueError):
-        _multiprocess.wait_fds([pipe[0]], math.nan)
+        _multiprocess.wait_fds([pipe_fds[0]], math.nan)
     with pytest.raises(ValueError):
         engine.wait(math.nan)
     with pytest.raises(ValueError):
@@ -47,10 +39,10 @@ def test_a_timeout_that_is_not_a_number_is_a_type_error(engine):
         engine.wait("1")
 
 
-def test_a_negative_timeout_only_looks(pipe, lock, engine):
+def test_a_negative_timeout_only_looks(pipe_fds, lock, engine):
     start = time.monotonic()
     assert lock.acquire(True, -5) is False
-    assert _multiprocess.poll(pipe[0], -5) is False
+    assert _multiprocess.poll(pipe_fds[0], -5) is False
     assert engine.wait(-5) is None
     assert time.monotonic() - start < 1.0
 

@@ -26,17 +26,9 @@ def _send_all(fd, payloads):
     return t
 
 
-@pytest.fixture
-def channel():
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
-
-
 @pytest.mark.timeout(60)
-def test_a_received_payload_somebody_holds_never_changes(channel):
-    r, w = channel
+def test_a_received_payload_somebody_holds_never_changes(pipe_fds):
+    r, w = pipe_fds
     size = 1 << 20
     payloads = [bytes([i]) * size for i in range(6)]
     t = _send_all(w, payloads)
@@ -48,8 +40,8 @@ def test_a_received_payload_somebody_holds_never_changes(channel):
 
 
 @pytest.mark.timeout(60)
-def test_a_reused_buffer_does_not_keep_a_stale_hash(channel):
-    r, w = channel
+def test_a_reused_buffer_does_not_keep_a_stale_hash(pipe_fds):
+    r, w = pipe_fds
     for size in (1 << 20, 300_000):
         first, second = os.urandom(size), os.urandom(size)
         t = _send_all(w, [first, second])
@@ -65,8 +57,8 @@ def test_a_reused_buffer_does_not_keep_a_stale_hash(channel):
 
 
 @pytest.mark.timeout(60)
-def test_payloads_of_changing_sizes_arrive_whole(channel):
-    r, w = channel
+def test_payloads_of_changing_sizes_arrive_whole(pipe_fds):
+    r, w = pipe_fds
     sizes = [1 << 20, 200_000, 3 << 20, 1 << 20, (1 << 20) + 1, 1 << 20,
              (8 << 20) + 7, 150_000]
     payloads = [os.urandom(n) for n in sizes]

@@ -21,21 +21,6 @@ import multiprocess
 from multiprocess import connection
 
 
-@pytest.fixture
-def spin():
-    """Set the spin time for one test; restore the package's setting."""
-    saved = []
-
-    def set_to(seconds):
-        previous = native.set_recv_spin(seconds)
-        if not saved:
-            saved.append(previous)
-        return previous
-    yield set_to
-    if saved:
-        native.set_recv_spin(saved[0])
-
-
 def test_setting_is_validated_and_returns_the_previous_one(spin):
     spin(0.0002)
     assert spin(0.0001) == pytest.approx(0.0002)

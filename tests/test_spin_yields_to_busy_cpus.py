@@ -21,20 +21,6 @@ from multiprocess import connection
 
 
 @pytest.fixture
-def spin():
-    """Set the receive spin for one test; restore the package's setting."""
-    saved = []
-
-    def set_to(seconds):
-        previous = native.set_recv_spin(seconds)
-        if not saved:
-            saved.append(previous)
-    yield set_to
-    if saved:
-        native.set_recv_spin(saved[0])
-
-
-@pytest.fixture
 def every_cpu_busy():
     """A busy loop per usable CPU, for the length of one test."""
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
