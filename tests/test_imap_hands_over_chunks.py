@@ -8,6 +8,7 @@ consuming one iterator get every item exactly once, and a failed chunk
 raises once, at its position, with iteration going on after it.
 """
 import threading
+import time
 
 import pytest
 
@@ -140,3 +141,93 @@ def test_done_counts_the_chunk_being_handed_out():
     it._set_length(2)
     assert list(it) == [2, 3, 4, 5]
     assert it.done == 5
+
+
+@pytest.mark.parametrize("cls", [_results.IMapIterator,
+                                 _results.IMapUnorderedIterator])
+def test_one_item_chunks_ready_together_are_handed_over_in_one_take(cls):
+    it = cls(_Pool())
+    lock = _CountingLock()
+    it._cond = threading.Condition(lock)
+    for i in range(200):
+        it._set(i, (True, [i]))
+    it._set_length(200)
+    before = lock.taken
+    got = list(it)
+    assert sorted(got) == list(range(200))
+    # (about one per 64 items, not one per item)
+    assert lock.taken - before <= 200 // _results.IMapIterator._BATCH + 3
+
+
+def test_a_failure_among_ready_one_item_chunks_stays_at_its_position():
+    it = _results.IMapIterator(_Pool())
+    for i in range(10):
+        it._set(i, (False, ValueError(i)) if i == 4 else (True, [i]))
+    it._set_length(10)
+    got = []
+    with pytest.raises(ValueError):
+        for x in it:
+            got.append(x)
+    assert got == [0, 1, 2, 3]
+    assert list(it) == [5, 6, 7, 8, 9]
+
+
+def test_under_buffersize_chunks_are_handed_over_one_at_a_time():
+    it = _results.IMapIterator(_Pool(), buffersize=4)
+    for i in range(3):
+        it._set(i, (True, [i]))
+    assert next(it) == 0
+    assert it._handed == 1
+
+
+class _CountingCondition:
+    """A Condition that counts notify() calls (over an RLock, so that the
+    test can hold it across _set calls and keep a notified consumer from
+    waking meanwhile)."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.RLock())
+        self.notified = 0
+
+    def __enter__(self):
+        return self._cond.__enter__()
+
+    def __exit__(self, *exc):
+        return self._cond.__exit__(*exc)
+
+    def wait(self, timeout=None):
+        return self._cond.wait(timeout)
+
+    def notify(self, n=1):
+        self.notified += 1
+        self._cond.notify(n)
+
+    def notify_all(self):
+        self._cond.notify_all()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cls", [_results.IMapIterator,
+                                 _results.IMapUnorderedIterator])
+def test_results_notify_only_a_waiting_consumer_and_once_until_it_wakes(cls):
+    it = cls(_Pool())
+    cond = it._cond = _CountingCondition()
+    for i in range(5):
+        it._set(i, (True, [i]))
+    assert cond.notified == 0           # nobody waits
+    assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+    got = []
+    consumer = threading.Thread(target=lambda: got.extend(it))
+    consumer.start()
+    deadline = time.monotonic() + 10
+    while not it._waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    with cond:
+        # several results while the consumer has not woken yet: one notify
+        for i in range(5, 10):
+            it._set(i, (True, [i]))
+        assert cond.notified == 1
+    it._set_length(10)
+    consumer.join(10)
+    assert not consumer.is_alive()
+    assert sorted(got) == list(range(5, 10))

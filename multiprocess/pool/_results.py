@@ -244,6 +244,10 @@ class IMapIterator(object):
         self._chunks = {}                    # chunk index -> (ok, value)
         self._index = 0                      # next chunk index to hand out
         self._waiting = 0                    # consumer threads in wait()
+        # notified, and no waiter has woken since: the results that come
+        # meanwhile need no notify() of their own (the one woken takes
+        # them all, or hands on to the next waiter)
+        self._signalled = False
         self._length = None                  # number of chunks, once known
         # Chunks may hold _Failure values (set by the pool for a job with
         # task_timeout): they are split into runs as they become ready.
@@ -343,6 +347,7 @@ class IMapIterator(object):
                         woken = self._cond.wait(timeout)
                     finally:
                         self._waiting -= 1
+                        self._signalled = False
                     if not woken and not self._advance_possible():
                         raise TimeoutError from None
         finally:
@@ -419,7 +424,8 @@ class IMapIterator(object):
     def _set(self, i, obj):
         with self._cond:
             self._chunks[i] = obj
-            if self._waiting:
+            if self._waiting and not self._signalled:
+                self._signalled = True
                 self._cond.notify()
             complete = self._check_done()
         if self._progress is not None:
@@ -487,7 +493,8 @@ class IMapUnorderedIterator(IMapIterator):
         with self._cond:
             self._make_ready(obj)
             self._index += 1
-            if self._waiting:
+            if self._waiting and not self._signalled:
+                self._signalled = True
                 self._cond.notify()
             complete = self._check_done()
         if self._progress is not None:
