@@ -347,15 +347,11 @@ semlock_try_failed(semlock_object *self)
     return outcome;
 }
 
-/* Without blocking: 1 taken (or re-entered), 0 not free, -1 with an
- * exception.  Small, to be inlined: every acquire starts here. */
+/* The semaphore without blocking: 1 taken, 0 not free, -1 with an
+ * exception.  Small, to be inlined: every acquire comes here. */
 static inline int
-semlock_try(semlock_object *self)
+semlock_try_sem(semlock_object *self)
 {
-    if (self->kind == MP_RECURSIVE_MUTEX && held_by_caller(self)) {
-        self->count++;
-        return 1;
-    }
     /* With the GIL held: an uncontended semaphore is one atomic operation
      * in userspace, far cheaper than a GIL round trip. */
     if (sem_trywait(self->sem) == 0) {
@@ -363,6 +359,17 @@ semlock_try(semlock_object *self)
         return 1;
     }
     return semlock_try_failed(self);
+}
+
+/* A recursive mutex this thread holds is re-entered (1). */
+static inline int
+semlock_reenter(semlock_object *self)
+{
+    if (self->kind == MP_RECURSIVE_MUTEX && held_by_caller(self)) {
+        self->count++;
+        return 1;
+    }
+    return 0;
 }
 
 /* Block, without the GIL, until taken (1) or `deadline` (NULL: none) has
@@ -445,8 +452,7 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     /* Re-entry succeeds whatever the timeout says, even a malformed one. */
-    if (self->kind == MP_RECURSIVE_MUTEX && held_by_caller(self)) {
-        self->count++;
+    if (semlock_reenter(self)) {
         Py_RETURN_TRUE;
     }
     if (timeout_obj != Py_None) {
@@ -460,7 +466,7 @@ semlock_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     }
 
     /* The clock is read only when the semaphore is not free at once. */
-    int rc = semlock_try(self);
+    int rc = semlock_try_sem(self);
     if (rc == 0 && blocking && timeout != 0.0) {
         if (timeout > 0.0 && mp_deadline_after(&deadline, timeout) < 0) {
             return mp_raise_errno(errno);
@@ -507,9 +513,13 @@ int
 mp_semlock_acquire(PyObject *op, int blocking,
                    const struct timespec *deadline)
 {
-    int rc = semlock_try(SEMLOCK(op));
+    semlock_object *self = SEMLOCK(op);
+    if (semlock_reenter(self)) {
+        return 1;
+    }
+    int rc = semlock_try_sem(self);
     if (rc == 0 && blocking) {
-        rc = semlock_block(SEMLOCK(op), deadline);
+        rc = semlock_block(self, deadline);
     }
     return rc;
 }
