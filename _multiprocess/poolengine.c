@@ -453,82 +453,49 @@ move_bytes(pe_engine *self, size_t n)
     return err;
 }
 
-static PyObject *
-pe_wait(pe_engine *self, PyObject *arg)
+/* Sleep in poll() until a descriptor is ready, a signal comes or the
+ * deadline (NULL: none) passes, then move bytes.  Mutex held on entry and
+ * on return, dropped while asleep so that callers may send meanwhile.
+ * Returns the number of pollfds with *ready and *err as poll() and the
+ * moves left them, or -1 with MemoryError. */
+static Py_ssize_t
+poll_and_move(pe_engine *self, const struct timespec *deadline, int *ready,
+              int *err)
 {
-    struct timespec deadline;
-    int forever = mp_timeout_deadline(arg, &deadline);
-    if (forever < 0) {
-        return NULL;
-    }
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "PoolEngine.wait() called from two threads at once");
-        return NULL;
-    }
-    if (pe_lock(self) < 0) {
-        return NULL;
-    }
-    PyObject *events = NULL;
-    int ready, err;
-    Py_ssize_t n;
-    self->busy = 1;
-again:
-    n = build_pollset(self);
-    pe_unlock(self);           /* callers may send while we sleep */
+    Py_ssize_t n = build_pollset(self);
     if (n < 0) {
-        self->busy = 0;
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
-    for (;;) {
-        int ms = forever ? -1 : mp_ms_left(&deadline);
-        err = 0;
-        Py_BEGIN_ALLOW_THREADS
-        ready = poll(self->pfds, (nfds_t)n, ms);
-        if (ready < 0) {
-            err = errno;
-        }
-        pe_lock_nogil(self);
-        for (size_t i = 0; i < self->nslots; i++) {
-            self->slots[i].polled = 0;
-        }
-        if (ready > 0) {
-            err = move_bytes(self, (size_t)n);
-        }
-        Py_END_ALLOW_THREADS
-        if (ready >= 0 || err != EINTR) {
-            break;
-        }
-        pe_unlock(self);
-        if (PyErr_CheckSignals() < 0) {
-            self->busy = 0;
-            return NULL;
-        }
-        if (pe_lock(self) < 0) {
-            self->busy = 0;
-            return NULL;
-        }
-        n = build_pollset(self);
-        pe_unlock(self);
-        if (n < 0) {
-            self->busy = 0;
-            return PyErr_NoMemory();
-        }
+    pe_unlock(self);
+    int ms = deadline == NULL ? -1 : mp_ms_left(deadline);
+    int r, e = 0;
+    Py_BEGIN_ALLOW_THREADS
+    r = poll(self->pfds, (nfds_t)n, ms);
+    if (r < 0) {
+        e = errno;
     }
-    /* mutex held from here */
-    if (ready < 0 || err == ENOMEM) {
-        pe_unlock(self);
-        self->busy = 0;
-        return err == ENOMEM ? PyErr_NoMemory() : mp_raise_errno(err);
+    pe_lock_nogil(self);
+    for (size_t i = 0; i < self->nslots; i++) {
+        self->slots[i].polled = 0;
     }
-    if (ready == 0) {
-        pe_unlock(self);
-        self->busy = 0;
-        Py_RETURN_NONE;             /* timed out */
+    if (r > 0) {
+        e = move_bytes(self, (size_t)n);
     }
-    events = PyList_New(0);
+    Py_END_ALLOW_THREADS
+    *ready = r;
+    *err = e;
+    return n;
+}
+
+/* After a poll() that found something: the result frames and ended slots
+ * among the first `n` pollfds, as a new list (maybe empty), or NULL. */
+static PyObject *
+collect_events(pe_engine *self, Py_ssize_t n)
+{
+    PyObject *events = PyList_New(0);
     if (events == NULL) {
-        goto fail;
+        return NULL;
     }
     struct pollfd *pf = self->pfds;
     for (Py_ssize_t k = PE_FIRST_SLOT; k < n; k += 3) {
@@ -556,19 +523,69 @@ again:
             }
         }
     }
-    if (PyList_GET_SIZE(events) == 0 && !pf[0].revents) {
-        /* only acknowledgements or partial frames: nothing for Python */
-        Py_CLEAR(events);
-        goto again;
-    }
-    pe_unlock(self);
-    self->busy = 0;
     return events;
 fail:
+    Py_DECREF(events);
+    return NULL;
+}
+
+/* wait()'s loop, mutex held on entry and on return. */
+static PyObject *
+wait_events(pe_engine *self, const struct timespec *deadline)
+{
+    for (;;) {
+        int ready, err;
+        Py_ssize_t n = poll_and_move(self, deadline, &ready, &err);
+        if (n < 0) {
+            return NULL;
+        }
+        if (ready < 0 && err == EINTR) {
+            /* handlers may use the pool: not with the mutex held */
+            pe_unlock(self);
+            int sig = PyErr_CheckSignals();
+            pe_relock(self);
+            if (sig < 0) {
+                return NULL;
+            }
+            continue;
+        }
+        if (ready < 0 || err == ENOMEM) {
+            return err == ENOMEM ? PyErr_NoMemory() : mp_raise_errno(err);
+        }
+        if (ready == 0) {
+            Py_RETURN_NONE;             /* timed out */
+        }
+        PyObject *events = collect_events(self, n);
+        if (events == NULL || PyList_GET_SIZE(events) > 0 ||
+                self->pfds[0].revents) {
+            return events;
+        }
+        /* only acknowledgements or partial frames: nothing for Python */
+        Py_DECREF(events);
+    }
+}
+
+static PyObject *
+pe_wait(pe_engine *self, PyObject *arg)
+{
+    struct timespec deadline;
+    int forever = mp_timeout_deadline(arg, &deadline);
+    if (forever < 0) {
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "PoolEngine.wait() called from two threads at once");
+        return NULL;
+    }
+    if (pe_lock(self) < 0) {
+        return NULL;
+    }
+    self->busy = 1;
+    PyObject *res = wait_events(self, forever ? NULL : &deadline);
     pe_unlock(self);
     self->busy = 0;
-    Py_XDECREF(events);
-    return NULL;
+    return res;
 }
 
 static PyObject *
