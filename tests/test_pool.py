@@ -201,9 +201,9 @@ def test_apply_result_nobody_asks_for_is_delivered_by_the_engine():
         assert r._lent is not None          # the latency path was taken
         deadline = time.monotonic() + 5
         # look without get()/ready(), which would read it themselves
-        while not r._event.is_set() and time.monotonic() < deadline:
+        while not r._done and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert r._event.is_set()
+        assert r._done
         assert r.get(timeout=0) == 36
         assert not any(w.lent for w in p._engine.workers)
         assert p.map(square, range(10)) == [x * x for x in range(10)]
