@@ -58,6 +58,7 @@ class _Pool:
 def test_the_consumer_takes_the_lock_once_per_chunk(cls, how):
     it = cls(_Pool())
     lock = _CountingLock()
+    it._lock = lock
     it._cond = threading.Condition(lock)
     chunks = [list(range(i * 100, i * 100 + 100)) for i in range(20)]
     for i, chunk in enumerate(chunks):
@@ -148,6 +149,7 @@ def test_done_counts_the_chunk_being_handed_out():
 def test_one_item_chunks_ready_together_are_handed_over_in_one_take(cls):
     it = cls(_Pool())
     lock = _CountingLock()
+    it._lock = lock
     it._cond = threading.Condition(lock)
     for i in range(200):
         it._set(i, (True, [i]))
@@ -212,6 +214,7 @@ class _CountingCondition:
 def test_results_notify_only_a_waiting_consumer_and_once_until_it_wakes(cls):
     it = cls(_Pool())
     cond = it._cond = _CountingCondition()
+    it._lock = cond._cond._lock
     for i in range(5):
         it._set(i, (True, [i]))
     assert cond.notified == 0           # nobody waits

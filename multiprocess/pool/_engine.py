@@ -582,7 +582,15 @@ class _Engine:
                     task.parts or task.prefix):
                 outcome = (True, (task.prefix or []) + task.parts
                            + outcome[1])
-            self._deliver(task, outcome)
+            # _deliver, inline: this runs once per result
+            job = task.job
+            try:
+                job.result._set(task.index, outcome)
+            except BaseException:
+                traceback.print_exc()
+            job.inflight -= 1
+            if job.done_feeding and job.inflight <= 0:
+                self._maybe_forget(job)
 
     # -- task_timeout -------------------------------------------------------
     # A worker stamps each timed call as it starts (_worker._stamp); while

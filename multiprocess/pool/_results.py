@@ -269,7 +269,10 @@ class IMapIterator(object):
 
     def __init__(self, pool, buffersize=None, progress=None):
         self._pool = pool
-        self._cond = threading.Condition(threading.Lock())
+        # taken as `with self._lock` (the lock's own C context manager; a
+        # Condition's __enter__ is a Python call on top, paid per result)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._job = next(job_counter)
         self._cache = pool._cache
         self._ready = collections.deque()    # outcomes to hand over, in order
@@ -336,7 +339,7 @@ class IMapIterator(object):
         the caller found exhausted."""
         wake = None
         try:
-            with self._cond:
+            with self._lock:
                 while True:
                     if self._chunk is not used:
                         # another thread handed a chunk meanwhile
@@ -457,7 +460,7 @@ class IMapIterator(object):
         return True
 
     def _set(self, i, obj):
-        with self._cond:
+        with self._lock:
             self._chunks[i] = obj
             if self._waiting and not self._signalled:
                 self._signalled = True
@@ -468,7 +471,7 @@ class IMapIterator(object):
 
     def _set_length(self, length, items=None):
         """The source ended after ``length`` chunks (``items`` items)."""
-        with self._cond:
+        with self._lock:
             self._length = length
             if items is not None:
                 self.total = items
@@ -480,7 +483,7 @@ class IMapIterator(object):
     @property
     def done(self):
         """Results arrived so far (a failed chunk counts as one)."""
-        with self._cond:
+        with self._lock:
             return self._yielded + self._handed + sum(
                 len(value) if ok else 1
                 for outcomes in (self._ready, self._chunks.values())
@@ -497,7 +500,7 @@ class IMapIterator(object):
 
     def _abort(self, exc):
         """End the iteration with ``exc`` at the first missing position."""
-        with self._cond:
+        with self._lock:
             if self._length is not None and (
                     self._index + len(self._chunks) >= self._length):
                 return
@@ -525,7 +528,7 @@ class IMapUnorderedIterator(IMapIterator):
     """Results of ``imap_unordered``, in completion order."""
 
     def _set(self, i, obj):
-        with self._cond:
+        with self._lock:
             self._make_ready(obj)
             self._index += 1
             if self._waiting and not self._signalled:
@@ -539,7 +542,7 @@ class IMapUnorderedIterator(IMapIterator):
         return False
 
     def _abort(self, exc):
-        with self._cond:
+        with self._lock:
             if self._length is not None and self._index >= self._length:
                 return
             self._ready.append((False, exc))
