@@ -84,3 +84,25 @@ def test_waiters_on_a_result_of_a_terminated_pool_wake_with_its_error():
     for t in threads:
         t.join(30)
     assert len(errors) == 3 and r.ready() and not r.successful()
+
+
+@pytest.mark.timeout(60)
+def test_waiters_see_the_outcome_even_when_an_interrupted_waiter_kept_the_gate():
+    # A waiter hit by KeyboardInterrupt between taking the gate and handing
+    # it on leaves it held; the threads already waiting must still wake.
+    with multiprocess.Pool(1) as p:
+        r = p.apply_async(sleep_then, (5, 0.2))
+        assert r.get(30) == 5
+        r._done = False
+        r._gate.acquire()           # as the interrupted waiter left it
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(r.get()))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        assert got == []
+        r._done = True              # the outcome, without the gate
+        for t in threads:
+            t.join(10)
+        assert got == [5] * 3

@@ -16,6 +16,10 @@ from _thread import allocate_lock as _new_lock
 from ..exceptions import ProcessError, TimeoutError
 from ._errors import traceback
 
+# How long a waiter holds out on an ApplyResult's gate before it looks at
+# the flag again (see ApplyResult._block).
+_GATE_SLICE = 0.5
+
 job_counter = itertools.count()     # ids of result objects (and jobs)
 
 
@@ -74,17 +78,24 @@ class ApplyResult(object):
         if self._done:
             return True
         gate = self._gate
-        if timeout is None:
-            got = gate.acquire()
-        elif timeout > 0:
-            got = gate.acquire(True, timeout)
-        else:
-            got = False
-        if got:
-            try:
-                gate.release()      # to the next waiter
-            except RuntimeError:
-                pass    # (see _mark_done)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # The gate is taken in slices, the flag looked at between them: a
+        # waiter interrupted (KeyboardInterrupt) after taking the gate and
+        # before handing it on leaves it held, and the others must still
+        # see the outcome rather than wait on the gate for ever.
+        while not self._done:
+            if deadline is None:
+                piece = _GATE_SLICE
+            else:
+                piece = min(_GATE_SLICE, deadline - time.monotonic())
+                if piece <= 0:
+                    break
+            if gate.acquire(True, piece):
+                try:
+                    gate.release()      # to the next waiter
+                except RuntimeError:
+                    pass    # (see _mark_done)
+                break
         return self._done
 
     def _mark_done(self):
