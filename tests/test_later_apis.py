@@ -87,7 +87,10 @@ def test_interrupt_before_start_is_an_error():
 
 @pytest.mark.parametrize("make", ["Lock", "RLock"])
 def test_lock_locked_follows_acquire_and_release(make):
-    lock = getattr(mp, make)()
+    _assert_locked_follows_acquire_and_release(getattr(mp, make)())
+
+
+def _assert_locked_follows_acquire_and_release(lock):
     assert lock.locked() is False
     lock.acquire()
     assert lock.locked() is True
@@ -141,12 +144,7 @@ def manager():
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("make", ["Lock", "RLock"])
 def test_managed_lock_locked(manager, make):
-    lock = getattr(manager, make)()
-    assert lock.locked() is False
-    lock.acquire()
-    assert lock.locked() is True
-    lock.release()
-    assert lock.locked() is False
+    _assert_locked_follows_acquire_and_release(getattr(manager, make)())
 
 
 @pytest.mark.timeout(60)

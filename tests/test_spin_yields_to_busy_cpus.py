@@ -1,4 +1,4 @@
-"""The spins before blocking (connection.c, "When a spin can pay") give way
+"""The spins before blocking (spinwait.c, "When a spin can pay") give way
 whenever the CPUs are oversubscribed.
 
 A receive on a warm fd and a pool worker waiting for its next task poll for
@@ -64,6 +64,15 @@ def _round_trips(count):
         a.close()
 
 
+def _vain_spins(fd, times, seconds):
+    """Seconds taken by `times` spins of `seconds` on fd, which stays
+    empty (each must find nothing)."""
+    t = time.monotonic()
+    for _ in range(times):
+        assert native.PoolEngine.spin_wait(fd, seconds) is False
+    return time.monotonic() - t
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                     reason="with one CPU the spin is off anyway")
@@ -85,43 +94,24 @@ def test_with_every_cpu_busy_round_trips_cost_no_more_than_without_spin(
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2,
                     reason="with one CPU the spin is off anyway")
 def test_with_every_cpu_busy_a_pool_worker_does_not_poll_for_tasks(
-        every_cpu_busy):
-    r, w = os.pipe()
-    try:
-        t = time.monotonic()
-        for _ in range(5):
-            assert native.PoolEngine.spin_wait(r, 0.1) is False
-        took = time.monotonic() - t
-    finally:
-        os.close(r)
-        os.close(w)
+        every_cpu_busy, pipe_fds):
+    took = _vain_spins(pipe_fds[0], 5, 0.1)
     assert took < 0.1, took
 
 
 @pytest.mark.timeout(60)
-def test_spins_in_a_row_that_find_nothing_stop_spinning_for_a_while():
+def test_spins_in_a_row_that_find_nothing_stop_spinning_for_a_while(
+        pipe_fds):
     # Twenty spins of 20 ms on a pipe nobody writes to would take 0.4 s;
     # after a few in vain the rest return at once.
-    r, w = os.pipe()
-    try:
-        t = time.monotonic()
-        for _ in range(20):
-            assert native.PoolEngine.spin_wait(r, 0.02) is False
-        took = time.monotonic() - t
-    finally:
-        os.close(r)
-        os.close(w)
+    took = _vain_spins(pipe_fds[0], 20, 0.02)
     assert took < 0.2, took
 
 
 @pytest.mark.timeout(60)
-def test_a_spin_still_sees_a_message_that_is_already_there():
+def test_a_spin_still_sees_a_message_that_is_already_there(pipe_fds):
     # Whatever the verdict on spinning, data already waiting is found.
-    r, w = os.pipe()
-    try:
-        os.write(w, b"x")
-        for _ in range(10):
-            assert native.PoolEngine.spin_wait(r, 0.01) is True
-    finally:
-        os.close(r)
-        os.close(w)
+    r, w = pipe_fds
+    os.write(w, b"x")
+    for _ in range(10):
+        assert native.PoolEngine.spin_wait(r, 0.01) is True
