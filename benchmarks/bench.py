@@ -211,6 +211,29 @@ def bench_semaphore(mp, n):
     return _acquire_release(mp.Semaphore(1), n)
 
 
+def _with_block(sync, n):
+    def loop(k, sync=sync):
+        for _ in range(k):
+            with sync:
+                pass
+    loop(1000)
+    return best_slices(loop, n)
+
+
+@case("lock_with", n=1_000_000, quick_n=200_000, smoke_n=100,
+      unit="with lock: pass", rounds=CHEAP_ROUNDS)
+def bench_lock_with(mp, n):
+    """`with lock: pass`, uncontended: how most code takes a lock."""
+    return _with_block(mp.Lock(), n)
+
+
+@case("rlock_with", n=1_000_000, quick_n=200_000, smoke_n=100,
+      unit="with rlock: pass", rounds=CHEAP_ROUNDS)
+def bench_rlock_with(mp, n):
+    """`with rlock: pass`, uncontended (the lock of a Value, a Condition)."""
+    return _with_block(mp.RLock(), n)
+
+
 # ----------------------------------------------------------------------------
 # queues
 

@@ -63,6 +63,13 @@ def b_value_set(mp, n):
     return _per_op("v.value = 2.0", {"v": mp.Value("d", 1.0)}, n)
 
 
+@case("value_locked_increment", n=300_000, quick_n=60_000, smoke_n=15,
+      rounds=CHEAP_ROUNDS, unit="with v.get_lock(): v.value += 1")
+def b_value_locked_increment(mp, n):
+    """The documented idiom for a shared counter, on Value('i'), one process."""
+    return _per_op("with v.get_lock(): v.value += 1", {"v": mp.Value("i", 0)}, n)
+
+
 def _increment(v, n):
     for _ in range(n):
         with v.get_lock():

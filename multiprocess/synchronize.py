@@ -13,9 +13,11 @@ blocking; this module decides naming, lifetime and pickling:
 * Objects pickle only while a child is being spawned; the child re-opens the
   semaphore by name (``SemLock._rebuild``).  A forked child simply keeps the
   handle and resets the per-process recursion bookkeeping after the fork.
-* ``acquire``/``release`` are the C object's bound methods stored on the
-  instance, and ``__enter__``/``__exit__`` resolve through C-level getters,
-  so an uncontended lock round trip runs no Python bytecode at all.
+* ``acquire``/``release``, and the C object's ``__enter__``/``__exit__``,
+  are bound methods stored on the instance once; the class's
+  ``__enter__``/``__exit__`` resolve to the stored ones through C-level
+  getters, so ``with lock:`` runs no Python bytecode and builds no bound
+  method.
 """
 
 __all__ = [
@@ -64,8 +66,9 @@ class _Delegate(property):
     """A special method forwarded to an attribute's method of the same name.
 
     ``with obj:`` looks ``__enter__`` up on the type and honours descriptors:
-    the (C) property getter, an ``operator.attrgetter``, hands back the C
-    object's own bound method, so no Python frame runs.  Code that fetches
+    the (C) property getter, an ``operator.attrgetter``, hands back the
+    bound method the instance stored when it was made, so no Python frame
+    runs and nothing is allocated.  Code that fetches
     the method from the class and calls it with the instance, as
     ``contextlib.ExitStack`` does, gets this object, hence ``__call__``.
     """
@@ -80,8 +83,8 @@ class _Delegate(property):
 class SemLock(object):
     """Common base: owns one C semaphore and its name's lifetime."""
 
-    __enter__ = _Delegate('_semlock.__enter__')
-    __exit__ = _Delegate('_semlock.__exit__')
+    __enter__ = _Delegate('_enter')
+    __exit__ = _Delegate('_exit')
 
     def __init__(self, kind, value, maxvalue, *, ctx):
         if ctx is None:
@@ -125,6 +128,9 @@ class SemLock(object):
         sl = self._semlock
         self.acquire = sl.acquire
         self.release = sl.release
+        # Bound once here rather than at every `with` (half its cost).
+        self._enter = sl.__enter__
+        self._exit = sl.__exit__
 
     def locked(self):
         """Whether the lock is held, or the semaphore's count is zero, by
@@ -264,8 +270,11 @@ class Condition(object):
         self._make_methods()
 
     def _make_methods(self):
-        self.acquire = self._lock.acquire
-        self.release = self._lock.release
+        lock = self._lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+        self._enter = lock.__enter__
+        self._exit = lock.__exit__
 
     def __getstate__(self):
         context.assert_spawning(self)
@@ -279,8 +288,8 @@ class Condition(object):
         self._make_methods()
 
     # Resolves to the lock's own (C) enter/exit, as for SemLock above.
-    __enter__ = _Delegate('_lock.__enter__')
-    __exit__ = _Delegate('_lock.__exit__')
+    __enter__ = _Delegate('_enter')
+    __exit__ = _Delegate('_exit')
 
     def __repr__(self):
         try:

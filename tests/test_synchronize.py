@@ -25,6 +25,13 @@ def _sem_files():
 
 # -- children (module level so spawned children can import them) ----------
 
+def _hold_both_with_with(lock, cond):
+    with lock, cond:
+        with cond:
+            pass
+
+
+
 def _hold_lock(lock, held, release):
     with lock:
         held.set()
@@ -455,6 +462,46 @@ def test_locks_work_with_exit_stack():
         assert 'MainProcess' in repr(lock)
     assert repr(lock) == '<Lock(owner=None)>'
     assert cond.acquire(False)
+    cond.release()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize('kind', ['Lock', 'RLock', 'Semaphore',
+                                  'BoundedSemaphore', 'Condition'])
+def test_with_uses_enter_and_exit_bound_once_per_object(kind):
+    # `with` resolves __enter__/__exit__ to methods the object bound when it
+    # was made, not to new bound methods each time (half the block's cost).
+    obj = getattr(mp, kind)()
+    assert obj.__enter__ is obj.__enter__
+    assert obj.__exit__ is obj.__exit__
+    with obj:
+        with obj if kind in ('RLock', 'Condition') else _nothing():
+            pass
+    # released by the block: a non-blocking acquire succeeds
+    assert obj.acquire(False)
+    obj.release()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('method', START_METHODS)
+def test_with_works_on_a_lock_and_condition_sent_to_a_child(method):
+    ctx = mp.get_context(method)
+    lock = ctx.Lock()
+    cond = ctx.Condition(ctx.RLock())
+    p = ctx.Process(target=_hold_both_with_with, args=(lock, cond))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    assert lock.acquire(False) and cond.acquire(False)
+    lock.release()
     cond.release()
 
 
