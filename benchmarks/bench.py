@@ -320,6 +320,33 @@ def bench_start_forkserver(mp, n):
     return _start_join(mp, "forkserver", n)
 
 
+@case("process_poll", n=300_000, quick_n=60_000, smoke_n=100, rounds=CHEAP_ROUNDS,
+      unit="is_alive() + exitcode")
+def bench_process_poll(mp, n):
+    """is_alive() and exitcode of an ended child: a supervisor's polling loop."""
+    p = mp.get_context("fork").Process(target=_noop)
+    p.start()
+    p.join()
+
+    def loop(k, p=p):
+        for _ in range(k):
+            p.is_alive()
+            p.exitcode
+    loop(1000)
+    return best_slices(loop, n)
+
+
+@case("current_process_name", n=300_000, quick_n=60_000, smoke_n=100,
+      rounds=CHEAP_ROUNDS, unit="mp.current_process().name")
+def bench_current_process_name(mp, n):
+    """mp.current_process().name, as log lines and workers ask it."""
+    def loop(k, mp=mp):
+        for _ in range(k):
+            mp.current_process().name
+    loop(1000)
+    return best_slices(loop, n)
+
+
 # ----------------------------------------------------------------------------
 # pickling
 

@@ -98,10 +98,23 @@ SUBWARNING = 25
 
 def __getattr__(name):
     # ``reducer`` is the pickling module, loaded on first use so that
-    # importing the package does not import the whole low layer.
+    # importing the package does not import the whole low layer.  Only
+    # until it is loaded (by whoever): a module with a __getattr__ gets no
+    # specialized attribute reads, so every mp.X would cost about double.
     if name == 'reducer':
         return _ctx.reducer
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def _adopt_reducer(module):
+    # context tells us when reduction is loaded: a plain attribute from then
+    # on, like the standard library's, and the __getattr__ goes.
+    namespace = globals()
+    namespace['reducer'] = module
+    namespace.pop('__getattr__', None)
+
+
+_context._on_reduction = _adopt_reducer
 
 
 # A spawned child runs the parent's main module under the name

@@ -60,6 +60,27 @@ def __getattr__(name):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
+# Set by the package: told the reducer once ``reduction`` is loaded.
+_on_reduction = None
+
+
+def _reduction_imported(module):
+    """Called by ``reduction`` at the end of its import, whoever imports it.
+
+    From then on ``reduction`` is a plain global here and this module's
+    ``__getattr__`` goes, as does the package's (through _on_reduction):
+    CPython does not specialize an attribute read on a module whose
+    namespace holds a ``__getattr__``, which makes every ``multiprocess.X``
+    about twice as slow.
+    """
+    namespace = globals()
+    # A reducer set before the import (the property's setter) stays.
+    current = namespace.setdefault('reduction', module)
+    namespace.pop('__getattr__', None)
+    if _on_reduction is not None:
+        _on_reduction(current)
+
+
 class BaseContext(object):
     """The public API of the package, bound to one start method."""
 
@@ -231,12 +252,7 @@ class BaseContext(object):
 
     def get_all_start_methods(self):
         """The start methods this platform offers, the default first."""
-        methods = ['spawn', 'fork'] if sys.platform == 'darwin' else ['fork', 'spawn']
-        if _reduction().HAVE_SEND_HANDLE:
-            methods.append('forkserver')
-        default = _platform_default_method()
-        methods.remove(default)
-        return [default] + methods
+        return list(_all_start_methods())
 
     def _check_available(self):
         """Raise ValueError if this start method cannot be used here."""
@@ -354,8 +370,12 @@ class DefaultContext(BaseContext):
 
     def get_context(self, method=None):
         if method is not None:
-            return super().get_context(method)
-        return self._resolve()
+            return BaseContext.get_context(self, method)
+        # Inline rather than through _resolve(): the common call.
+        ctx = self._actual_context
+        if ctx is None:
+            ctx = self._resolve()
+        return ctx
 
     def set_start_method(self, method, force=False):
         if self._actual_context is not None and not force:
@@ -367,9 +387,12 @@ class DefaultContext(BaseContext):
             self._actual_context = self.get_context(method)
 
     def get_start_method(self, allow_none=False):
-        if self._actual_context is None and allow_none:
-            return None
-        return self._resolve()._name
+        ctx = self._actual_context
+        if ctx is None:
+            if allow_none:
+                return None
+            ctx = self._resolve()
+        return ctx._name
 
 
 _concrete_contexts = {ctx._name: ctx for ctx in
@@ -389,6 +412,24 @@ def _platform_default_method():
     if sys.version_info >= (3, 14):
         return 'forkserver' if _reduction().HAVE_SEND_HANDLE else 'spawn'
     return 'fork'
+
+
+def _all_start_methods():
+    """The platform's start methods, default first (computed once: the
+    answer cannot change within a process)."""
+    global _start_methods
+    if _start_methods is None:
+        methods = (['spawn', 'fork'] if sys.platform == 'darwin'
+                   else ['fork', 'spawn'])
+        if _reduction().HAVE_SEND_HANDLE:
+            methods.append('forkserver')
+        default = _platform_default_method()
+        methods.remove(default)
+        _start_methods = (default, *methods)
+    return _start_methods
+
+
+_start_methods = None
 
 
 _default_context = DefaultContext(_concrete_contexts[_platform_default_method()])

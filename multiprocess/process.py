@@ -122,12 +122,6 @@ class BaseProcess(object):
         if self._closed:
             raise ValueError("process object is closed")
 
-    def _require(self, **conditions):
-        # AssertionError, like threading's misuse checks, with the
-        # standard library's messages.
-        for message, holds in conditions.items():
-            assert holds, _MISUSE[message]
-
     # -- the Thread-like API -------------------------------------------
 
     def run(self):
@@ -138,9 +132,12 @@ class BaseProcess(object):
     def start(self):
         """Create the child process and make it call ``run()``."""
         self._check_closed()
-        self._require(twice=self._popen is None,
-                      foreign=self._parent_pid == os.getpid(),
-                      daemonic=not _current_process._config.get('daemon'))
+        # Misuse is an AssertionError, like threading's checks, with the
+        # standard library's messages (_MISUSE).  Plain asserts: a helper
+        # taking the conditions as keywords doubled is_alive()'s cost.
+        assert self._popen is None, _MISUSE['twice']
+        assert self._parent_pid == os.getpid(), _MISUSE['foreign']
+        assert not _current_process._config.get('daemon'), _MISUSE['daemonic']
         _cleanup()
         popen = self._popen = self._Popen(self)
         self._sentinel = popen.sentinel
@@ -171,9 +168,10 @@ class BaseProcess(object):
     def join(self, timeout=None):
         """Wait until the child ends, or until timeout seconds passed."""
         self._check_closed()
-        self._require(join_foreign=self._parent_pid == os.getpid(),
-                      join_unstarted=self._popen is not None)
-        if self._popen.wait(timeout) is not None:
+        assert self._parent_pid == os.getpid(), _MISUSE['join_foreign']
+        popen = self._popen
+        assert popen is not None, _MISUSE['join_unstarted']
+        if popen.wait(timeout) is not None:
             _children.discard(self)
 
     def is_alive(self):
@@ -181,8 +179,9 @@ class BaseProcess(object):
         self._check_closed()
         if self is _current_process:
             return True
-        self._require(test_foreign=self._parent_pid == os.getpid())
-        running = self._popen is not None and self._popen.poll() is None
+        assert self._parent_pid == os.getpid(), _MISUSE['test_foreign']
+        popen = self._popen
+        running = popen is not None and popen.poll() is None
         if not running:
             _children.discard(self)
         return running
@@ -217,7 +216,7 @@ class BaseProcess(object):
         return self._config.get('daemon', False)
 
     def _set_daemon(self, daemonic):
-        self._require(started=self._popen is None)
+        assert self._popen is None, _MISUSE['started']
         self._config['daemon'] = daemonic
 
     def _get_authkey(self):
@@ -255,9 +254,10 @@ class BaseProcess(object):
     def sentinel(self):
         """A file descriptor that becomes ready when the child ends."""
         self._check_closed()
-        if not hasattr(self, '_sentinel'):
-            raise ValueError("process not started")
-        return self._sentinel
+        try:
+            return self._sentinel
+        except AttributeError:
+            raise ValueError("process not started") from None
 
     # -- description ---------------------------------------------------
 

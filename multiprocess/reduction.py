@@ -445,3 +445,8 @@ class AbstractReducer(metaclass=ABCMeta):
 
     def __init__(self, *args):
         _register_defaults()
+
+
+# Loaded: the package and context may now offer this module as plain
+# attributes (see context._reduction_imported).
+context._reduction_imported(sys.modules[__name__])

@@ -78,6 +78,8 @@ def test_default_start_method_gate(monkeypatch, version, platform, expected):
     from multiprocess import context
     monkeypatch.setattr(sys, "version_info", version)
     monkeypatch.setattr(sys, "platform", platform)
+    # The list is computed once per process: forget it for the pretend one.
+    monkeypatch.setattr(context, "_start_methods", None)
     assert context._platform_default_method() == expected
     methods = context._default_context.get_all_start_methods()
     assert methods[0] == expected and sorted(methods) == [
