@@ -70,6 +70,13 @@ def b_value_locked_increment(mp, n):
     return _per_op("with v.get_lock(): v.value += 1", {"v": mp.Value("i", 0)}, n)
 
 
+@case("char_array_value", n=300_000, quick_n=60_000, smoke_n=15, rounds=CHEAP_ROUNDS,
+      unit="a.value")
+def b_char_array_value(mp, n):
+    """Array('c') .value read (lock=True): a shared status string."""
+    return _per_op("a.value", {"a": mp.Array("c", b"running")}, n)
+
+
 def _increment(v, n):
     for _ in range(n):
         with v.get_lock():

@@ -142,14 +142,21 @@ def synchronized(obj, lock=None, ctx=None):
 
 def _locked_attribute(name):
     # A property reading/writing attribute `name` of the wrapped object
-    # while holding the wrapper's lock.
+    # while holding the wrapper's lock.  acquire()/try/release() rather
+    # than `with self:`, which costs about twice as much on 3.13.
     def fget(self):
-        with self:
+        self.acquire()
+        try:
             return getattr(self._obj, name)
+        finally:
+            self.release()
 
     def fset(self, value):
-        with self:
+        self.acquire()
+        try:
             setattr(self._obj, name, value)
+        finally:
+            self.release()
 
     return property(fget, fset, doc='%s of the wrapped object' % name)
 
@@ -224,22 +231,37 @@ class SynchronizedArray(SynchronizedBase, _multiprocess.SyncArray):
 class SynchronizedString(SynchronizedArray):
     """A locked ``c_char`` array, with its ``value`` and ``raw``."""
 
-    @property
-    def value(self):
-        with self:
+    # Spelled out rather than _locked_attribute's getattr() by name: these
+    # are read in loops (a status string polled by workers).
+    def _get_value(self):
+        self.acquire()
+        try:
             return self._obj.value
+        finally:
+            self.release()
 
-    @value.setter
-    def value(self, new):
-        with self:
+    def _set_value(self, new):
+        self.acquire()
+        try:
             self._obj.value = new
+        finally:
+            self.release()
 
-    @property
-    def raw(self):
-        with self:
+    def _get_raw(self):
+        self.acquire()
+        try:
             return self._obj.raw
+        finally:
+            self.release()
 
-    @raw.setter
-    def raw(self, new):
-        with self:
+    def _set_raw(self, new):
+        self.acquire()
+        try:
             self._obj.raw = new
+        finally:
+            self.release()
+
+    value = property(_get_value, _set_value,
+                     doc='The bytes up to the first NUL, under the lock.')
+    raw = property(_get_raw, _set_raw,
+                   doc='All the bytes of the array, under the lock.')
