@@ -148,13 +148,13 @@ class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
     closing, and the context-manager protocol.  send() and recv() come from
     the C base, which reads the fast fds ``_rfd``/``_wfd`` (-1 until set)."""
 
-    # Class-level defaults make __del__ and the fast checks safe even on an
-    # object whose __init__ raised half way.
-    _fd = None
-    _readable = False
-    _writable = False
-
     def __init__(self, handle, readable=True, writable=True):
+        # Instance attributes, not class defaults: a read that falls
+        # through to the class is not specialized on 3.11, one that shadows
+        # it is not on 3.13.  __del__, repr() and the refusals read _fd
+        # with a default, for an object whose __init__ raised or never ran.
+        self._fd = None
+        self._readable = self._writable = False
         self._codec = _CODEC
         fd = operator.index(handle)
         if fd < 0:
@@ -185,8 +185,9 @@ class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
         self._wfd = fd if open_ and self._writable else -1
 
     def _refuse(self, writing):
-        # Reached only when the matching fast fd is -1: say why.
-        if self._fd is None:
+        # Reached only when the matching fast fd is -1: say why.  (An
+        # object whose __init__ never ran has no _fd at all.)
+        if getattr(self, '_fd', None) is None:
             raise OSError("handle is closed")
         if writing:
             raise OSError("connection is read-only")
@@ -203,12 +204,22 @@ class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
             self.close()
         raise OSError("bad message length")
 
-    closed = property(lambda self: self._fd is None,
-                      doc="True once close() has been called.")
-    readable = property(operator.attrgetter('_readable'),
-                        doc="True if this end may receive.")
-    writable = property(operator.attrgetter('_writable'),
-                        doc="True if this end may send.")
+    # Python getters: 3.12+ specialize a property read only when its getter
+    # is a Python function (an operator.attrgetter cost 1.6x the stdlib's).
+    @property
+    def closed(self):
+        """True once close() has been called."""
+        return self._fd is None
+
+    @property
+    def readable(self):
+        """True if this end may receive."""
+        return self._readable
+
+    @property
+    def writable(self):
+        """True if this end may send."""
+        return self._writable
 
     def fileno(self):
         """The underlying file descriptor (OSError once closed)."""
@@ -226,13 +237,13 @@ class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
             os.close(fd)
 
     def __del__(self, _close=os.close):
-        fd = self._fd
+        fd = getattr(self, '_fd', None)
         if fd is not None:
             self._fd = None
             _close(fd)
 
     def __repr__(self):
-        fd = self._fd
+        fd = getattr(self, '_fd', None)
         if fd is None:
             return '<%s closed>' % type(self).__name__
         mode = ('r' if self._readable else '') + ('w' if self._writable else '')
