@@ -445,10 +445,13 @@ class Barrier(threading.Barrier):
     def __setstate__(self, state):
         (self._parties, self._action, self._timeout, self._cond,
          self._cells) = state
+        # The cells' readers, bound once: n_waiting and broken read them.
+        self._read_state = self._cells[0]._semlock._get_value
+        self._read_count = self._cells[1]._semlock._get_value
 
     @property
     def _state(self):
-        return self._cells[0]._semlock._get_value() - self._STATE_BIAS
+        return self._read_state() - self._STATE_BIAS
 
     @_state.setter
     def _state(self, value):
@@ -456,7 +459,23 @@ class Barrier(threading.Barrier):
 
     @property
     def _count(self):
-        return self._cells[1]._semlock._get_value()
+        return self._read_count()
+
+    # threading's n_waiting and broken, reading the cells directly rather
+    # than through the _state and _count properties (one property call
+    # each instead of two).
+    @property
+    def n_waiting(self):
+        """How many parties are waiting now (0 while the barrier drains,
+        resets or is broken)."""
+        if self._read_state() == self._STATE_BIAS:
+            return self._read_count()
+        return 0
+
+    @property
+    def broken(self):
+        """True once the barrier is broken."""
+        return self._read_state() == 0
 
     @_count.setter
     def _count(self, value):
