@@ -66,6 +66,18 @@ def b_imap_unordered(mp, n):
         return time.perf_counter() - t
 
 
+@case("map_small_batches", n=2_000, quick_n=400, smoke_n=5, repeat=2, unit="map of 10")
+def b_map_small(mp, n):
+    """Pool(2).map(identity, range(10)), one small batch after another."""
+    with mp.get_context("fork").Pool(2) as p:
+        p.map(identity, range(100))
+        items = list(range(10))
+        t = time.perf_counter()
+        for _ in range(n):
+            p.map(identity, items)
+        return time.perf_counter() - t
+
+
 @case("apply_async_latency", n=500, quick_n=200, smoke_n=10, target=2.0,
       busy=True, busy_n=200, busy_quick_n=100, unit="apply")
 def b_apply_latency(mp, n):
