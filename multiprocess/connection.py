@@ -204,22 +204,20 @@ class _ConnectionBase(_ClosesOnExit, _core.Endpoint):
             self.close()
         raise OSError("bad message length")
 
-    # Python getters: 3.12+ specialize a property read only when its getter
-    # is a Python function (an operator.attrgetter cost 1.6x the stdlib's).
-    @property
-    def closed(self):
-        """True once close() has been called."""
+    # The getters are Python functions: 3.12+ specialize a property read
+    # only then (an operator.attrgetter getter is not).
+    def _is_closed(self):
         return self._fd is None
 
-    @property
-    def readable(self):
-        """True if this end may receive."""
+    def _may_receive(self):
         return self._readable
 
-    @property
-    def writable(self):
-        """True if this end may send."""
+    def _may_send(self):
         return self._writable
+
+    closed = property(_is_closed, doc="True once close() has been called.")
+    readable = property(_may_receive, doc="True if this end may receive.")
+    writable = property(_may_send, doc="True if this end may send.")
 
     def fileno(self):
         """The underlying file descriptor (OSError once closed)."""
