@@ -8,7 +8,7 @@ times; between the two marks the interpreter's allocated blocks
 (sys.getallocatedblocks(), Python objects) and the resident set (VmRSS,
 anything malloc'd) are compared.  A leak grows with N; caches and free
 lists do not.  A case is flagged when it keeps more than one block per
-two hundred iterations, or grows the RSS by more than 2 MiB, in each half
+hundred iterations, or grows the RSS by more than 2 MiB, in each half
 of the run (a leak grows in both; a cache or a thread's state settles).
 
     python tools/leakcheck.py                 # every case, default counts
@@ -343,7 +343,7 @@ def _rss_kb():
 def measure(name, n):
     make, _ = CASES[name]
     op = make()
-    for _ in range(max(n // 10, 10)):
+    for _ in range(max(n // 10, 100)):
         op()
     marks = []
     for half in (n // 2, n - n // 2):
@@ -361,7 +361,7 @@ def measure(name, n):
 def verdict(r):
     """A leak grows in both halves of the run; a cache, a free list or a
     thread's state settles in one."""
-    slack = max(r['n'] // 200, 50)
+    slack = max(r["n"] // 100, 100)
     return (min(r['blocks']) > slack or min(r['rss_kb']) > 2048)
 
 
