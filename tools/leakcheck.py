@@ -221,6 +221,85 @@ def reduction_dumps_loads():
     return op
 
 
+@case(100_000)
+def codec_with_failing_callables():
+    import pickle
+    import threading
+    import _multiprocess as native
+    from multiprocess import reduction
+
+    def boom(*args):
+        raise RuntimeError('refused')
+
+    def good(**over):
+        fields = dict(new_pickler=reduction._new_pickler,
+                      dump=pickle.Pickler.dump,
+                      clear_memo=pickle.Pickler.clear_memo,
+                      fallback=boom, loads=pickle.loads,
+                      protocol=lambda: 5)
+        fields.update(over)
+        return native.Codec(**fields)
+    codecs = [good(protocol=boom), good(new_pickler=boom),
+              good(clear_memo=boom), good(loads=boom),
+              good(new_pickler=lambda p: 'not a pair'),
+              good(dump=boom)]
+    ok = good()
+    a, b = (os.pipe())
+    ep_in, ep_out = native.Endpoint(), native.Endpoint()
+    ep_in._rfd, ep_out._wfd = a, b
+    ep_in._codec = ep_out._codec = good(loads=boom)
+
+    class Odd:
+        pass
+    odd = Odd()
+    unpicklable = [1, threading.Lock()]
+
+    def op():
+        for c in codecs:
+            try:
+                c.loads(c.dumps(odd))
+            except (RuntimeError, TypeError):
+                pass
+        ok.loads(ok.dumps([odd, 1]))
+        _raises(lambda: ok.dumps(unpicklable), RuntimeError)
+        _raises(lambda: native.Codec(loads=1), TypeError)
+        ep_out.send(odd)
+        _raises(ep_in.recv, RuntimeError)
+        _raises(lambda: setattr(ep_in, '_codec', 1), TypeError)
+    return op
+
+
+@case(50_000)
+def constructors_and_bad_arguments():
+    import _multiprocess as native
+
+    def op():
+        _raises(lambda: native.SemLock(7, 1, 1, '/mp-leak-kind', True),
+                ValueError, OSError)
+        _raises(lambda: native.SemLock(1, -1, 1, '/mp-leak-value', True),
+                ValueError, OSError)
+        _raises(lambda: native.SemLock._rebuild(0, 1, 1, '/mp-no-such-leak'),
+                OSError)
+        _raises(lambda: native.sem_unlink('/mp-no-such-leak'), OSError)
+        _raises(lambda: native.shm_open('/mp-no-such-leak', os.O_RDWR),
+                OSError)
+        _raises(lambda: native.Arena(-1), ValueError, OSError)
+        arena = native.Arena(4096)
+        _raises(lambda: arena.alloc(-1), ValueError)
+        assert arena.alloc(1 << 20) is None
+        block = arena.alloc(100)
+        memoryview(block).release()
+        arena.spans()
+        _raises(lambda: native.wait_fds([-5, 'x'], 0), TypeError, ValueError,
+                OSError)
+        native.wait_fds([], 0)
+        _raises(lambda: native.set_recv_spin('x'), TypeError)
+        _raises(lambda: native.loads(), TypeError)
+        _raises(lambda: native.recv_bytes_into(0, b'ro', 0),
+                TypeError, BufferError)
+    return op
+
+
 # -- arena and synchronized wrappers ---------------------------------------
 
 @case(200_000)
