@@ -14,8 +14,10 @@ most once with ``set_start_method`` unless forced.  On Linux the default is
 ``fork``, as in the standard library of Python 3.11.
 
 ``reduction`` (the pickling layer) is reachable as ``context.reduction``
-like in the standard library, but loaded on first use, and replaceable
-through the ``reducer`` property.
+like in the standard library, and replaceable through the ``reducer``
+property.  It imports this module, so this module does not import it: the
+package (its composition root) does, and ``reduction`` hands itself over
+when loaded (``_reduction_imported``).
 """
 
 import importlib
@@ -47,38 +49,19 @@ def _sibling(name):
 
 
 def _reduction():
-    # Loaded lazily: reduction itself consults this module while pickling.
+    # A global once reduction is loaded (always, after the package's import);
+    # the import is the fallback for the package's own import, before then.
     mod = globals().get('reduction')
     if mod is None:
         mod = globals()['reduction'] = _sibling('reduction')
     return mod
 
 
-def __getattr__(name):
-    if name == 'reduction':
-        return _reduction()
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-# Set by the package: told the reducer once ``reduction`` is loaded.
-_on_reduction = None
-
-
 def _reduction_imported(module):
-    """Called by ``reduction`` at the end of its import, whoever imports it.
-
-    From then on ``reduction`` is a plain global here and this module's
-    ``__getattr__`` goes, as does the package's (through _on_reduction):
-    CPython does not specialize an attribute read on a module whose
-    namespace holds a ``__getattr__``, which makes every ``multiprocess.X``
-    about twice as slow.
-    """
-    namespace = globals()
-    # A reducer set before the import (the property's setter) stays.
-    current = namespace.setdefault('reduction', module)
-    namespace.pop('__getattr__', None)
-    if _on_reduction is not None:
-        _on_reduction(current)
+    """Called by ``reduction`` at the end of its import: from then on it is a
+    plain global here, unless a reducer was set before (the property's
+    setter), which stays."""
+    globals().setdefault('reduction', module)
 
 
 class BaseContext(object):

@@ -182,6 +182,24 @@ def test_force_start_method(restore_start_method):
     assert mp.get_start_method() == "forkserver"
 
 
+@pytest.mark.timeout(60)
+def test_package_and_context_have_plain_attributes_after_a_bare_import():
+    # A module holding a __getattr__ gets no specialized attribute reads
+    # (every mp.X would cost about double), so none is left after import,
+    # even in a program that never pickles anything.
+    import subprocess
+    import sys
+    code = ("import multiprocess, multiprocess.context as c\n"
+            "print(hasattr(multiprocess, '__getattr__'),"
+            " hasattr(c, '__getattr__'),"
+            " multiprocess.reducer is sys.modules['multiprocess.reduction'],"
+            " c.reduction is multiprocess.reducer)")
+    out = subprocess.run([sys.executable, "-c", "import sys\n" + code],
+                         capture_output=True, text=True, timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "True", "True"]
+
+
 def test_reducer_property_can_be_replaced():
     ctx = mp.get_context("fork")
     original = ctx.reducer
