@@ -176,12 +176,16 @@ class BaseProcess(object):
 
     def is_alive(self):
         """Whether the child has been started and has not ended yet."""
-        self._check_closed()
+        # Polled in loops: the closed check is spelled out (one call less),
+        # and an exit code already collected is not asked for again.
+        if self._closed:
+            raise ValueError("process object is closed")
         if self is _current_process:
             return True
         assert self._parent_pid == os.getpid(), _MISUSE['test_foreign']
         popen = self._popen
-        running = popen is not None and popen.poll() is None
+        running = (popen is not None and popen.returncode is None
+                   and popen.poll() is None)
         if not running:
             _children.discard(self)
         return running
@@ -238,8 +242,14 @@ class BaseProcess(object):
     def exitcode(self):
         """None while running (or unstarted); else the exit status, which
         is -N for a child ended by signal N."""
-        self._check_closed()
-        return None if self._popen is None else self._popen.poll()
+        if self._closed:
+            raise ValueError("process object is closed")
+        popen = self._popen
+        if popen is None:
+            return None
+        # Once collected, the exit code is the popen's to keep.
+        code = popen.returncode
+        return popen.poll() if code is None else code
 
     @property
     def ident(self):
