@@ -444,6 +444,26 @@ def verdict(r):
     return (min(r['blocks']) > slack or min(r['rss_kb']) > 2048)
 
 
+def _run_case(name, n, timeout):
+    """Measure one case in a fresh interpreter: (result, None) or (None,
+    what went wrong)."""
+    try:
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), '--one', name,
+             '-n', str(n)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, '%-40s TIMEOUT after %ss' % (name, timeout)
+    if out.returncode != 0:
+        return None, '%-40s FAILED (exit %d)\n%s' % (
+            name, out.returncode, out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1]), None
+
+
+def _report(r, word):
+    print('%-38s n=%-7d blocks %+6d %+6d  rss %+6d %+6d KiB  %s' % (
+        r['case'], r['n'], *r['blocks'], *r['rss_kb'], word), flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('cases', nargs='*', help='cases to run (default: all)')
@@ -467,26 +487,20 @@ def main(argv=None):
         if name not in CASES:
             p.error('no case %r (see --list)' % name)
         n = args.n or max(int(CASES[name][1] * args.scale), 10)
-        try:
-            out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), '--one', name,
-                 '-n', str(n)], capture_output=True, text=True,
-                timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            print('%-40s TIMEOUT after %ss' % (name, args.timeout))
+        r, problem = _run_case(name, n, args.timeout)
+        if r is not None and verdict(r):
+            # A one-off allocation (a type cache filled, a free list grown)
+            # can land in the second half of a short run.  A leak grows with
+            # the count: run four times as long and judge that run.
+            _report(r, 'grew; again with n=%d' % (4 * n))
+            r, problem = _run_case(name, 4 * n, args.timeout)
+        if problem is not None:
+            print(problem, flush=True)
             bad += 1
             continue
-        if out.returncode != 0:
-            print('%-40s FAILED (exit %d)\n%s' % (name, out.returncode,
-                                                  out.stderr[-2000:]))
-            bad += 1
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         flag = verdict(r)
         bad += flag
-        print('%-38s n=%-7d blocks %+6d %+6d  rss %+6d %+6d KiB  %s' % (
-            name, r['n'], *r['blocks'], *r['rss_kb'],
-            'LEAK?' if flag else 'ok'), flush=True)
+        _report(r, 'LEAK?' if flag else 'ok')
     return 1 if bad else 0
 
 
